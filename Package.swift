@@ -1,0 +1,47 @@
+// swift-tools-version: 6.2
+import PackageDescription
+
+/// Settings shared by every target: Swift 6 language mode and the upcoming features that keep the
+/// API honest about existentials and imports.
+let swiftSettings: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+let package = Package(
+    name: "nvfp4",
+    products: [
+        .executable(name: "nvfp4", targets: ["nvfp4"]),
+        .library(name: "NVFP4Kit", targets: ["NVFP4Kit"]),
+    ],
+    dependencies: [
+        // SHA-256 for the manifest: BoringSSL's assembly uses the CPU's SHA extensions (~1.8 GB/s here).
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3")
+    ],
+    targets: [
+        // All logic: safetensors I/O, the NVFP4 codec, layouts, the commands' work. Never prints.
+        .target(
+            name: "NVFP4Kit",
+            dependencies: [.product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: swiftSettings
+        ),
+        // Argument parsing, help text, output formatting and exit codes.
+        .target(
+            name: "NVFP4CLI",
+            dependencies: ["NVFP4Kit"],
+            swiftSettings: swiftSettings
+        ),
+        // The thin executable.
+        .executableTarget(
+            name: "nvfp4",
+            dependencies: ["NVFP4CLI"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "NVFP4KitTests",
+            dependencies: ["NVFP4Kit", "NVFP4CLI"],
+            swiftSettings: swiftSettings
+        ),
+    ]
+)

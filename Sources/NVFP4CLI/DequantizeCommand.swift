@@ -1,0 +1,35 @@
+import NVFP4Kit
+
+/// `nvfp4 dequantize`.
+enum DequantizeCommand {
+    static let spec = CommandSpec(
+        name: "dequantize",
+        overview: "Expand NVFP4 weights back to dense bf16 or f32 tensors.",
+        usage: "nvfp4 dequantize <quantized> -o <output> [--dtype bf16|f32] [--force] [--quiet]",
+        arguments: [("<quantized>", "An NVFP4 .safetensors file ('-' for stdin).")],
+        options: [
+            OptionSpec(names: ["--output", "-o"], valueName: "<output>", help: "Output file, or '-' for stdout."),
+            OptionSpec(names: ["--dtype"], valueName: "<bf16|f32>", help: "Element type of the dense weights. (default: each weight's recorded original dtype)"),
+            OptionSpec(names: ["--force"], valueName: nil, help: "Replace an existing output file."),
+            OptionSpec(names: ["--quiet", "-q"], valueName: nil, help: "Print nothing but errors."),
+        ],
+        discussion: "The values equal torchao's NVFP4Tensor.dequantize(dtype) bit for bit; other tensors are copied.")
+
+    static func run(_ parsed: ParsedArguments, _ invocation: [String]) throws -> Int32 {
+        let input = try positionals(parsed, ["quantized"], command: spec.name)[0]
+        guard let output = parsed.value("--output") else { throw UsageError(message: "missing -o <output>; see 'nvfp4 dequantize --help'") }
+        let dtype: DType? = try choice(parsed.value("--dtype"), option: "--dtype", ["bf16": .bf16, "f32": .f32], default: nil)
+        let force = parsed.flag("--force")
+        try refuseOverwritingInput(input: input, outputs: [output])
+        if !force && output != "-" && fileExists(output) {
+            throw UsageError(message: "\(output) already exists; use --force to replace it")
+        }
+        let reader = try SafetensorsReader.randomAccess(path: input)
+        let sink: any OutputSink = output == "-" ? StandardOutputSink() : try AtomicFileSink(path: output, replace: force)
+        let names = try DequantizeJob.run(reader: reader, sink: sink, dtype: dtype)
+        if !parsed.flag("--quiet") {
+            Terminal.err("dequantized \(names.count) NVFP4 weights" + (output == "-" ? "\n" : " into \(output)\n"))
+        }
+        return ExitStatus.success
+    }
+}

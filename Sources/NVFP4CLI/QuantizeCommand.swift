@@ -1,0 +1,122 @@
+import NVFP4Kit
+
+/// `nvfp4 quantize`.
+enum QuantizeCommand {
+    static let spec = CommandSpec(
+        name: "quantize",
+        overview: "Quantize the linear-layer weights of a safetensors checkpoint to NVFP4.",
+        usage: "nvfp4 quantize <input> [-o <output>] [--manifest <path>] [--no-global-scale] [--numerics cuda|cpu] [--include <glob> ...] [--exclude <glob> ...] [--weight-only] [--force] [--json] [--quiet]",
+        arguments: [("<input>", "A .safetensors file, or '-' for stdin.")],
+        options: [
+            OptionSpec(names: ["--output", "-o"], valueName: "<output>", help: "Output file, or '-' for stdout. (default: <input stem>.nvfp4.safetensors beside the input)"),
+            OptionSpec(names: ["--manifest"], valueName: "<path>", help: "Where to write the manifest. (default: <output stem>.manifest.json; none with -o -)"),
+            OptionSpec(names: ["--no-global-scale"], valueName: nil, help: "Single-level scaling: e4m3 block scales only (torchao use_dynamic_per_tensor_scale=False)."),
+            OptionSpec(names: ["--numerics"], valueName: "<cuda|cpu>", help: "Reproduce torchao's bytes as computed on a GPU or on a CPU. (default: cuda)"),
+            OptionSpec(names: ["--include"], valueName: "<glob>", help: "Quantize only matching tensors (name or module; repeatable).", repeatable: true),
+            OptionSpec(names: ["--exclude"], valueName: "<glob>", help: "Keep matching tensors unquantized (repeatable; wins over --include).", repeatable: true),
+            OptionSpec(names: ["--weight-only"], valueName: nil, help: "Describe the weights as torchao NVFP4WeightOnlyConfig (no activation quantization)."),
+            OptionSpec(names: ["--force"], valueName: nil, help: "Replace an existing output file."),
+            OptionSpec(names: ["--json"], valueName: nil, help: "Print the manifest as JSON on stdout."),
+            OptionSpec(names: ["--quiet", "-q"], valueName: nil, help: "Print nothing but errors."),
+        ],
+        discussion: """
+            Quantized: 2-D .weight tensors of linear layers whose dimensions are multiples of 16, in bf16, f16 \
+            or f32. Kept as they are: embeddings, lm_head, norms, MoE routers, biases and 1-D tensors.
+            Output: torchao's safetensors layout (<module>._weight_qdata, _weight_scale, _weight_per_tensor_scale),
+            which torchao.prototype.safetensors.unflatten_tensor_state_dict loads as NVFP4Tensor.
+            """)
+
+    static func run(_ parsed: ParsedArguments, _ invocation: [String]) throws -> Int32 {
+        let input = try positionals(parsed, ["input"], command: spec.name)[0]
+        var options = QuantizeOptions()
+        options.mode = parsed.flag("--no-global-scale") ? .singleLevel : .twoLevel
+        options.numerics = try choice(parsed.value("--numerics"), option: "--numerics", ["cuda": .cuda, "cpu": .cpu], default: .cuda)
+        options.selection = TensorSelection(include: parsed.all("--include"), exclude: parsed.all("--exclude"))
+        options.dynamicActivations = !parsed.flag("--weight-only")
+        let quiet = parsed.flag("--quiet")
+        let force = parsed.flag("--force")
+
+        let output: String
+        if let o = parsed.value("--output") {
+            output = o
+        } else {
+            guard input != "-" else { throw UsageError(message: "reading stdin needs -o <output> (a file, or '-' for stdout)") }
+            output = defaultOutputPath(for: input)
+        }
+        if output == "-" && parsed.flag("--json") {
+            throw UsageError(message: "--json prints to stdout, which -o - already uses for the checkpoint")
+        }
+        let manifestPath: String? = parsed.value("--manifest") ?? (output == "-" ? nil : defaultManifestPath(for: output))
+        try refuseOverwritingInput(input: input, outputs: [output, manifestPath].compactMap { $0 })
+        if !force {
+            for path in [output, manifestPath].compactMap({ $0 }) where path != "-" && fileExists(path) {
+                throw UsageError(message: "\(path) already exists; use --force to replace it")
+            }
+        }
+
+        let reader = try SafetensorsReader(path: input)
+        let sink: any OutputSink = output == "-" ? StandardOutputSink() : try AtomicFileSink(path: output, replace: force)
+        let progress = ProgressLine(label: "quantize", enabled: !quiet && Terminal.stderrIsTerminal)
+        let result = try QuantizeJob.run(reader: reader, sink: sink, options: options, progress: progress.update)
+        progress.finish()
+        let manifest = Manifest.document(result: result, options: options, arguments: invocation)
+        if let manifestPath {
+            try writeFileAtomically(manifest.serialized(.pretty), to: manifestPath, replace: force)
+        }
+        if parsed.flag("--json") { Terminal.out(manifest.serialized(.pretty)) }
+        if !quiet { Terminal.err(summary(result, output: output, manifest: manifestPath)) }
+        return ExitStatus.success
+    }
+
+    /// `dir/model.safetensors` → `dir/model.nvfp4.safetensors`.
+    static func defaultOutputPath(for input: String) -> String {
+        let stem = input.hasSuffix(".safetensors") ? String(input.dropLast(".safetensors".count)) : input
+        return stem + ".nvfp4.safetensors"
+    }
+
+    /// `dir/m.nvfp4.safetensors` → `dir/m.nvfp4.manifest.json`.
+    static func defaultManifestPath(for output: String) -> String {
+        let stem = output.hasSuffix(".safetensors") ? String(output.dropLast(".safetensors".count)) : output
+        return stem + ".manifest.json"
+    }
+
+    static func summary(_ result: QuantizeResult, output: String, manifest: String?) -> String {
+        let quantized = result.tensors.filter { $0.decision == .quantize }
+        var total = QuantizationError()
+        for t in quantized { if let e = t.error { total.merge(e) } }
+        var text = ""
+        for t in result.tensors where t.name.hasSuffix(".weight") {
+            if case .keep(let reason) = t.decision { text += "kept \(t.name): \(reason.rawValue)\n" }
+        }
+        text += "quantized \(quantized.count) of \(result.tensors.count) tensors"
+        text += " (relative RMSE \(Format.fixed(total.relativeRMSE, 4)), SQNR \(Format.fixed(total.sqnrDB, 2)) dB)"
+        text += "; \(Format.bytes(result.input.byteCount)) -> \(Format.bytes(result.output.byteCount))"
+        if output != "-" { text += " in \(output)" }
+        if let manifest { text += "; manifest \(manifest)" }
+        return text + "\n"
+    }
+}
+
+/// Shows `label NN%` on stderr, rewriting one line.
+final class ProgressLine {
+    private let label: String
+    private let enabled: Bool
+    private var lastPercent = -1
+
+    init(label: String, enabled: Bool) {
+        self.label = label
+        self.enabled = enabled
+    }
+
+    func update(_ done: UInt64, _ total: UInt64) {
+        guard enabled, total > 0 else { return }
+        let percent = Int(done * 100 / total)
+        guard percent != lastPercent else { return }
+        lastPercent = percent
+        Terminal.err("\r\(label) \(percent)%")
+    }
+
+    func finish() {
+        if enabled && lastPercent >= 0 { Terminal.err("\r\u{1B}[K") }
+    }
+}

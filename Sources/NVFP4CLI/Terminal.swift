@@ -1,0 +1,77 @@
+import Glibc
+
+/// Text output on stdout and stderr, written with `write(2)` so it never interleaves with
+/// buffered stdio.
+enum Terminal {
+    /// Writes `text` to stdout.
+    static func out(_ text: String) { writeAll(1, text) }
+
+    /// Writes `text` to stderr.
+    static func err(_ text: String) { writeAll(2, text) }
+
+    /// Whether stderr is an interactive terminal (progress is shown only then).
+    static var stderrIsTerminal: Bool { isatty(2) == 1 }
+
+    private static func writeAll(_ fd: Int32, _ text: String) {
+        var bytes = Array(text.utf8)
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes.withUnsafeMutableBytes { write(fd, $0.baseAddress! + offset, $0.count - offset) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                return
+            }
+            offset += n
+        }
+        bytes.removeAll()
+    }
+}
+
+/// Number formatting without Foundation.
+enum Format {
+    /// `value` with `decimals` digits after the point (`0.0934`).
+    static func fixed(_ value: Double, _ decimals: Int) -> String {
+        guard value.isFinite else { return value > 0 ? "inf" : value < 0 ? "-inf" : "nan" }
+        var scale = 1.0
+        for _ in 0..<decimals { scale *= 10 }
+        let negative = value < 0
+        let scaled = (value.magnitude * scale).rounded()
+        let whole = UInt64(scaled / scale)
+        let fraction = UInt64(scaled - Double(whole) * scale)
+        var text = String(whole)
+        if decimals > 0 {
+            let digits = String(fraction)
+            text += "." + String(repeating: "0", count: decimals - digits.count) + digits
+        }
+        return negative && scaled != 0 ? "-" + text : text
+    }
+
+    /// A byte count for people (`1.5 MiB`).
+    static func bytes(_ count: UInt64) -> String {
+        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+        var value = Double(count)
+        var unit = 0
+        while value >= 1024 && unit < units.count - 1 {
+            value /= 1024
+            unit += 1
+        }
+        return unit == 0 ? "\(count) B" : "\(fixed(value, 1)) \(units[unit])"
+    }
+
+    /// Columns padded to their widest cell.
+    static func table(_ rows: [[String]]) -> String {
+        guard let first = rows.first else { return "" }
+        var widths = [Int](repeating: 0, count: first.count)
+        for row in rows { for (i, cell) in row.enumerated() { widths[i] = max(widths[i], cell.count) } }
+        var text = ""
+        for row in rows {
+            var line = ""
+            for (i, cell) in row.enumerated() {
+                line += i == row.count - 1 ? cell : cell + String(repeating: " ", count: widths[i] - cell.count + 2)
+            }
+            while line.hasSuffix(" ") { line.removeLast() }
+            text += line + "\n"
+        }
+        return text
+    }
+}

@@ -1,0 +1,90 @@
+import NVFP4Kit
+
+/// `nvfp4 verify`.
+enum VerifyCommand {
+    static let defaultTolerance = 0.15
+
+    static let spec = CommandSpec(
+        name: "verify",
+        overview: "Compare an NVFP4 checkpoint with its original.",
+        usage: "nvfp4 verify <original> <quantized> [--tolerance <t>] [--json] [--quiet]",
+        arguments: [("<original>", "The source .safetensors file ('-' for stdin)."), ("<quantized>", "The NVFP4 .safetensors file ('-' for stdin).")],
+        options: [
+            OptionSpec(names: ["--tolerance"], valueName: "<t>", help: "Largest relative RMS error allowed per tensor. (default: 0.15)"),
+            OptionSpec(names: ["--json"], valueName: nil, help: "Print the report as JSON."),
+            OptionSpec(names: ["--quiet", "-q"], valueName: nil, help: "Print only failures."),
+        ],
+        discussion: """
+            Dequantizes every NVFP4 weight and measures relative RMSE, SQNR and max abs error against the
+            original; checks that kept tensors are byte-identical, nothing is missing or extra, and block scales
+            are valid e4m3 codes. Exit 0 if all checks pass, 1 if any fails, 2 if the files cannot be compared.
+            """)
+
+    static func run(_ parsed: ParsedArguments, _ invocation: [String]) throws -> Int32 {
+        let paths = try positionals(parsed, ["original", "quantized"], command: spec.name)
+        if paths[0] == "-" && paths[1] == "-" { throw UsageError(message: "only one of <original> and <quantized> can be '-'") }
+        var tolerance = defaultTolerance
+        if let text = parsed.value("--tolerance") {
+            guard let t = Double(text), t.isFinite, t >= 0 else {
+                throw UsageError(message: "invalid value '\(text)' for --tolerance; expected a non-negative number such as 0.1")
+            }
+            tolerance = t
+        }
+        let original = try SafetensorsReader.randomAccess(path: paths[0])
+        let quantized = try SafetensorsReader.randomAccess(path: paths[1])
+        let report = try VerifyJob.run(original: original, quantized: quantized, tolerance: tolerance)
+        let status = report.passed ? ExitStatus.success : report.comparable ? ExitStatus.checkFailed : ExitStatus.usageOrInputError
+        if parsed.flag("--json") {
+            Terminal.out(json(report).serialized(.pretty))
+        } else {
+            Terminal.out(text(report, quiet: parsed.flag("--quiet")))
+        }
+        if !report.comparable {
+            Terminal.err("error: \(quantized.displayPath) does not match \(original.displayPath): \(report.mismatches[0])" + (report.mismatches.count > 1 ? " (and \(report.mismatches.count - 1) more)" : "") + "\n")
+        }
+        return status
+    }
+
+    static func text(_ report: VerifyReport, quiet: Bool) -> String {
+        var rows: [[String]] = [["TENSOR", "KIND", "REL RMSE", "SQNR dB", "MAX ABS ERR", "STATUS"]]
+        for t in report.tensors where !quiet || !t.failures.isEmpty {
+            let e = t.error
+            rows.append([
+                t.name, t.kind.rawValue,
+                e.map { Format.fixed($0.relativeRMSE, 5) } ?? "-",
+                e.map { Format.fixed($0.sqnrDB, 2) } ?? "-",
+                e.map { "\($0.maxAbsoluteError)" } ?? "-",
+                t.failures.isEmpty ? "ok" : "FAIL: " + t.failures.joined(separator: "; "),
+            ])
+        }
+        var text = rows.count > 1 ? Format.table(rows) : ""
+        for m in report.mismatches { text += "MISMATCH: \(m)\n" }
+        let failed = report.tensors.filter { !$0.failures.isEmpty }.count
+        let quantized = report.tensors.filter { $0.kind == .quantized }.count
+        text += report.passed
+            ? "ok: \(quantized) NVFP4 weights within tolerance \(report.tolerance), \(report.tensors.count - quantized) kept tensors identical\n"
+            : "FAILED: \(failed) tensors failed, \(report.mismatches.count) mismatches (tolerance \(report.tolerance))\n"
+        return text
+    }
+
+    static func json(_ report: VerifyReport) -> JSONValue {
+        .object([
+            ("passed", .bool(report.passed)),
+            ("tolerance", .number(report.tolerance)),
+            ("mismatches", .array(report.mismatches.map { .string($0) })),
+            ("tensors", .array(report.tensors.map { t in
+                var members: [(key: String, value: JSONValue)] = [
+                    ("name", .string(t.name)), ("kind", .string(t.kind.rawValue)), ("shape", .array(t.shape.map { .int($0) })),
+                ]
+                if let e = t.error {
+                    members.append(("relative_rmse", .finite(e.relativeRMSE)))
+                    members.append(("sqnr_db", .finite(e.sqnrDB)))
+                    members.append(("max_abs_error", .finite(e.maxAbsoluteError)))
+                }
+                members.append(("passed", .bool(t.failures.isEmpty)))
+                members.append(("failures", .array(t.failures.map { .string($0) })))
+                return .object(members)
+            })),
+        ])
+    }
+}

@@ -1,0 +1,34 @@
+/// How block scales are laid out in a file.
+public enum ScaleLayout: String, Sendable {
+    /// `[N, K/16]` row-major (compressed-tensors, ModelOpt).
+    case rowMajor = "row-major"
+    /// cuBLAS's 128×4-tile block-scaling layout that torchao stores (`to_blocked`), zero-padded to
+    /// `[ceil(N/128)*32, ceil(K/64)*16]`.
+    case swizzled = "swizzled-128x4"
+
+    /// The stored shape for an `[rows, blocks]` scale matrix.
+    public func storedShape(rows: Int, blocks: Int) -> [Int] {
+        switch self {
+        case .rowMajor: return [rows, blocks]
+        case .swizzled: return [ceilDiv(rows, 128) * 32, ceilDiv(blocks, 4) * 16]
+        }
+    }
+
+    /// The stored byte count for an `[rows, blocks]` scale matrix.
+    public func storedByteCount(rows: Int, blocks: Int) -> Int { storedShape(rows: rows, blocks: blocks).reduce(1, *) }
+
+    /// Where scale `(row, block)` lives in the stored bytes.
+    @inline(__always)
+    public func offset(row: Int, block: Int, blocks: Int) -> Int {
+        switch self {
+        case .rowMajor:
+            return row * blocks + block
+        case .swizzled:
+            let columnBlocks = ceilDiv(blocks, 4)
+            return ((row >> 7) * columnBlocks + (block >> 2)) * 512 + (row & 31) * 16 + ((row & 127) >> 5) * 4 + (block & 3)
+        }
+    }
+}
+
+@inline(__always)
+func ceilDiv(_ a: Int, _ b: Int) -> Int { (a + b - 1) / b }

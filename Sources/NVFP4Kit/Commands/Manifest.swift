@@ -1,0 +1,79 @@
+/// The version of the tool, recorded in manifests and printed by `--version`.
+public let nvfp4Version = "0.1.0"
+
+/// The manifest written beside a quantized checkpoint (schema: `docs/manifest.md`).
+///
+/// It is deterministic: the same input and options give the same bytes (no timestamps).
+public enum Manifest {
+    /// The manifest schema version.
+    public static let schemaVersion = 1
+
+    /// Builds the manifest document.
+    ///
+    /// - Parameters:
+    ///   - result: What the quantization did.
+    ///   - options: The options it ran with.
+    ///   - arguments: The invocation, as given (recorded for reproduction).
+    public static func document(result: QuantizeResult, options: QuantizeOptions, arguments: [String]) -> JSONValue {
+        let quantized = result.tensors.filter { $0.decision == .quantize }
+        var total = QuantizationError()
+        for t in quantized { if let e = t.error { total.merge(e) } }
+        return .object([
+            ("schema_version", .int(schemaVersion)),
+            ("tool", .object([("name", "nvfp4"), ("version", .string(nvfp4Version))])),
+            ("invocation", .array(arguments.map { .string($0) })),
+            ("options", .object([
+                ("format", "torchao"),
+                ("scaling", .string(options.mode.rawValue)),
+                ("numerics", .string(options.numerics.rawValue)),
+                ("activations", options.dynamicActivations ? "dynamic-nvfp4" : "none"),
+                ("method", "rtn"),
+                ("block_size", 16),
+                ("include", .array(options.selection.include.map { .string($0) })),
+                ("exclude", .array(options.selection.exclude.map { .string($0) })),
+            ])),
+            ("input", file(result.input)),
+            ("output", file(result.output)),
+            ("summary", .object([
+                ("tensors", .int(result.tensors.count)),
+                ("quantized", .int(quantized.count)),
+                ("kept", .int(result.tensors.count - quantized.count)),
+                ("quantized_elements", .int(quantized.reduce(0) { $0 + $1.shape.reduce(1, *) })),
+                ("relative_rmse", .finite(total.relativeRMSE)),
+                ("sqnr_db", .finite(total.sqnrDB)),
+            ])),
+            ("tensors", .array(result.tensors.map(tensor))),
+        ])
+    }
+
+    private static func file(_ f: FileSummary) -> JSONValue {
+        .object([("path", .string(f.path)), ("bytes", .int(f.byteCount)), ("sha256", .string(f.sha256))])
+    }
+
+    private static func tensor(_ t: TensorReport) -> JSONValue {
+        var members: [(key: String, value: JSONValue)] = [
+            ("name", .string(t.name)),
+            ("dtype", .string(t.dtype.rawValue)),
+            ("shape", .array(t.shape.map { .int($0) })),
+        ]
+        switch t.decision {
+        case .quantize:
+            members.append(("action", "quantized"))
+            members.append(("outputs", .array(t.outputs.map { .string($0) })))
+            members.append(("amax", .finite(Double(t.amax ?? 0))))
+            members.append(("per_tensor_scale", t.perTensorScale.map { .finite(Double($0)) } ?? .null))
+            if let e = t.error {
+                members.append(("error", .object([
+                    ("relative_rmse", .finite(e.relativeRMSE)),
+                    ("sqnr_db", .finite(e.sqnrDB)),
+                    ("max_abs_error", .finite(e.maxAbsoluteError)),
+                ])))
+            }
+        case .keep(let reason):
+            members.append(("action", "kept"))
+            members.append(("reason", .string(reason.rawValue)))
+            members.append(("outputs", .array(t.outputs.map { .string($0) })))
+        }
+        return .object(members)
+    }
+}

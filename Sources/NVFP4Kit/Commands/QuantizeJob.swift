@@ -1,0 +1,188 @@
+/// Settings of one quantization run.
+public struct QuantizeOptions: Sendable {
+    public var mode: ScalingMode = .twoLevel
+    public var numerics: DivisionNumerics = .cuda
+    public var selection = TensorSelection()
+    /// torchao's dynamic NVFP4 activations (`true`) or weight-only (`false`).
+    public var dynamicActivations = true
+
+    public init() {}
+}
+
+/// What happened to one input tensor.
+public struct TensorReport: Sendable {
+    public var name: String
+    public var dtype: DType
+    public var shape: [Int]
+    public var decision: TensorDecision
+    /// The output tensors written for it.
+    public var outputs: [String]
+    /// max |w| (quantized tensors only).
+    public var amax: Float?
+    /// The fp32 per-tensor scale (two-level only).
+    public var perTensorScale: Float?
+    /// The reconstruction error measured while quantizing.
+    public var error: QuantizationError?
+}
+
+/// A file's identity for the manifest.
+public struct FileSummary: Sendable {
+    public var path: String
+    public var byteCount: UInt64
+    public var sha256: String
+}
+
+/// The outcome of ``QuantizeJob/run(reader:sink:options:progress:)``.
+public struct QuantizeResult: Sendable {
+    public var tensors: [TensorReport]
+    public var input: FileSummary
+    public var output: FileSummary
+}
+
+/// Streams a safetensors checkpoint through the NVFP4 codec into torchao's layout.
+///
+/// The output header is derived from the input header before any data is read. Tensors are then
+/// processed in file order: kept tensors are copied, quantized ones read once for amax and once
+/// for the codec, 128 rows at a time. Memory is bounded by one tensor's block scales plus one row
+/// chunk, apart from the input mapping, whose pages are released behind the cursor.
+public enum QuantizeJob {
+    /// Rows quantized per chunk: a whole band of the 128-row swizzled scale tiles.
+    static let rowsPerChunk = 128
+
+    /// Plans the output of `header` without reading data: decisions and the output header.
+    public static func plan(
+        header: SafetensorsHeader, options: QuantizeOptions
+    ) -> (decisions: [TensorDecision], layout: SafetensorsLayoutPlan) {
+        let torchao = TorchAOLayout(mode: options.mode, dynamicActivations: options.dynamicActivations)
+        var decisions: [TensorDecision] = []
+        var planned: [PlannedTensor] = []
+        var described: [(key: String, value: String)] = []
+        for tensor in header.tensors {
+            let decision = options.selection.decide(tensor)
+            decisions.append(decision)
+            if decision == .quantize {
+                for part in torchao.parts {
+                    planned.append(torchao.plannedTensor(part, of: tensor.name, rows: tensor.shape[0], columns: tensor.shape[1]))
+                }
+                described.append((tensor.name, torchao.weightMetadata(originalDtype: tensor.dtype)))
+            } else {
+                planned.append(PlannedTensor(name: tensor.name, dtype: tensor.dtype, shape: tensor.shape))
+                described.append((tensor.name, TorchAOLayout.plainTensorMetadata))
+            }
+        }
+        let ours = Set(described.map(\.key) + ["tensor_names"])
+        var metadata = header.metadata.filter { !ours.contains($0.key) }
+        metadata += described
+        metadata.append(("tensor_names", JSONValue.array(header.tensors.map { .string($0.name) }).serialized(.python)))
+        return (decisions, SafetensorsLayoutPlan(tensors: planned, metadata: metadata))
+    }
+
+    /// Runs the whole conversion.
+    ///
+    /// - Parameters:
+    ///   - reader: The input, header already read.
+    ///   - sink: The output; committed on success, aborted on failure.
+    ///   - options: The settings.
+    ///   - progress: Called after each tensor with (bytes done, total bytes).
+    /// - Throws: ``FileError`` for bad input (naming the file and tensor), ``SystemError`` for I/O.
+    public static func run(
+        reader: SafetensorsReader, sink: any OutputSink, options: QuantizeOptions,
+        progress: ((UInt64, UInt64) -> Void)? = nil
+    ) throws -> QuantizeResult {
+        do {
+            let result = try convert(reader: reader, sink: sink, options: options, progress: progress)
+            return result
+        } catch {
+            sink.abort()
+            throw error
+        }
+    }
+
+    private static func convert(
+        reader: SafetensorsReader, sink: any OutputSink, options: QuantizeOptions,
+        progress: ((UInt64, UInt64) -> Void)?
+    ) throws -> QuantizeResult {
+        let header = reader.header
+        let (decisions, layout) = plan(header: header, options: options)
+        let torchao = TorchAOLayout(mode: options.mode, dynamicActivations: options.dynamicActivations)
+        try sink.write(layout.headerBytes)
+        var reports: [TensorReport] = []
+        var done: UInt64 = 0
+        for (tensor, decision) in zip(header.tensors, decisions) {
+            var report = TensorReport(
+                name: tensor.name, dtype: tensor.dtype, shape: tensor.shape, decision: decision, outputs: [tensor.name])
+            if decision == .quantize {
+                report.outputs = torchao.parts.map { torchao.storedName($0, of: tensor.name) }
+                try reader.withBytes(of: tensor) { bytes in
+                    let matrix = DenseMatrix(bytes: bytes, dtype: tensor.dtype, rows: tensor.shape[0], columns: tensor.shape[1])
+                    let codec = try makeCodec(for: matrix, tensor: tensor, options: options, path: reader.displayPath)
+                    report.amax = codec.scale.amax
+                    report.perTensorScale = codec.scale.perTensorScale
+                    report.error = try writeQuantized(matrix, codec: codec, layout: torchao, sink: sink)
+                }
+            } else {
+                try reader.withBytes(of: tensor) { try sink.write($0) }
+            }
+            reader.release(tensor)
+            reports.append(report)
+            done += UInt64(tensor.byteCount)
+            progress?(done, header.dataByteCount)
+        }
+        let input = try reader.finish()
+        let output = try sink.commit()
+        return QuantizeResult(
+            tensors: reports,
+            input: FileSummary(path: reader.displayPath, byteCount: input.byteCount, sha256: input.sha256),
+            output: FileSummary(path: sink.displayPath, byteCount: output.byteCount, sha256: output.sha256))
+    }
+
+    /// Checks the weight's values and derives its per-tensor scale.
+    static func makeCodec(
+        for matrix: DenseMatrix, tensor: TensorInfo, options: QuantizeOptions, path: String
+    ) throws(FileError) -> NVFP4Codec {
+        let (amax, bad) = matrix.magnitudeMaximum()
+        if let bad {
+            throw FileError(path: path, cause: WeightError.nonFinite(
+                tensor: tensor.name, index: bad, row: bad / matrix.columns, column: bad % matrix.columns))
+        }
+        do {
+            let scale = try TensorScale(amax: amax, mode: options.mode, numerics: options.numerics, tensor: tensor.name)
+            return NVFP4Codec(scale: scale, numerics: options.numerics)
+        } catch {
+            throw FileError(path: path, cause: error)
+        }
+    }
+
+    /// Quantizes `matrix` and writes its parts in the layout's order.
+    static func writeQuantized(
+        _ matrix: DenseMatrix, codec: NVFP4Codec, layout: TorchAOLayout, sink: any OutputSink
+    ) throws -> QuantizationError {
+        let blocks = matrix.columns / NVFP4Codec.blockSize
+        let scaleBytes = UnsafeMutableRawBufferPointer.allocate(
+            byteCount: max(1, layout.scaleLayout.storedByteCount(rows: matrix.rows, blocks: blocks)), alignment: 64)
+        defer { scaleBytes.deallocate() }
+        scaleBytes.initializeMemory(as: UInt8.self, repeating: 0)
+        let chunkBytes = rowsPerChunk * matrix.columns / 2
+        let packed = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, chunkBytes), alignment: 64)
+        defer { packed.deallocate() }
+        var error = QuantizationError()
+        for part in layout.parts {
+            switch part {
+            case .perTensorScale:
+                var bits = codec.scale.perTensorScale!.bitPattern.littleEndian
+                try withUnsafeBytes(of: &bits) { try sink.write($0) }
+            case .packed:
+                var row = 0
+                while row < matrix.rows {
+                    let rows = row..<min(matrix.rows, row + rowsPerChunk)
+                    codec.quantize(matrix, rows: rows, packed: packed, scales: scaleBytes, layout: layout.scaleLayout, error: &error)
+                    try sink.write(UnsafeRawBufferPointer(rebasing: packed[0..<(rows.count * matrix.columns / 2)]))
+                    row = rows.upperBound
+                }
+            case .blockScales:
+                try sink.write(UnsafeRawBufferPointer(rebasing: scaleBytes[0..<layout.scaleLayout.storedByteCount(rows: matrix.rows, blocks: blocks)]))
+            }
+        }
+        return error
+    }
+}

@@ -1,0 +1,120 @@
+/// The comparison of one original tensor with its counterpart in the quantized file.
+public struct VerifiedTensor: Sendable {
+    public enum Kind: String, Sendable {
+        /// Dequantized and compared.
+        case quantized
+        /// Stored unchanged; compared byte for byte.
+        case kept
+    }
+
+    public var name: String
+    public var kind: Kind
+    public var shape: [Int]
+    /// Error statistics (quantized tensors).
+    public var error: QuantizationError?
+    /// Check failures for this tensor (invalid scale codes, altered bytes, over tolerance).
+    public var failures: [String]
+}
+
+/// The outcome of ``VerifyJob/run(original:quantized:tolerance:)``.
+public struct VerifyReport: Sendable {
+    public var tolerance: Double
+    public var tensors: [VerifiedTensor]
+    /// Structural mismatches that prevent a comparison (missing, extra or reshaped tensors).
+    public var mismatches: [String]
+
+    /// Whether every check passed.
+    public var passed: Bool { mismatches.isEmpty && tensors.allSatisfy(\.failures.isEmpty) }
+    /// Whether the files could be compared at all.
+    public var comparable: Bool { mismatches.isEmpty }
+}
+
+/// Compares a quantized checkpoint against its original.
+public enum VerifyJob {
+    /// Dequantizes every NVFP4 weight and measures it against the original; checks that kept
+    /// tensors are byte-identical, that nothing is missing or extra, and that block scales are
+    /// valid codes.
+    ///
+    /// - Parameters:
+    ///   - original: The source checkpoint (random access).
+    ///   - quantized: The NVFP4 checkpoint (random access).
+    ///   - tolerance: The largest relative RMSE that passes.
+    /// - Throws: ``FileError`` when a file is unreadable or its NVFP4 parts are malformed.
+    public static func run(original: SafetensorsReader, quantized: SafetensorsReader, tolerance: Double) throws -> VerifyReport {
+        let contents: CheckpointContents
+        do { contents = try CheckpointContents(header: quantized.header) } catch {
+            throw FileError(path: quantized.displayPath, cause: error)
+        }
+        let weights = Dictionary(contents.weights.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        let plain = Dictionary(contents.plain.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        var report = VerifyReport(tolerance: tolerance, tensors: [], mismatches: [])
+        var matched = Set<String>()
+        for source in original.header.tensors {
+            if let weight = weights[source.name] {
+                matched.insert(weight.name)
+                guard source.shape == weight.logicalShape else {
+                    report.mismatches.append("tensor \"\(source.name)\": original shape \(source.shape) but NVFP4 shape \(weight.logicalShape)")
+                    continue
+                }
+                guard source.dtype.isQuantizable else {
+                    report.mismatches.append("tensor \"\(source.name)\": original dtype \(source.dtype.rawValue) cannot have been quantized")
+                    continue
+                }
+                report.tensors.append(try compare(source, weight, original: original, quantized: quantized, tolerance: tolerance))
+            } else if let kept = plain[source.name] {
+                matched.insert(kept.name)
+                guard kept.dtype == source.dtype, kept.shape == source.shape else {
+                    report.mismatches.append("tensor \"\(source.name)\": original \(source.dtype.rawValue) \(source.shape) but stored as \(kept.dtype.rawValue) \(kept.shape)")
+                    continue
+                }
+                let identical = try original.withBytes(of: source) { a in
+                    try quantized.withBytes(of: kept) { b in a.elementsEqual(b) }
+                }
+                report.tensors.append(VerifiedTensor(
+                    name: source.name, kind: .kept, shape: source.shape, error: nil,
+                    failures: identical ? [] : ["kept tensor's bytes differ from the original"]))
+            } else {
+                report.mismatches.append("tensor \"\(source.name)\" is missing from the quantized file")
+            }
+        }
+        for weight in contents.weights where !matched.contains(weight.name) {
+            report.mismatches.append("NVFP4 weight \"\(weight.name)\" has no counterpart in the original")
+        }
+        for tensor in contents.plain where !matched.contains(tensor.name) {
+            report.mismatches.append("tensor \"\(tensor.name)\" has no counterpart in the original")
+        }
+        return report
+    }
+
+    private static func compare(
+        _ source: TensorInfo, _ weight: NVFP4Weight, original: SafetensorsReader, quantized: SafetensorsReader, tolerance: Double
+    ) throws -> VerifiedTensor {
+        var failures: [String] = []
+        let pts = try weight.perTensorScaleValue(in: quantized)
+        if let pts, !(pts.isFinite && pts > 0) {
+            failures.append("per-tensor scale \(pts) is not a positive finite number")
+        }
+        var error = QuantizationError()
+        try quantized.withBytes(of: weight.scales) { scales in
+            let invalid = weight.invalidScaleCodes(scales)
+            if let first = invalid.first {
+                failures.append("\(invalid.count) invalid block-scale codes (NaN or negative), first at row \(first.row), block \(first.block)")
+            }
+            try quantized.withBytes(of: weight.packed) { packed in
+                try original.withBytes(of: source) { bytes in
+                    let matrix = DenseMatrix(bytes: bytes, dtype: source.dtype, rows: weight.rows, columns: weight.columns)
+                    weight.dequantize(packed: packed, scaleBytes: scales, perTensorScale: pts, rows: 0..<weight.rows) { row, values in
+                        for (i, v) in values.enumerated() {
+                            error.add(original: matrix.element(row * weight.columns + i), reconstructed: v)
+                        }
+                    }
+                }
+            }
+        }
+        let rmse = error.relativeRMSE
+        if !(rmse <= tolerance) {
+            failures.append("relative RMSE \(rmse) exceeds tolerance \(tolerance)")
+        }
+        return VerifiedTensor(name: source.name, kind: .quantized, shape: source.shape, error: error, failures: failures)
+    }
+}

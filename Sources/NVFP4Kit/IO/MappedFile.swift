@@ -1,0 +1,97 @@
+import Glibc
+
+/// A read-only memory mapping of a whole regular file.
+///
+/// Pages are requested sequentially (`MADV_SEQUENTIAL`) and can be released behind the reader
+/// (``release(_:)``), so resident memory stays bounded however large the file is.
+public final class MappedFile: @unchecked Sendable {
+    /// The path the file was opened from.
+    public let path: String
+    /// The mapped bytes; empty for an empty file.
+    public let bytes: UnsafeRawBufferPointer
+    /// Device and inode, to recognise the same file behind another name.
+    public let identity: FileIdentity
+
+    /// Maps `path` for reading.
+    ///
+    /// - Throws: ``SystemError`` if the file cannot be opened, is not a regular file, or cannot be mapped.
+    ///
+    /// The corresponding C functions are `open`, `fstat`, `mmap` and `madvise`.
+    public convenience init(path: String) throws(SystemError) {
+        let fd = try retryingInterrupts("open", path: path) { open(path, O_RDONLY | O_CLOEXEC) }
+        defer { close(fd) }
+        try self.init(fd: fd, path: path)
+    }
+
+    /// Maps an open descriptor of a regular file; the caller keeps ownership of `fd`.
+    public init(fd: Int32, path: String) throws(SystemError) {
+        self.path = path
+        var st = stat()
+        try retryingInterrupts("fstat", path: path) { fstat(fd, &st) }
+        guard (st.st_mode & S_IFMT) == S_IFREG else { throw SystemError(call: "open", path: path, code: EISDIR) }
+        identity = FileIdentity(device: UInt64(st.st_dev), inode: UInt64(st.st_ino))
+        let size = Int(st.st_size)
+        if size == 0 {
+            bytes = UnsafeRawBufferPointer(start: nil, count: 0)
+            return
+        }
+        let base = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0)
+        guard let base, base != MAP_FAILED else { throw SystemError(call: "mmap", path: path) }
+        madvise(base, size, MADV_SEQUENTIAL)
+        bytes = UnsafeRawBufferPointer(start: base, count: size)
+    }
+
+    deinit {
+        if let base = bytes.baseAddress { munmap(UnsafeMutableRawPointer(mutating: base), bytes.count) }
+    }
+
+    /// Drops the pages of `range` from this process (they stay in the page cache).
+    ///
+    /// The corresponding C function is `madvise(MADV_DONTNEED)`.
+    public func release(_ range: Range<Int>) {
+        guard let base = bytes.baseAddress else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let start = (range.lowerBound / page) * page
+        let end = min(bytes.count, range.upperBound)
+        guard end > start else { return }
+        madvise(UnsafeMutableRawPointer(mutating: base + start), end - start, MADV_DONTNEED)
+    }
+}
+
+/// A file's device and inode numbers.
+public struct FileIdentity: Hashable, Sendable {
+    public var device: UInt64
+    public var inode: UInt64
+
+    /// The identity of the file at `path`, following symbolic links, or `nil` if there is none.
+    public static func of(path: String) -> FileIdentity? {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return nil }
+        return FileIdentity(device: UInt64(st.st_dev), inode: UInt64(st.st_ino))
+    }
+}
+
+extension MappedFile {
+    /// Copies a stream into an anonymous temporary file and maps it, for commands that need random
+    /// access to an input that arrives on a pipe. The file is unlinked at once, so nothing is left behind.
+    public static func spooling(_ stream: any ByteStream, displayPath: String) throws -> MappedFile {
+        let directory = getenv("TMPDIR").map { String(cString: $0) } ?? "/tmp"
+        var template = Array("\(directory)/nvfp4-spool.XXXXXX".utf8CString)
+        let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+        guard fd >= 0 else { throw SystemError(call: "mkstemp", path: directory) }
+        defer { close(fd) }
+        template.withUnsafeBufferPointer { _ = unlink($0.baseAddress!) }
+        let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: 8 << 20, alignment: 4096)
+        defer { chunk.deallocate() }
+        while true {
+            let n = try stream.read(into: chunk)
+            if n == 0 { break }
+            var done = 0
+            while done < n {
+                let w = try retryingInterrupts("write", path: directory) { write(fd, chunk.baseAddress! + done, n - done) }
+                done += w
+            }
+        }
+        return try MappedFile(fd: fd, path: displayPath)
+    }
+}

@@ -1,0 +1,206 @@
+import Crypto
+import Glibc
+
+/// Where output bytes go, written front to back and hashed on the way.
+///
+/// ``AtomicFileSink`` writes a hidden temporary file beside the destination and moves it into
+/// place only on ``commit()``; ``StandardOutputSink`` streams to stdout.
+public protocol OutputSink: AnyObject {
+    /// The destination as the user named it.
+    var displayPath: String { get }
+    /// Appends bytes.
+    func write(_ bytes: UnsafeRawBufferPointer) throws
+    /// Flushes, makes the output durable and visible; returns its SHA-256 and size.
+    func commit() throws -> (sha256: String, byteCount: UInt64)
+    /// Discards everything written; nothing is left behind.
+    func abort()
+}
+
+extension OutputSink {
+    /// Appends an array's bytes.
+    public func write(_ bytes: [UInt8]) throws {
+        try bytes.withUnsafeBytes { try write($0) }
+    }
+}
+
+/// Buffered sequential writes to a descriptor, with SHA-256 of everything written.
+final class BufferedDescriptorWriter {
+    let fd: Int32
+    let path: String
+    private var buffer: UnsafeMutableRawBufferPointer
+    private var used = 0
+    private(set) var written: UInt64 = 0
+    private var hasher = SHA256()
+
+    init(fd: Int32, path: String, capacity: Int = 8 << 20) {
+        self.fd = fd
+        self.path = path
+        buffer = .allocate(byteCount: capacity, alignment: 4096)
+    }
+
+    deinit { buffer.deallocate() }
+
+    func write(_ bytes: UnsafeRawBufferPointer) throws(SystemError) {
+        hasher.update(bufferPointer: bytes)
+        written += UInt64(bytes.count)
+        if used + bytes.count <= buffer.count {
+            if bytes.count > 0 {
+                (buffer.baseAddress! + used).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
+            }
+            used += bytes.count
+            return
+        }
+        try flush()
+        if bytes.count >= buffer.count {
+            try writeAll(bytes)
+        } else {
+            buffer.baseAddress!.copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
+            used = bytes.count
+        }
+    }
+
+    func flush() throws(SystemError) {
+        guard used > 0 else { return }
+        try writeAll(UnsafeRawBufferPointer(rebasing: buffer[0..<used]))
+        used = 0
+    }
+
+    func digest() -> String { hasher.finalize().hexString }
+
+    private func writeAll(_ bytes: UnsafeRawBufferPointer) throws(SystemError) {
+        var offset = 0
+        while offset < bytes.count {
+            let n = try retryingInterrupts("write", path: path) {
+                Glibc.write(fd, bytes.baseAddress! + offset, bytes.count - offset)
+            }
+            offset += n
+        }
+    }
+}
+
+/// Writes a file atomically: a temporary sibling `.<name>.XXXXXX`, `fsync`, then a move into place.
+///
+/// Without `replace`, the move uses `link(2)`, which fails if the destination appeared meanwhile,
+/// so an existing file is never clobbered. Interrupting signals remove the temporary file
+/// (``TemporaryFileRegistry``).
+public final class AtomicFileSink: OutputSink {
+    public let displayPath: String
+    private let destination: String
+    private let temporaryPath: String
+    private let replace: Bool
+    private let writer: BufferedDescriptorWriter
+    private var slot: Int?
+    private var finished = false
+
+    /// Creates the temporary file.
+    ///
+    /// - Parameters:
+    ///   - path: The destination.
+    ///   - replace: Whether an existing destination may be replaced (`--force`).
+    /// - Throws: ``SystemError`` if the destination exists (without `replace`) or the folder is not writable.
+    public init(path: String, replace: Bool) throws(SystemError) {
+        displayPath = path
+        destination = path
+        self.replace = replace
+        if !replace, access(path, F_OK) == 0 { throw SystemError(call: "create", path: path, code: EEXIST) }
+        let (directory, name) = splitPath(path)
+        var template = Array("\(directory)/.\(name).XXXXXX".utf8CString)
+        let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+        guard fd >= 0 else { throw SystemError(call: "mkstemp", path: "\(directory)/.\(name).XXXXXX") }
+        _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        temporaryPath = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        slot = TemporaryFileRegistry.register(temporaryPath)
+        // mkstemp creates 0600; give the file the permissions a plain create would.
+        let mask = umask(0)
+        umask(mask)
+        fchmod(fd, 0o666 & ~mask)
+        writer = BufferedDescriptorWriter(fd: fd, path: path)
+    }
+
+    deinit {
+        if !finished { abort() }
+    }
+
+    public func write(_ bytes: UnsafeRawBufferPointer) throws { try writer.write(bytes) }
+
+    public func commit() throws -> (sha256: String, byteCount: UInt64) {
+        do {
+            try writer.flush()
+            try retryingInterrupts("fsync", path: displayPath) { fsync(writer.fd) }
+            try retryingInterrupts("close", path: displayPath) { close(writer.fd) }
+            if replace {
+                try retryingInterrupts("rename", path: displayPath) { rename(temporaryPath, destination) }
+            } else {
+                try retryingInterrupts("link", path: displayPath) { link(temporaryPath, destination) }
+                unlink(temporaryPath)
+            }
+        } catch {
+            finished = true
+            unlink(temporaryPath)
+            TemporaryFileRegistry.unregister(slot)
+            throw error
+        }
+        finished = true
+        TemporaryFileRegistry.unregister(slot)
+        syncDirectory(of: destination)
+        return (writer.digest(), writer.written)
+    }
+
+    public func abort() {
+        guard !finished else { return }
+        finished = true
+        close(writer.fd)
+        unlink(temporaryPath)
+        TemporaryFileRegistry.unregister(slot)
+    }
+}
+
+/// Streams to standard output.
+public final class StandardOutputSink: OutputSink {
+    public let displayPath = "<stdout>"
+    private let writer = BufferedDescriptorWriter(fd: 1, path: "<stdout>")
+
+    public init() {}
+
+    public func write(_ bytes: UnsafeRawBufferPointer) throws { try writer.write(bytes) }
+
+    public func commit() throws -> (sha256: String, byteCount: UInt64) {
+        try writer.flush()
+        return (writer.digest(), writer.written)
+    }
+
+    public func abort() { try? writer.flush() }
+}
+
+/// Splits a path into its folder (`.` when there is none) and file name.
+func splitPath(_ path: String) -> (directory: String, name: String) {
+    guard let slash = path.lastIndex(of: "/") else { return (".", path) }
+    let directory = String(path[..<slash])
+    return (directory.isEmpty ? "/" : directory, String(path[path.index(after: slash)...]))
+}
+
+/// Makes a rename durable by syncing the folder that holds it.
+private func syncDirectory(of path: String) {
+    let fd = open(splitPath(path).directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+    guard fd >= 0 else { return }
+    fsync(fd)
+    close(fd)
+}
+
+/// Writes a small file atomically (manifests, JSON reports).
+public func writeFileAtomically(_ text: String, to path: String, replace: Bool) throws {
+    if path == "-" {
+        let sink = StandardOutputSink()
+        try sink.write(Array(text.utf8))
+        _ = try sink.commit()
+        return
+    }
+    let sink = try AtomicFileSink(path: path, replace: replace)
+    do {
+        try sink.write(Array(text.utf8))
+        _ = try sink.commit()
+    } catch {
+        sink.abort()
+        throw error
+    }
+}

@@ -1,0 +1,38 @@
+import Glibc
+
+/// A failed system call: which call, on which path, and the `errno` it returned.
+public struct SystemError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// The C function that failed (`open`, `pwrite`, `rename`…).
+    public var call: String
+    /// The file the call worked on, if any.
+    public var path: String?
+    /// The `errno` value.
+    public var code: Int32
+
+    public init(call: String, path: String?, code: Int32 = errno) {
+        self.call = call
+        self.path = path
+        self.code = code
+    }
+
+    /// The C library's text for the code (`No space left on device`).
+    public var reason: String { String(cString: strerror(code)) }
+
+    public var description: String {
+        if let path { return "\(path): \(call): \(reason)" }
+        return "\(call): \(reason)"
+    }
+}
+
+/// Runs a system call, retrying on `EINTR`, and throws ``SystemError`` for a negative result.
+@discardableResult
+func retryingInterrupts<T: SignedInteger>(
+    _ call: String, path: String?, _ body: () -> T
+) throws(SystemError) -> T {
+    while true {
+        let result = body()
+        if result >= 0 { return result }
+        if errno == EINTR { continue }
+        throw SystemError(call: call, path: path)
+    }
+}

@@ -1,0 +1,83 @@
+import Glibc
+
+/// Why a tensor is left as it is.
+public enum KeepReason: String, Sendable, CaseIterable {
+    case notAWeight = "not a .weight tensor"
+    case notTwoDimensional = "not a 2-D matrix"
+    case unsupportedDtype = "dtype is not bf16, f16 or f32"
+    case embedding = "embedding"
+    case lmHead = "lm_head (output projection)"
+    case norm = "normalization layer"
+    case router = "MoE router"
+    case notMultipleOf16 = "a dimension is not a multiple of 16"
+    case excluded = "matched --exclude"
+    case notIncluded = "not matched by --include"
+}
+
+/// What happens to one input tensor.
+public enum TensorDecision: Equatable, Sendable {
+    case quantize
+    case keep(KeepReason)
+}
+
+/// Decides which tensors become NVFP4.
+///
+/// The default rule quantizes 2-D `.weight` matrices of linear layers whose both dimensions are
+/// multiples of 16, and keeps embeddings, `lm_head`, norms, MoE routers, biases and everything
+/// else. `--include` globs make only matching tensors candidates; `--exclude` globs win over
+/// everything. A glob matches the tensor name (`model.layers.0.mlp.up_proj.weight`) or its module
+/// name (`model.layers.0.mlp.up_proj`); `*` crosses dots.
+public struct TensorSelection: Sendable {
+    public var include: [String]
+    public var exclude: [String]
+
+    public init(include: [String] = [], exclude: [String] = []) {
+        self.include = include
+        self.exclude = exclude
+    }
+
+    /// The decision for `tensor`.
+    public func decide(_ tensor: TensorInfo) -> TensorDecision {
+        let name = tensor.name
+        if exclude.contains(where: { matches($0, name) }) { return .keep(.excluded) }
+        let included = include.contains(where: { matches($0, name) })
+        if !include.isEmpty && !included { return .keep(.notIncluded) }
+        guard name.hasSuffix(".weight") || name == "weight" else { return .keep(.notAWeight) }
+        guard tensor.shape.count == 2 else { return .keep(.notTwoDimensional) }
+        guard tensor.dtype.isQuantizable else { return .keep(.unsupportedDtype) }
+        if !included, let reason = TensorSelection.structuralReason(module: moduleName(name)) { return .keep(reason) }
+        guard tensor.shape[0] % 16 == 0, tensor.shape[1] % 16 == 0 else { return .keep(.notMultipleOf16) }
+        return .quantize
+    }
+
+    /// Layers the engines keep in high precision, recognised by name.
+    static func structuralReason(module: String) -> KeepReason? {
+        let parts = module.split(separator: ".").map { $0.lowercased() }
+        guard let last = parts.last else { return nil }
+        if last == "lm_head" || last == "output" && parts.count == 1 { return .lmHead }
+        if last.contains("embed") || ["wte", "wpe", "shared", "tok_embeddings"].contains(last) { return .embedding }
+        let words = last.split(separator: "_")
+        if words.contains(where: { word in
+            ["norm", "layernorm", "rmsnorm", "groupnorm", "batchnorm", "ln", "layer_norm"].contains(word)
+                || (word.hasPrefix("norm") && word.dropFirst(4).allSatisfy(\.isNumber))
+                || (word.hasPrefix("ln") && word.dropFirst(2).allSatisfy(\.isNumber))
+        }) {
+            return .norm
+        }
+        if last == "router" || (last == "gate" && parts.dropLast().last.map { ["mlp", "moe", "block_sparse_moe", "feed_forward"].contains($0) } == true) {
+            return .router
+        }
+        return nil
+    }
+
+    private func matches(_ pattern: String, _ name: String) -> Bool {
+        if fnmatch(pattern, name, 0) == 0 { return true }
+        return fnmatch(pattern, moduleName(name), 0) == 0
+    }
+}
+
+/// `model.layers.0.mlp.up_proj.weight` → `model.layers.0.mlp.up_proj`.
+func moduleName(_ tensorName: String) -> String {
+    guard let dot = tensorName.lastIndex(of: ".") else { return "" }
+    return String(tensorName[..<dot])
+}

@@ -1,0 +1,143 @@
+/// One tensor entry of a safetensors header.
+public struct TensorInfo: Equatable, Sendable {
+    public var name: String
+    public var dtype: DType
+    public var shape: [Int]
+    /// Byte range inside the data section (after the 8-byte length and the JSON header).
+    public var dataOffsets: Range<UInt64>
+
+    public init(name: String, dtype: DType, shape: [Int], dataOffsets: Range<UInt64>) {
+        self.name = name
+        self.dtype = dtype
+        self.shape = shape
+        self.dataOffsets = dataOffsets
+    }
+
+    /// Number of elements (1 for a rank-0 tensor).
+    public var elementCount: Int { shape.reduce(1, *) }
+
+    /// Bytes of data.
+    public var byteCount: Int { Int(dataOffsets.upperBound - dataOffsets.lowerBound) }
+}
+
+/// A validated safetensors header: every rule of the reference reader has been checked, so code
+/// that holds one can trust its offsets and sizes.
+public struct SafetensorsHeader: Sendable {
+    /// The largest header the reference reader accepts.
+    public static let maxHeaderLength: UInt64 = 100_000_000
+
+    /// `__metadata__` entries in file order.
+    public var metadata: [(key: String, value: String)]
+    /// Tensors sorted by data offset (the order their bytes appear in the file).
+    public var tensors: [TensorInfo]
+    /// Bytes the tensors cover: the data section's required size.
+    public var dataByteCount: UInt64 { tensors.last?.dataOffsets.upperBound ?? 0 }
+
+    /// Looks up a tensor by name.
+    public func tensor(named name: String) -> TensorInfo? { index[name].map { tensors[$0] } }
+
+    /// The value of a `__metadata__` key.
+    public func metadataValue(_ key: String) -> String? { metadata.first { $0.key == key }?.value }
+
+    private var index: [String: Int]
+
+    /// Checks the 8-byte little-endian length prefix.
+    ///
+    /// - Parameters:
+    ///   - length: The decoded prefix.
+    ///   - fileSize: The whole file's size, or `nil` for a stream of unknown size.
+    /// - Throws: ``SafetensorsError`` when the length is too large or runs past the end.
+    public static func validateLength(_ length: UInt64, fileSize: UInt64?) throws(SafetensorsError) {
+        if let fileSize, fileSize < 8 { throw .headerTooSmall(fileSize: fileSize) }
+        if length > maxHeaderLength { throw .headerTooLarge(length: length) }
+        if let fileSize, length > fileSize - 8 { throw .headerLengthPastEnd(length: length, fileSize: fileSize) }
+    }
+
+    /// Parses and validates the JSON header.
+    ///
+    /// Offsets are checked to be contiguous from 0 with no gaps or overlap, sizes to match shape
+    /// and dtype with overflow checks. Coverage of the data section is checked separately with
+    /// ``validateCoverage(dataSectionBytes:)`` because a stream's size is known only at its end.
+    ///
+    /// - Parameter json: The header bytes (without the length prefix).
+    /// - Throws: ``SafetensorsError``.
+    public init<C: Collection<UInt8>>(json: C) throws(SafetensorsError) {
+        let root: JSONValue
+        do { root = try JSONParser.parse(json) } catch { throw .invalidJSON(error) }
+        guard case .object(let members) = root else { throw .headerNotObject }
+        var metadata: [(key: String, value: String)] = []
+        var tensors: [TensorInfo] = []
+        for (key, value) in members {
+            if key == "__metadata__" {
+                switch value {
+                case .null: break
+                case .object(let entries):
+                    for (k, v) in entries {
+                        guard let s = v.stringValue else { throw .invalidMetadata(key: k) }
+                        metadata.append((k, s))
+                    }
+                default: throw .invalidMetadata(key: nil)
+                }
+                continue
+            }
+            tensors.append(try SafetensorsHeader.tensorInfo(name: key, entry: value))
+        }
+        tensors.sort { ($0.dataOffsets.lowerBound, $0.dataOffsets.upperBound) < ($1.dataOffsets.lowerBound, $1.dataOffsets.upperBound) }
+        var cursor: UInt64 = 0
+        for t in tensors {
+            if t.dataOffsets.lowerBound != cursor { throw .invalidOffset(tensor: t.name) }
+            cursor = t.dataOffsets.upperBound
+        }
+        self.metadata = metadata
+        self.tensors = tensors
+        self.index = Dictionary(uniqueKeysWithValues: tensors.enumerated().map { ($1.name, $0) })
+    }
+
+    /// Builds a header from already-valid parts (used by writers and tests).
+    public init(metadata: [(key: String, value: String)], tensors: [TensorInfo]) {
+        self.metadata = metadata
+        self.tensors = tensors.sorted { $0.dataOffsets.lowerBound < $1.dataOffsets.lowerBound }
+        self.index = Dictionary(uniqueKeysWithValues: self.tensors.enumerated().map { ($1.name, $0) })
+    }
+
+    /// Checks that the tensors cover the data section exactly (no trailing bytes).
+    public func validateCoverage(dataSectionBytes: UInt64) throws(SafetensorsError) {
+        if dataSectionBytes != dataByteCount {
+            throw .incompleteCoverage(dataBytes: dataSectionBytes, covered: dataByteCount)
+        }
+    }
+
+    private static func tensorInfo(name: String, entry: JSONValue) throws(SafetensorsError) -> TensorInfo {
+        guard entry.objectValue != nil else { throw .invalidTensorEntry(tensor: name, reason: "entry is not an object") }
+        guard let dtypeText = entry["dtype"]?.stringValue else {
+            throw .invalidTensorEntry(tensor: name, reason: "missing or non-string dtype")
+        }
+        guard let dtype = DType(rawValue: dtypeText) else { throw .unknownDType(tensor: name, dtype: dtypeText) }
+        guard let shapeValues = entry["shape"]?.arrayValue else {
+            throw .invalidTensorEntry(tensor: name, reason: "missing or non-array shape")
+        }
+        var shape: [Int] = []
+        var elements: UInt64 = 1
+        for dim in shapeValues {
+            guard let d = dim.unsignedValue else {
+                throw .invalidTensorEntry(tensor: name, reason: "shape holds a value that is not a non-negative integer")
+            }
+            guard d <= UInt64(Int.max) else { throw .sizeOverflow(tensor: name) }
+            let (product, overflow) = elements.multipliedReportingOverflow(by: d)
+            if overflow { throw .sizeOverflow(tensor: name) }
+            elements = product
+            shape.append(Int(d))
+        }
+        guard let offsets = entry["data_offsets"]?.arrayValue, offsets.count == 2,
+            let begin = offsets[0].unsignedValue, let end = offsets[1].unsignedValue
+        else {
+            throw .invalidTensorEntry(tensor: name, reason: "data_offsets must be two non-negative integers")
+        }
+        if end < begin { throw .invalidOffset(tensor: name) }
+        let (bits, overflow) = elements.multipliedReportingOverflow(by: UInt64(dtype.bitWidth))
+        if overflow || elements > UInt64(Int.max) / 8 { throw .sizeOverflow(tensor: name) }
+        if bits % 8 != 0 { throw .misalignedSlice(tensor: name) }
+        if end - begin != bits / 8 { throw .sizeMismatch(tensor: name, expected: bits / 8, actual: end - begin) }
+        return TensorInfo(name: name, dtype: dtype, shape: shape, dataOffsets: begin..<end)
+    }
+}

@@ -1,0 +1,221 @@
+import Crypto
+import Glibc
+
+/// An error tied to one input or output file: the path and what is wrong with it.
+public struct FileError: Error, Sendable, CustomStringConvertible {
+    /// The file as the user named it (`<stdin>` for `-`).
+    public var path: String
+    /// The problem.
+    public var cause: any Error & Sendable & CustomStringConvertible
+
+    public init(path: String, cause: any Error & Sendable & CustomStringConvertible) {
+        self.path = path
+        self.cause = cause
+    }
+
+    public var description: String {
+        if let system = cause as? SystemError, system.path != nil { return system.description }
+        return "\(path): \(cause)"
+    }
+}
+
+/// Reads a safetensors file header first, then tensor by tensor in file order.
+///
+/// A regular file is memory-mapped; stdin or any other ``ByteStream`` is read front to back, one
+/// tensor at a time, so memory holds at most the largest tensor. The whole input is hashed
+/// (SHA-256) as it is read, for the manifest.
+public final class SafetensorsReader {
+    /// The path as given by the user; `<stdin>` for `-`.
+    public let displayPath: String
+    /// The validated header.
+    public let header: SafetensorsHeader
+    /// Bytes before the data section: the 8-byte length plus the JSON header.
+    public let dataStart: Int
+    /// The mapped file when the input is a regular file.
+    public let mappedFile: MappedFile?
+
+    private let stream: (any ByteStream)?
+    private var hasher = SHA256()
+    private var hashedThrough = 0  // data-section offset up to which bytes are hashed
+    private var streamPosition = 0  // data-section offset of the next stream byte
+    private var streamBuffer: UnsafeMutableRawBufferPointer?
+
+    /// Opens a file, or stdin when `path` is `-`.
+    ///
+    /// - Throws: ``FileError`` naming the path for unreadable files and invalid headers.
+    public convenience init(path: String) throws(FileError) {
+        if path == "-" {
+            try self.init(stream: FileDescriptorStream(fd: 0, path: "<stdin>"), displayPath: "<stdin>")
+            return
+        }
+        let file: MappedFile
+        do { file = try MappedFile(path: path) } catch { throw FileError(path: path, cause: error) }
+        try self.init(mappedFile: file)
+    }
+
+    /// Opens a file, or stdin when `path` is `-`, for commands that read tensors in any order:
+    /// stdin is first copied to an anonymous temporary file.
+    public static func randomAccess(path: String) throws -> SafetensorsReader {
+        guard path == "-" else { return try SafetensorsReader(path: path) }
+        let file = try MappedFile.spooling(FileDescriptorStream(fd: 0, path: "<stdin>"), displayPath: "<stdin>")
+        return try SafetensorsReader(mappedFile: file)
+    }
+
+    /// Reads the header of a mapped file.
+    public init(mappedFile file: MappedFile) throws(FileError) {
+        displayPath = file.path
+        mappedFile = file
+        stream = nil
+        let bytes = file.bytes
+        let fileSize = UInt64(bytes.count)
+        do {
+            guard fileSize >= 8 else { throw SafetensorsError.headerTooSmall(fileSize: fileSize) }
+            let length = UInt64(littleEndian: bytes.loadUnaligned(as: UInt64.self))
+            try SafetensorsHeader.validateLength(length, fileSize: fileSize)
+            let json = UnsafeRawBufferPointer(rebasing: bytes[8..<(8 + Int(length))])
+            let header = try SafetensorsHeader(json: json)
+            try header.validateCoverage(dataSectionBytes: fileSize - 8 - length)
+            self.header = header
+            dataStart = 8 + Int(length)
+        } catch let error as SafetensorsError {
+            throw FileError(path: file.path, cause: error)
+        } catch {
+            throw FileError(path: file.path, cause: SystemError(call: "read", path: nil, code: EIO))
+        }
+        hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: bytes[0..<dataStart]))
+    }
+
+    /// Reads the header from a stream.
+    public init(stream: any ByteStream, displayPath: String) throws(FileError) {
+        self.displayPath = displayPath
+        self.stream = stream
+        mappedFile = nil
+        do {
+            var prefix = [UInt8](repeating: 0, count: 8)
+            let got = try prefix.withUnsafeMutableBytes { try stream.readFully(into: $0) }
+            guard got == 8 else { throw SafetensorsError.headerTooSmall(fileSize: UInt64(got)) }
+            let length = prefix.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
+            try SafetensorsHeader.validateLength(length, fileSize: nil)
+            var json = [UInt8](repeating: 0, count: Int(length))
+            let jsonGot = try json.withUnsafeMutableBytes { try stream.readFully(into: $0) }
+            guard jsonGot == Int(length) else {
+                throw SafetensorsError.headerLengthPastEnd(length: length, fileSize: UInt64(8 + jsonGot))
+            }
+            header = try SafetensorsHeader(json: json)
+            dataStart = 8 + Int(length)
+            hasher.update(data: prefix)
+            hasher.update(data: json)
+        } catch let error as FileError {
+            throw error
+        } catch let error as SafetensorsError {
+            throw FileError(path: displayPath, cause: error)
+        } catch let error as SystemError {
+            throw FileError(path: displayPath, cause: error)
+        } catch {
+            throw FileError(path: displayPath, cause: SystemError(call: "read", path: displayPath, code: EIO))
+        }
+    }
+
+    deinit { streamBuffer?.deallocate() }
+
+    /// Whether tensors can be read in any order (a mapped file) or only front to back (a stream).
+    public var isRandomAccess: Bool { mappedFile != nil }
+
+    /// Gives `body` the bytes of `tensor`.
+    ///
+    /// For a stream, tensors must be requested in file order; skipped tensors are read and hashed.
+    /// The bytes are valid only inside `body`.
+    public func withBytes<R>(of tensor: TensorInfo, _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
+        let range = Int(tensor.dataOffsets.lowerBound)..<Int(tensor.dataOffsets.upperBound)
+        if let file = mappedFile {
+            let bytes = UnsafeRawBufferPointer(rebasing: file.bytes[(dataStart + range.lowerBound)..<(dataStart + range.upperBound)])
+            if range.lowerBound == hashedThrough {
+                hasher.update(bufferPointer: bytes)
+                hashedThrough = range.upperBound
+            }
+            return try body(bytes)
+        }
+        guard range.lowerBound >= streamPosition else {
+            throw FileError(path: displayPath, cause: StreamOrderError(tensor: tensor.name))
+        }
+        try skipStream(to: range.lowerBound)
+        let buffer = try streamBuffer(capacity: range.count)
+        try readStream(into: buffer, count: range.count)
+        return try body(UnsafeRawBufferPointer(rebasing: buffer[0..<range.count]))
+    }
+
+    /// Releases the mapped pages of `tensor` once it has been processed.
+    public func release(_ tensor: TensorInfo) {
+        mappedFile?.release((dataStart + Int(tensor.dataOffsets.lowerBound))..<(dataStart + Int(tensor.dataOffsets.upperBound)))
+    }
+
+    /// Reads the rest of the input, checks nothing follows the last tensor, and returns the
+    /// SHA-256 of the whole input and its size in bytes.
+    public func finish() throws -> (sha256: String, byteCount: UInt64) {
+        let end = Int(header.dataByteCount)
+        if let file = mappedFile {
+            if hashedThrough < end {
+                hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: file.bytes[(dataStart + hashedThrough)..<(dataStart + end)]))
+                hashedThrough = end
+            }
+        } else {
+            try skipStream(to: end)
+            var probe: UInt8 = 0
+            let extra = try withUnsafeMutableBytes(of: &probe) { try stream!.read(into: $0) }
+            if extra != 0 {
+                throw FileError(path: displayPath, cause: SafetensorsError.incompleteCoverage(dataBytes: UInt64(end + 1), covered: UInt64(end)))
+            }
+        }
+        return (hasher.finalize().hexString, UInt64(dataStart + end))
+    }
+
+    private func streamBuffer(capacity: Int) throws -> UnsafeMutableRawBufferPointer {
+        if let existing = streamBuffer, existing.count >= capacity { return existing }
+        streamBuffer?.deallocate()
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(capacity, 1), alignment: 64)
+        streamBuffer = buffer
+        return buffer
+    }
+
+    private func readStream(into buffer: UnsafeMutableRawBufferPointer, count: Int) throws {
+        let target = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<count])
+        let got: Int
+        do { got = try stream!.readFully(into: target) } catch let e as any Error & Sendable & CustomStringConvertible {
+            throw FileError(path: displayPath, cause: e)
+        }
+        hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: target[0..<got]))
+        streamPosition += got
+        guard got == count else {
+            throw FileError(path: displayPath, cause: SafetensorsError.truncated(
+                expected: UInt64(dataStart) + header.dataByteCount, actual: UInt64(dataStart + streamPosition)))
+        }
+    }
+
+    private func skipStream(to offset: Int) throws {
+        let chunk = 1 << 20
+        while streamPosition < offset {
+            let n = min(chunk, offset - streamPosition)
+            try readStream(into: try streamBuffer(capacity: n), count: n)
+        }
+    }
+}
+
+/// A stream was asked for a tensor that lies behind the read position.
+public struct StreamOrderError: Error, Sendable, CustomStringConvertible {
+    public var tensor: String
+    public var description: String {
+        "tensor \"\(tensor)\" was requested out of file order; this input must be a seekable file"
+    }
+}
+
+extension Digest {
+    /// Lowercase hexadecimal text.
+    var hexString: String {
+        var text = ""
+        for byte in self {
+            let hex = String(byte, radix: 16)
+            text += byte < 16 ? "0" + hex : hex
+        }
+        return text
+    }
+}

@@ -1,0 +1,4 @@
+import Glibc
+import NVFP4CLI
+
+exit(CommandLineTool.main(CommandLine.arguments))
