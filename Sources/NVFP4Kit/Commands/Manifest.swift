@@ -13,7 +13,7 @@ public enum Manifest {
     /// - Parameters:
     ///   - result: What the quantization did.
     ///   - options: The options it ran with.
-    ///   - arguments: The invocation, as given (recorded for reproduction).
+    ///   - arguments: The invocation, program name first (recorded as `nvfp4 …` for reproduction).
     public static func document(result: QuantizeResult, options: QuantizeOptions, arguments: [String]) -> JSONValue {
         let quantized = result.tensors.filter { $0.decision == .quantize }
         var total = QuantizationError()
@@ -21,7 +21,7 @@ public enum Manifest {
         return .object([
             ("schema_version", .int(schemaVersion)),
             ("tool", .object([("name", "nvfp4"), ("version", .string(nvfp4Version))])),
-            ("invocation", .array(arguments.map { .string($0) })),
+            ("invocation", .array((["nvfp4"] + arguments.dropFirst()).map { .string($0) })),
             ("options", .object([
                 ("format", "torchao"),
                 ("scaling", .string(options.mode.rawValue)),
@@ -62,6 +62,7 @@ public enum Manifest {
             members.append(("outputs", .array(t.outputs.map { .string($0) })))
             members.append(("amax", .finite(Double(t.amax ?? 0))))
             members.append(("per_tensor_scale", t.perTensorScale.map { .finite(Double($0)) } ?? .null))
+            members.append(("per_tensor_scale_bits", t.perTensorScale.map { .string(hex32($0.bitPattern)) } ?? .null))
             if let e = t.error {
                 members.append(("error", .object([
                     ("relative_rmse", .finite(e.relativeRMSE)),
@@ -76,4 +77,10 @@ public enum Manifest {
         }
         return .object(members)
     }
+}
+
+/// `0x3b8db6db`: a float's exact bits for people comparing against torch.
+func hex32(_ bits: UInt32) -> String {
+    let digits = String(bits, radix: 16)
+    return "0x" + String(repeating: "0", count: 8 - digits.count) + digits
 }

@@ -43,9 +43,9 @@ public struct TensorSelection: Sendable {
         let included = include.contains(where: { matches($0, name) })
         if !include.isEmpty && !included { return .keep(.notIncluded) }
         guard name.hasSuffix(".weight") || name == "weight" else { return .keep(.notAWeight) }
+        if !included, let reason = TensorSelection.structuralReason(module: moduleName(name)) { return .keep(reason) }
         guard tensor.shape.count == 2 else { return .keep(.notTwoDimensional) }
         guard tensor.dtype.isQuantizable else { return .keep(.unsupportedDtype) }
-        if !included, let reason = TensorSelection.structuralReason(module: moduleName(name)) { return .keep(reason) }
         guard tensor.shape[0] % 16 == 0, tensor.shape[1] % 16 == 0 else { return .keep(.notMultipleOf16) }
         return .quantize
     }
