@@ -38,6 +38,18 @@ let package = Package(
             dependencies: ["NVFP4CLI"],
             swiftSettings: swiftSettings
         ),
+        // End-to-end benchmark against `cp` (see README, "Speed and memory").
+        .executableTarget(
+            name: "nvfp4-bench",
+            dependencies: ["NVFP4Kit"],
+            swiftSettings: swiftSettings
+        ),
+        // Single-threaded codec throughput (G elements/s) on a seeded synthetic matrix.
+        .executableTarget(
+            name: "nvfp4-codec-bench",
+            dependencies: ["NVFP4Kit"],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "NVFP4KitTests",
             dependencies: ["NVFP4Kit", "NVFP4CLI"],

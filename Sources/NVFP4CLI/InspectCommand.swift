@@ -12,7 +12,7 @@ enum InspectCommand {
 
     static func run(_ parsed: ParsedArguments, _ invocation: [String]) throws -> Int32 {
         let path = try positionals(parsed, ["file"], command: spec.name)[0]
-        let reader = try SafetensorsReader(path: path)
+        let reader = try SafetensorsReader(path: path, hashing: false)
         let header = reader.header
         let contents: CheckpointContents
         do { contents = try CheckpointContents(header: header) } catch { throw FileError(path: reader.displayPath, cause: error) }

@@ -5,7 +5,7 @@ enum QuantizeCommand {
     static let spec = CommandSpec(
         name: "quantize",
         overview: "Quantize the linear-layer weights of a safetensors checkpoint to NVFP4.",
-        usage: "nvfp4 quantize <input> [-o <output>] [--manifest <path>] [--no-global-scale] [--numerics cuda|cpu] [--include <glob> ...] [--exclude <glob> ...] [--weight-only] [--force] [--json] [--quiet]",
+        usage: "nvfp4 quantize <input> [-o <output>] [--manifest <path>] [--no-global-scale] [--numerics cuda|cpu] [--include <glob> ...] [--exclude <glob> ...] [--threads <n>] [--weight-only] [--force] [--json] [--quiet]",
         arguments: [("<input>", "A .safetensors file, or '-' for stdin.")],
         options: [
             OptionSpec(names: ["--output", "-o"], valueName: "<output>", help: "Output file, or '-' for stdout. (default: <input stem>.nvfp4.safetensors beside the input)"),
@@ -14,6 +14,7 @@ enum QuantizeCommand {
             OptionSpec(names: ["--numerics"], valueName: "<cuda|cpu>", help: "Reproduce torchao's bytes as computed on a GPU or on a CPU. (default: cuda)"),
             OptionSpec(names: ["--include"], valueName: "<glob>", help: "Quantize only matching tensors (name or module; repeatable).", repeatable: true),
             OptionSpec(names: ["--exclude"], valueName: "<glob>", help: "Keep matching tensors unquantized (repeatable; wins over --include).", repeatable: true),
+            OptionSpec(names: ["--threads", "-j"], valueName: "<n>", help: "Worker threads; the output is identical for any n. (default: all cores)"),
             OptionSpec(names: ["--weight-only"], valueName: nil, help: "Describe the weights as torchao NVFP4WeightOnlyConfig (no activation quantization)."),
             OptionSpec(names: ["--force"], valueName: nil, help: "Replace an existing output file."),
             OptionSpec(names: ["--json"], valueName: nil, help: "Print the manifest as JSON on stdout."),
@@ -33,6 +34,12 @@ enum QuantizeCommand {
         options.numerics = try choice(parsed.value("--numerics"), option: "--numerics", ["cuda": .cuda, "cpu": .cpu], default: .cuda)
         options.selection = TensorSelection(include: parsed.all("--include"), exclude: parsed.all("--exclude"))
         options.dynamicActivations = !parsed.flag("--weight-only")
+        if let text = parsed.value("--threads") {
+            guard let n = Int(text), n >= 1, n <= 1024 else {
+                throw UsageError(message: "invalid value '\(text)' for --threads; expected a whole number from 1 to 1024")
+            }
+            options.threads = n
+        }
         let quiet = parsed.flag("--quiet")
         let force = parsed.flag("--force")
 

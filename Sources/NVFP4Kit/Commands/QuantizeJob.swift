@@ -5,6 +5,8 @@ public struct QuantizeOptions: Sendable {
     public var selection = TensorSelection()
     /// torchao's dynamic NVFP4 activations (`true`) or weight-only (`false`).
     public var dynamicActivations = true
+    /// Worker threads; the output does not depend on it.
+    public var threads = ParallelLoop.availableCores
 
     public init() {}
 }
@@ -48,6 +50,8 @@ public struct QuantizeResult: Sendable {
 public enum QuantizeJob {
     /// Rows quantized per chunk: a whole band of the 128-row swizzled scale tiles.
     static let rowsPerChunk = 128
+    /// Packed output produced between two writes.
+    static let waveBytes = 8 << 20
 
     /// Plans the output of `header` without reading data: decisions and the output header.
     public static func plan(
@@ -118,7 +122,7 @@ public enum QuantizeJob {
                     let codec = try makeCodec(for: matrix, tensor: tensor, options: options, path: reader.displayPath)
                     report.amax = codec.scale.amax
                     report.perTensorScale = codec.scale.perTensorScale
-                    report.error = try writeQuantized(matrix, codec: codec, layout: torchao, sink: sink)
+                    report.error = try writeQuantized(matrix, codec: codec, layout: torchao, sink: sink, threads: options.threads)
                 }
             } else {
                 try reader.withBytes(of: tensor) { try sink.write($0) }
@@ -140,7 +144,7 @@ public enum QuantizeJob {
     static func makeCodec(
         for matrix: DenseMatrix, tensor: TensorInfo, options: QuantizeOptions, path: String
     ) throws(FileError) -> NVFP4Codec {
-        let (amax, bad) = matrix.magnitudeMaximum()
+        let (amax, bad) = ParallelLoop.magnitudeMaximum(matrix, threads: options.threads)
         if let bad {
             throw FileError(path: path, cause: WeightError.nonFinite(
                 tensor: tensor.name, index: bad, row: bad / matrix.columns, column: bad % matrix.columns))
@@ -154,17 +158,22 @@ public enum QuantizeJob {
     }
 
     /// Quantizes `matrix` and writes its parts in the layout's order.
+    ///
+    /// Rows are cut into fixed chunks of ``rowsPerChunk``; chunks of one wave (about
+    /// ``waveBytes`` of packed output) run on `threads` threads, then the wave is written. The
+    /// chunking never depends on the thread count, so bytes and error sums are identical for every N.
     static func writeQuantized(
-        _ matrix: DenseMatrix, codec: NVFP4Codec, layout: TorchAOLayout, sink: any OutputSink
+        _ matrix: DenseMatrix, codec: NVFP4Codec, layout: TorchAOLayout, sink: any OutputSink, threads: Int
     ) throws -> QuantizationError {
         let blocks = matrix.columns / NVFP4Codec.blockSize
-        let scaleBytes = UnsafeMutableRawBufferPointer.allocate(
-            byteCount: max(1, layout.scaleLayout.storedByteCount(rows: matrix.rows, blocks: blocks)), alignment: 64)
+        let scaleByteCount = layout.scaleLayout.storedByteCount(rows: matrix.rows, blocks: blocks)
+        let scaleBytes = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, scaleByteCount), alignment: 64)
         defer { scaleBytes.deallocate() }
         scaleBytes.initializeMemory(as: UInt8.self, repeating: 0)
-        let chunkBytes = rowsPerChunk * matrix.columns / 2
-        let packed = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, chunkBytes), alignment: 64)
-        defer { packed.deallocate() }
+        let rowBytes = matrix.columns / 2
+        let waveRows = max(rowsPerChunk, waveBytes / max(1, rowBytes) / rowsPerChunk * rowsPerChunk)
+        let wave = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, min(matrix.rows, waveRows) * rowBytes), alignment: 64)
+        defer { wave.deallocate() }
         var error = QuantizationError()
         for part in layout.parts {
             switch part {
@@ -172,15 +181,27 @@ public enum QuantizeJob {
                 var bits = codec.scale.perTensorScale!.bitPattern.littleEndian
                 try withUnsafeBytes(of: &bits) { try sink.write($0) }
             case .packed:
-                var row = 0
-                while row < matrix.rows {
-                    let rows = row..<min(matrix.rows, row + rowsPerChunk)
-                    codec.quantize(matrix, rows: rows, packed: packed, scales: scaleBytes, layout: layout.scaleLayout, error: &error)
-                    try sink.write(UnsafeRawBufferPointer(rebasing: packed[0..<(rows.count * matrix.columns / 2)]))
-                    row = rows.upperBound
+                var first = 0
+                while first < matrix.rows {
+                    let rows = first..<min(matrix.rows, first + waveRows)
+                    let chunks = ceilDiv(rows.count, rowsPerChunk)
+                    var errors = [QuantizationError](repeating: QuantizationError(), count: chunks)
+                    errors.withUnsafeMutableBufferPointer { partial in
+                        let results = partial
+                        ParallelLoop.run(iterations: chunks, threads: threads) { chunk in
+                            let start = rows.lowerBound + chunk * rowsPerChunk
+                            let chunkRows = start..<min(rows.upperBound, start + rowsPerChunk)
+                            let target = UnsafeMutableRawBufferPointer(
+                                rebasing: wave[((start - rows.lowerBound) * rowBytes)..<((chunkRows.upperBound - rows.lowerBound) * rowBytes)])
+                            codec.quantize(matrix, rows: chunkRows, packed: target, scales: scaleBytes, layout: layout.scaleLayout, error: &results[chunk])
+                        }
+                    }
+                    for e in errors { error.merge(e) }
+                    try sink.write(UnsafeRawBufferPointer(rebasing: wave[0..<(rows.count * rowBytes)]))
+                    first = rows.upperBound
                 }
             case .blockScales:
-                try sink.write(UnsafeRawBufferPointer(rebasing: scaleBytes[0..<layout.scaleLayout.storedByteCount(rows: matrix.rows, blocks: blocks)]))
+                try sink.write(UnsafeRawBufferPointer(rebasing: scaleBytes[0..<scaleByteCount]))
             }
         }
         return error

@@ -61,6 +61,8 @@ public enum VerifyJob {
                     continue
                 }
                 report.tensors.append(try compare(source, weight, original: original, quantized: quantized, tolerance: tolerance))
+                original.release(source)
+                weight.parts.forEach(quantized.release)
             } else if let kept = plain[source.name] {
                 matched.insert(kept.name)
                 guard kept.dtype == source.dtype, kept.shape == source.shape else {
@@ -73,6 +75,8 @@ public enum VerifyJob {
                 report.tensors.append(VerifiedTensor(
                     name: source.name, kind: .kept, shape: source.shape, error: nil,
                     failures: identical ? [] : ["kept tensor's bytes differ from the original"]))
+                original.release(source)
+                quantized.release(kept)
             } else {
                 report.mismatches.append("tensor \"\(source.name)\" is missing from the quantized file")
             }

@@ -1,4 +1,5 @@
 import Crypto
+import Dispatch
 import Glibc
 
 /// An error tied to one input or output file: the path and what is wrong with it.
@@ -35,34 +36,43 @@ public final class SafetensorsReader {
     public let mappedFile: MappedFile?
 
     private let stream: (any ByteStream)?
-    private var hasher = SHA256()
-    private var hashedThrough = 0  // data-section offset up to which bytes are hashed
+    private var hasher = SHA256()  // streams: updated as bytes arrive
+    private var fileDigest: BackgroundDigest?  // mapped files: hashed on another thread
     private var streamPosition = 0  // data-section offset of the next stream byte
     private var streamBuffer: UnsafeMutableRawBufferPointer?
 
     /// Opens a file, or stdin when `path` is `-`.
     ///
     /// - Throws: ``FileError`` naming the path for unreadable files and invalid headers.
-    public convenience init(path: String) throws(FileError) {
+    ///
+    /// - Parameter hashing: Whether ``finish()`` reports the file's SHA-256 (a mapped file is then
+    ///   hashed on a background thread).
+    public convenience init(path: String, hashing: Bool = true) throws(FileError) {
         if path == "-" {
             try self.init(stream: FileDescriptorStream(fd: 0, path: "<stdin>"), displayPath: "<stdin>")
             return
         }
         let file: MappedFile
         do { file = try MappedFile(path: path) } catch { throw FileError(path: path, cause: error) }
-        try self.init(mappedFile: file)
+        try self.init(mappedFile: file, hashing: hashing)
     }
 
     /// Opens a file, or stdin when `path` is `-`, for commands that read tensors in any order:
     /// stdin is first copied to an anonymous temporary file.
     public static func randomAccess(path: String) throws -> SafetensorsReader {
-        guard path == "-" else { return try SafetensorsReader(path: path) }
+        guard path == "-" else {
+            do { return try SafetensorsReader(mappedFile: try MappedFile(path: path), hashing: false) } catch let e as SystemError {
+                throw FileError(path: path, cause: e)
+            }
+        }
         let file = try MappedFile.spooling(FileDescriptorStream(fd: 0, path: "<stdin>"), displayPath: "<stdin>")
-        return try SafetensorsReader(mappedFile: file)
+        return try SafetensorsReader(mappedFile: file, hashing: false)
     }
 
     /// Reads the header of a mapped file.
-    public init(mappedFile file: MappedFile) throws(FileError) {
+    ///
+    /// - Parameter hashing: Whether to compute the file's SHA-256 (on a background thread) for ``finish()``.
+    public init(mappedFile file: MappedFile, hashing: Bool = true) throws(FileError) {
         displayPath = file.path
         mappedFile = file
         stream = nil
@@ -82,7 +92,7 @@ public final class SafetensorsReader {
         } catch {
             throw FileError(path: file.path, cause: SystemError(call: "read", path: nil, code: EIO))
         }
-        hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: bytes[0..<dataStart]))
+        if hashing { fileDigest = BackgroundDigest(file: file, byteCount: dataStart + Int(header.dataByteCount)) }
     }
 
     /// Reads the header from a stream.
@@ -129,10 +139,6 @@ public final class SafetensorsReader {
         let range = Int(tensor.dataOffsets.lowerBound)..<Int(tensor.dataOffsets.upperBound)
         if let file = mappedFile {
             let bytes = UnsafeRawBufferPointer(rebasing: file.bytes[(dataStart + range.lowerBound)..<(dataStart + range.upperBound)])
-            if range.lowerBound == hashedThrough {
-                hasher.update(bufferPointer: bytes)
-                hashedThrough = range.upperBound
-            }
             return try body(bytes)
         }
         guard range.lowerBound >= streamPosition else {
@@ -153,11 +159,8 @@ public final class SafetensorsReader {
     /// SHA-256 of the whole input and its size in bytes.
     public func finish() throws -> (sha256: String, byteCount: UInt64) {
         let end = Int(header.dataByteCount)
-        if let file = mappedFile {
-            if hashedThrough < end {
-                hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: file.bytes[(dataStart + hashedThrough)..<(dataStart + end)]))
-                hashedThrough = end
-            }
+        if mappedFile != nil {
+            return (fileDigest?.wait() ?? "", UInt64(dataStart + end))
         } else {
             try skipStream(to: end)
             var probe: UInt8 = 0
@@ -217,5 +220,37 @@ extension Digest {
             text += byte < 16 ? "0" + hex : hex
         }
         return text
+    }
+}
+
+/// SHA-256 of a mapped file computed on a background thread, so hashing overlaps the codec.
+///
+/// Hashed pages are released behind the hasher; the main reader faults them in again from the page
+/// cache if it has not reached them yet.
+final class BackgroundDigest: @unchecked Sendable {
+    private let done = DispatchSemaphore(value: 0)
+    private var digest = ""
+
+    init(file: MappedFile, byteCount: Int) {
+        DispatchQueue.global().async { [self] in
+            var hasher = SHA256()
+            let step = 16 << 20
+            var offset = 0
+            while offset < byteCount {
+                let end = min(byteCount, offset + step)
+                hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: file.bytes[offset..<end]))
+                file.release(offset..<end)
+                offset = end
+            }
+            digest = hasher.finalize().hexString
+            done.signal()
+        }
+    }
+
+    /// Blocks until the digest is ready; returns it as lowercase hex.
+    func wait() -> String {
+        done.wait()
+        done.signal()
+        return digest
     }
 }

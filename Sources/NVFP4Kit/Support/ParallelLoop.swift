@@ -1,0 +1,62 @@
+import Dispatch
+import Glibc
+
+/// Runs independent iterations on a fixed number of threads.
+///
+/// Work is split by the caller into pieces whose boundaries never depend on the thread count, and
+/// results are combined in piece order, so output is identical for any number of threads.
+public enum ParallelLoop {
+    /// The online processors.
+    public static var availableCores: Int { max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
+
+    /// Calls `body(i)` for `i` in `0..<iterations`, on up to `threads` threads; returns when all are done.
+    public static func run(iterations: Int, threads: Int, _ body: (Int) -> Void) {
+        let workers = min(max(1, threads), iterations)
+        if workers <= 1 {
+            for i in 0..<iterations { body(i) }
+            return
+        }
+        withoutActuallyEscaping(body) { body in
+            let box = UnsafeSendableBox(body)
+            DispatchQueue.concurrentPerform(iterations: workers) { worker in
+                var i = worker
+                while i < iterations {
+                    box.value(i)
+                    i += workers
+                }
+            }
+        }
+    }
+
+    /// `DenseMatrix.magnitudeMaximum()` over row bands in parallel; the result does not depend on `threads`.
+    public static func magnitudeMaximum(_ matrix: DenseMatrix, threads: Int) -> (amax: Float, firstNonFinite: Int?) {
+        let bandRows = 256
+        let bands = max(1, ceilDiv(matrix.rows, bandRows))
+        if threads <= 1 || bands == 1 { return matrix.magnitudeMaximum() }
+        var results = [(amax: Float, firstNonFinite: Int?)](repeating: (0, nil), count: bands)
+        let rowBytes = matrix.columns * matrix.dtype.bitWidth / 8
+        results.withUnsafeMutableBufferPointer { out in
+            let out = out
+            run(iterations: bands, threads: threads) { band in
+                let rows = (band * bandRows)..<min(matrix.rows, (band + 1) * bandRows)
+                let part = DenseMatrix(
+                    bytes: UnsafeRawBufferPointer(rebasing: matrix.bytes[(rows.lowerBound * rowBytes)..<(rows.upperBound * rowBytes)]),
+                    dtype: matrix.dtype, rows: rows.count, columns: matrix.columns)
+                let r = part.magnitudeMaximum()
+                out[band] = (r.amax, r.firstNonFinite.map { $0 + rows.lowerBound * matrix.columns })
+            }
+        }
+        var amax: Float = 0
+        for r in results {
+            if let bad = r.firstNonFinite { return (r.amax, bad) }
+            amax = max(amax, r.amax)
+        }
+        return (amax, nil)
+    }
+}
+
+/// Carries a value into `concurrentPerform`'s closure; the caller guarantees the accesses are disjoint.
+private struct UnsafeSendableBox<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
+}

@@ -1,0 +1,222 @@
+// nvfp4-bench: end-to-end benchmark of the nvfp4 executable against `cp` on the same file.
+//
+// Usage: swift build -c release && .build/release/nvfp4-bench [--size-gib 2] [--runs 5] [--dir /tmp/nvfp4-bench] [--keep]
+//
+// It writes a seeded synthetic Llama-shaped bf16 checkpoint (hidden 2048, intermediate 5632, as many
+// layers as fit the size), then times, in one run and on the same file, median of --runs:
+// `cp` of the file, `nvfp4 quantize` with 1 thread and with all cores, and `nvfp4 verify`; it
+// prints GB/s of bf16 input, G elements/s, the ratio to `cp`, and the peak anonymous memory
+// (RssAnon sampled from /proc every 2 ms) and peak RSS of each command.
+import Dispatch
+import Glibc
+import NVFP4Kit
+
+struct Options {
+    var sizeGiB = 2.0
+    var runs = 5
+    var directory = "/tmp/nvfp4-bench"
+    var keep = false
+}
+
+func parseOptions() -> Options {
+    var o = Options()
+    var args = CommandLine.arguments.dropFirst().makeIterator()
+    while let a = args.next() {
+        switch a {
+        case "--size-gib": o.sizeGiB = Double(args.next() ?? "") ?? o.sizeGiB
+        case "--runs": o.runs = Int(args.next() ?? "") ?? o.runs
+        case "--dir": o.directory = args.next() ?? o.directory
+        case "--keep": o.keep = true
+        default:
+            print("usage: nvfp4-bench [--size-gib G] [--runs N] [--dir PATH] [--keep]")
+            exit(2)
+        }
+    }
+    return o
+}
+
+/// Seeded xorshift64* generator.
+struct Random {
+    var state: UInt64
+    mutating func next() -> UInt64 {
+        state ^= state >> 12
+        state ^= state << 25
+        state ^= state >> 27
+        return state &* 0x2545_F491_4F6C_DD1D
+    }
+}
+
+/// Writes a Llama-shaped bf16 checkpoint of about `bytes` bytes; returns its element count.
+func writeCheckpoint(path: String, bytes: Int) throws -> Int {
+    let hidden = 2048, intermediate = 5632, vocab = 32000, kv = 512
+    var shapes: [(String, [Int])] = [("model.embed_tokens.weight", [vocab, hidden])]
+    var total = vocab * hidden * 2 * 2 + hidden * 2
+    var layer = 0
+    let perLayer = (2 * hidden * hidden + 2 * kv * hidden + 3 * hidden * intermediate) * 2 + 2 * hidden * 2
+    while total + perLayer <= bytes || layer == 0 {
+        let p = "model.layers.\(layer)"
+        shapes += [
+            ("\(p).input_layernorm.weight", [hidden]),
+            ("\(p).self_attn.q_proj.weight", [hidden, hidden]), ("\(p).self_attn.k_proj.weight", [kv, hidden]),
+            ("\(p).self_attn.v_proj.weight", [kv, hidden]), ("\(p).self_attn.o_proj.weight", [hidden, hidden]),
+            ("\(p).post_attention_layernorm.weight", [hidden]),
+            ("\(p).mlp.gate_proj.weight", [intermediate, hidden]), ("\(p).mlp.up_proj.weight", [intermediate, hidden]),
+            ("\(p).mlp.down_proj.weight", [hidden, intermediate]),
+        ]
+        total += perLayer
+        layer += 1
+    }
+    shapes += [("model.norm.weight", [hidden]), ("lm_head.weight", [vocab, hidden])]
+    let planned = shapes.map { PlannedTensor(name: $0.0, dtype: .bf16, shape: $0.1) }
+    let plan = SafetensorsLayoutPlan(tensors: planned, metadata: [("format", "pt")])
+    let sink = try AtomicFileSink(path: path, replace: true)
+    try sink.write(plan.headerBytes)
+    var rng = Random(state: 0x9E37_79B9_7F4A_7C15)
+    let chunk = 1 << 20
+    var buffer = [UInt16](repeating: 0, count: chunk)
+    var elements = 0
+    for t in planned {
+        var left = t.shape.reduce(1, *)
+        elements += left
+        let isNorm = t.shape.count == 1
+        while left > 0 {
+            let n = min(chunk, left)
+            for i in 0..<n {
+                if isNorm { buffer[i] = 0x3F80; continue }
+                // Approximately N(0, 0.02): the sum of four uniforms, scaled.
+                let r = rng.next()
+                let s = Float(r & 0xFFFF) + Float((r >> 16) & 0xFFFF) + Float((r >> 32) & 0xFFFF) + Float(r >> 48) - 131070
+                buffer[i] = BFloat16.fromFloat(s * (0.02 / 37837.0))
+            }
+            try buffer.withUnsafeBytes { try sink.write(UnsafeRawBufferPointer(rebasing: $0[0..<(n * 2)])) }
+            left -= n
+        }
+    }
+    _ = try sink.commit()
+    return elements
+}
+
+struct Sample {
+    var wall: Double
+    var peakRSS: Int  // KiB
+    var peakAnon: Int  // KiB
+    var status: Int32
+}
+
+func now() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+}
+
+func anonKiB(pid: pid_t) -> Int {
+    guard let f = fopen("/proc/\(pid)/status", "r") else { return 0 }
+    defer { fclose(f) }
+    var line = [CChar](repeating: 0, count: 256)
+    while fgets(&line, 256, f) != nil {
+        let s = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        if s.hasPrefix("RssAnon:") { return Int(s.split(separator: " ")[1]) ?? 0 }
+    }
+    return 0
+}
+
+/// Runs a command with stdout and stderr sent to /dev/null; samples its anonymous memory.
+func run(_ argv: [String]) -> Sample {
+    var pid: pid_t = 0
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+    posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+    let cargs = argv.map { strdup($0) } + [nil]
+    defer { cargs.forEach { free($0) } }
+    let start = now()
+    guard posix_spawn(&pid, argv[0], &actions, nil, cargs, environ) == 0 else {
+        print("cannot start \(argv[0])")
+        exit(1)
+    }
+    var peakAnon = 0
+    var status: Int32 = 0
+    var usage = rusage()
+    while true {
+        let r = wait4(pid, &status, WNOHANG, &usage)
+        if r == pid { break }
+        peakAnon = max(peakAnon, anonKiB(pid: pid))
+        usleep(2000)
+    }
+    let wall = now() - start
+    posix_spawn_file_actions_destroy(&actions)
+    return Sample(wall: wall, peakRSS: usage.ru_maxrss, peakAnon: peakAnon, status: (status >> 8) & 0xFF)
+}
+
+func median(_ xs: [Double]) -> Double { xs.sorted()[xs.count / 2] }
+
+func fmt(_ x: Double, _ d: Int = 2) -> String {
+    var p = 1.0
+    for _ in 0..<d { p *= 10 }
+    let v = (x * p).rounded() / p
+    return "\(v)"
+}
+
+let options = parseOptions()
+let binDir = String(CommandLine.arguments[0].prefix(upTo: CommandLine.arguments[0].lastIndex(of: "/") ?? CommandLine.arguments[0].startIndex))
+let tool = (binDir.isEmpty ? "." : binDir) + "/nvfp4"
+mkdir(options.directory, 0o755)
+let input = options.directory + "/synthetic.safetensors"
+let output = options.directory + "/synthetic.nvfp4.safetensors"
+let copy = options.directory + "/copy.safetensors"
+let bytes = Int(options.sizeGiB * 1_073_741_824)
+print("writing a \(fmt(options.sizeGiB)) GiB synthetic Llama-shaped bf16 checkpoint to \(input) …")
+let elements = try writeCheckpoint(path: input, bytes: bytes)
+var st = stat()
+stat(input, &st)
+let fileBytes = Double(st.st_size)
+print("file: \(Int(fileBytes)) bytes, \(elements) elements; cores: \(ParallelLoop.availableCores); runs: \(options.runs) (median)")
+
+let commands: [(String, [String])] = [
+    ("cp", ["/bin/cp", input, copy]),
+    ("quantize -j1", [tool, "quantize", input, "-o", output, "--force", "-q", "-j", "1"]),
+    ("quantize", [tool, "quantize", input, "-o", output, "--force", "-q"]),
+    ("verify", [tool, "verify", input, output, "-q"]),
+]
+var results: [String: (wall: Double, rss: Int, anon: Int)] = [:]
+_ = run(["/bin/cat", input])  // warm the page cache
+for (name, argv) in commands {
+    _ = run(argv)  // warm-up
+    var walls: [Double] = []
+    var rss = 0, anon = 0
+    for _ in 0..<options.runs {
+        let s = run(argv)
+        if s.status != 0 {
+            print("\(name) exited \(s.status)")
+            exit(1)
+        }
+        walls.append(s.wall)
+        rss = max(rss, s.peakRSS)
+        anon = max(anon, s.peakAnon)
+    }
+    results[name] = (median(walls), rss, anon)
+}
+let cp = results["cp"]!.wall
+print("")
+print("command        median s   GB/s in   G elem/s   × cp    peak anon MiB   peak RSS MiB")
+for (name, _) in commands {
+    let r = results[name]!
+    print(
+        [name.padding(13), fmt(r.wall, 3).padding(10), fmt(fileBytes / r.wall / 1e9).padding(9),
+         fmt(Double(elements) / r.wall / 1e9).padding(10), fmt(r.wall / cp).padding(7),
+         fmt(Double(r.anon) / 1024, 1).padding(15), fmt(Double(r.rss) / 1024, 1)].joined(separator: " "))
+}
+let q1 = results["quantize -j1"]!.wall, qn = results["quantize"]!.wall
+print("")
+print("thread scaling: quantize 1 thread / all cores = \(fmt(q1 / qn))×")
+print("verify / quantize = \(fmt(results["verify"]!.wall / qn))×")
+if !options.keep {
+    unlink(input)
+    unlink(output)
+    unlink(copy)
+    unlink(options.directory + "/synthetic.nvfp4.manifest.json")
+}
+
+extension String {
+    func padding(_ width: Int) -> String { count >= width ? self : self + String(repeating: " ", count: width - count) }
+}
