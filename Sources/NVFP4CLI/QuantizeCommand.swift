@@ -54,6 +54,14 @@ enum QuantizeCommand {
             throw UsageError(message: "--json prints to stdout, which -o - already uses for the checkpoint")
         }
         let manifestPath: String? = parsed.value("--manifest") ?? (output == "-" ? nil : defaultManifestPath(for: output))
+        if let manifestPath, manifestPath == "-" && (output == "-" || parsed.flag("--json")) {
+            throw UsageError(message: "--manifest - writes to stdout, which -o - or --json already uses")
+        }
+        if let manifestPath, manifestPath != "-", manifestPath == output
+            || (FileIdentity.of(path: manifestPath) != nil && FileIdentity.of(path: manifestPath) == FileIdentity.of(path: output))
+        {
+            throw UsageError(message: "--manifest \(manifestPath) is the output file; choose another path")
+        }
         try refuseOverwritingInput(input: input, outputs: [output, manifestPath].compactMap { $0 })
         if !force {
             for path in [output, manifestPath].compactMap({ $0 }) where path != "-" && fileExists(path) {
@@ -67,9 +75,17 @@ enum QuantizeCommand {
         let result = try QuantizeJob.run(reader: reader, sink: sink, options: options, progress: progress.update)
         progress.finish()
         let manifest = Manifest.document(result: result, options: options, arguments: invocation)
-        if let manifestPath {
-            try writeFileAtomically(manifest.serialized(.pretty), to: manifestPath, replace: force)
+        // Both files become visible only once both are complete: a failed manifest leaves no checkpoint.
+        var manifestSink: (any OutputSink)?
+        do {
+            if let manifestPath { manifestSink = try sealedTextFile(manifest.serialized(.pretty), to: manifestPath, replace: force) }
+            try sink.publish()
+        } catch {
+            sink.abort()
+            manifestSink?.abort()
+            throw error
         }
+        try manifestSink?.publish()
         if parsed.flag("--json") { Terminal.out(manifest.serialized(.pretty)) }
         if !quiet { Terminal.err(summary(result, output: output, manifest: manifestPath)) }
         return ExitStatus.success

@@ -31,6 +31,13 @@ func now() -> Double {
     return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
 }
 
+/// `value` with three decimals.
+func fixed(_ value: Double) -> String {
+    let scaled = Int((value * 1000).rounded())
+    let frac = String(scaled % 1000)
+    return "\(scaled / 1000)." + String(repeating: "0", count: 3 - frac.count) + frac
+}
+
 func measure(_ label: String, elements: Int, runs: Int, _ body: () -> Void) {
     body()  // warm-up
     body()
@@ -44,7 +51,8 @@ func measure(_ label: String, elements: Int, runs: Int, _ body: () -> Void) {
     let median = times[times.count / 2]
     let g = Double(elements) / median / 1e9
     let best = Double(elements) / times[0] / 1e9
-    print("\(label.padding(toLength: 44, withPad: " ", startingAt: 0)) median \(String(format: "%7.3f", median * 1e3)) ms  \(String(format: "%6.3f", g)) G/s  (best \(String(format: "%6.3f", best)) G/s)")
+    let padded = label + String(repeating: " ", count: max(1, 44 - label.count))
+    print("\(padded)median \(fixed(median * 1e3)) ms  \(fixed(g)) G/s  (best \(fixed(best)) G/s)")
 }
 
 let args = CommandLine.arguments

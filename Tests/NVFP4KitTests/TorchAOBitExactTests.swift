@@ -24,7 +24,9 @@ import Testing
         options.mode = c.mode
         options.numerics = c.numerics
         let reader = try SafetensorsReader(path: FixturePaths.torchaoInput(c.dtype))
-        let result = try QuantizeJob.run(reader: reader, sink: try AtomicFileSink(path: output, replace: false), options: options)
+        let sink = try AtomicFileSink(path: output, replace: false)
+        let result = try QuantizeJob.run(reader: reader, sink: sink, options: options)
+        try sink.publish()
         #expect(result.tensors.allSatisfy { $0.decision == .quantize })
 
         let expectedPath = FixturePaths.torchaoExpected(c.dtype, c.mode, c.numerics)

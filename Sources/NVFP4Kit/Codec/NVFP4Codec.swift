@@ -170,40 +170,11 @@ public struct NVFP4Codec: Sendable {
         _ matrix: DenseMatrix, rows: Range<Int>, packed: UnsafeMutableRawBufferPointer,
         scales: UnsafeMutableRawBufferPointer, layout: ScaleLayout, error: inout QuantizationError
     ) {
-        let blocks = matrix.columns / NVFP4Codec.blockSize
-        let rowBytes = matrix.columns / 2
-        let pts = scale.perTensorScale
-        let rpts = reciprocalPerTensorScale
-        let codeValues = SIMD16<Float>(E2M1.values)
-        var local = QuantizationError()
-        for row in rows {
-            for block in 0..<blocks {
-                let x = matrix.block(at: row * matrix.columns + block * 16)
-                let blockAmax = Float(bitPattern: (x.bitPattern & 0x7FFF_FFFF).max())
-                let blockValue = numerics.divide(blockAmax, by: 6, reciprocal: NVFP4Codec.sixReciprocal)
-                let code: UInt8
-                let reciprocal: Float
-                if let pts, let rpts {
-                    code = E4M3.encodeClamped(blockValue / pts)
-                    reciprocal = rpts / E4M3.decode(code)
-                } else {
-                    code = E4M3.encodeClamped(blockValue)
-                    reciprocal = 1 / E4M3.decode(code)
-                }
-                scales[layout.offset(row: row, block: block, blocks: blocks)] = code
-                let y = x * reciprocal
-                let nibbles = NVFP4Codec.encode(y)
-                let packedBlock = nibbles.evenHalf | (nibbles.oddHalf &<< 4)
-                packed.storeBytes(
-                    of: SIMD8<UInt8>(truncatingIfNeeded: packedBlock),
-                    toByteOffset: (row - rows.lowerBound) * rowBytes + block * 8, as: SIMD8<UInt8>.self)
-                let factor = pts.map { $0 * E4M3.decode(code) } ?? E4M3.decode(code)
-                var reconstructed = SIMD16<Float>()
-                for i in 0..<16 { reconstructed[i] = codeValues[Int(nibbles[i])] * factor }
-                for i in 0..<16 { local.add(original: x[i], reconstructed: reconstructed[i]) }
-            }
-        }
-        error.merge(local)
+        let parameters = NVFP4Kernel.ScaleParameters(
+            twoLevel: scale.perTensorScale != nil, cpuDivision: numerics == .cpu,
+            pts: scale.perTensorScale ?? 1, rpts: reciprocalPerTensorScale ?? 1)
+        NVFP4Kernel.quantize(
+            matrix, rows: rows, packed: packed, scales: scales, layout: layout, parameters: parameters, error: &error)
     }
 
     /// e2m1 codes of 16 values: RNE with ties to even, saturating, sign bit kept.

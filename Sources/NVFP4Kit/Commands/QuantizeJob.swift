@@ -85,7 +85,7 @@ public enum QuantizeJob {
     ///
     /// - Parameters:
     ///   - reader: The input, header already read.
-    ///   - sink: The output; committed on success, aborted on failure.
+    ///   - sink: The output; sealed on success (the caller publishes it), aborted on failure.
     ///   - options: The settings.
     ///   - progress: Called after each tensor with (bytes done, total bytes).
     /// - Throws: ``FileError`` for bad input (naming the file and tensor), ``SystemError`` for I/O.
@@ -133,7 +133,7 @@ public enum QuantizeJob {
             progress?(done, header.dataByteCount)
         }
         let input = try reader.finish()
-        let output = try sink.commit()
+        let output = try sink.seal()
         return QuantizeResult(
             tensors: reports,
             input: FileSummary(path: reader.displayPath, byteCount: input.byteCount, sha256: input.sha256),

@@ -10,13 +10,22 @@ public protocol OutputSink: AnyObject {
     var displayPath: String { get }
     /// Appends bytes.
     func write(_ bytes: UnsafeRawBufferPointer) throws
-    /// Flushes, makes the output durable and visible; returns its SHA-256 and size.
-    func commit() throws -> (sha256: String, byteCount: UInt64)
+    /// Flushes and makes the output durable, but not yet visible; returns its SHA-256 and size.
+    func seal() throws -> (sha256: String, byteCount: UInt64)
+    /// Makes a sealed output visible under its name.
+    func publish() throws
     /// Discards everything written; nothing is left behind.
     func abort()
 }
 
 extension OutputSink {
+    /// Seals and publishes in one step; returns the SHA-256 and size.
+    public func commit() throws -> (sha256: String, byteCount: UInt64) {
+        let result = try seal()
+        try publish()
+        return result
+    }
+
     /// Appends an array's bytes.
     public func write(_ bytes: [UInt8]) throws {
         try bytes.withUnsafeBytes { try write($0) }
@@ -91,6 +100,7 @@ public final class AtomicFileSink: OutputSink {
     private let writer: BufferedDescriptorWriter
     private var slot: Int?
     private var finished = false
+    private var sealed = false
 
     /// Creates the temporary file.
     ///
@@ -106,7 +116,7 @@ public final class AtomicFileSink: OutputSink {
         let (directory, name) = splitPath(path)
         var template = Array("\(directory)/.\(name).XXXXXX".utf8CString)
         let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
-        guard fd >= 0 else { throw SystemError(call: "mkstemp", path: "\(directory)/.\(name).XXXXXX") }
+        guard fd >= 0 else { throw SystemError(call: "create", path: path) }
         _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
         temporaryPath = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
         slot = TemporaryFileRegistry.register(temporaryPath)
@@ -123,11 +133,24 @@ public final class AtomicFileSink: OutputSink {
 
     public func write(_ bytes: UnsafeRawBufferPointer) throws { try writer.write(bytes) }
 
-    public func commit() throws -> (sha256: String, byteCount: UInt64) {
+    public func seal() throws -> (sha256: String, byteCount: UInt64) {
         do {
             try writer.flush()
             try retryingInterrupts("fsync", path: displayPath) { fsync(writer.fd) }
             try retryingInterrupts("close", path: displayPath) { close(writer.fd) }
+        } catch {
+            finished = true
+            unlink(temporaryPath)
+            TemporaryFileRegistry.unregister(slot)
+            throw error
+        }
+        sealed = true
+        return (writer.digest(), writer.written)
+    }
+
+    public func publish() throws {
+        precondition(sealed && !finished, "publish() needs a sealed, unpublished sink")
+        do {
             if replace {
                 try retryingInterrupts("rename", path: displayPath) { rename(temporaryPath, destination) }
             } else {
@@ -143,13 +166,12 @@ public final class AtomicFileSink: OutputSink {
         finished = true
         TemporaryFileRegistry.unregister(slot)
         syncDirectory(of: destination)
-        return (writer.digest(), writer.written)
     }
 
     public func abort() {
         guard !finished else { return }
         finished = true
-        close(writer.fd)
+        if !sealed { close(writer.fd) }
         unlink(temporaryPath)
         TemporaryFileRegistry.unregister(slot)
     }
@@ -164,10 +186,12 @@ public final class StandardOutputSink: OutputSink {
 
     public func write(_ bytes: UnsafeRawBufferPointer) throws { try writer.write(bytes) }
 
-    public func commit() throws -> (sha256: String, byteCount: UInt64) {
+    public func seal() throws -> (sha256: String, byteCount: UInt64) {
         try writer.flush()
         return (writer.digest(), writer.written)
     }
+
+    public func publish() throws {}
 
     public func abort() { try? writer.flush() }
 }
@@ -185,6 +209,19 @@ private func syncDirectory(of path: String) {
     guard fd >= 0 else { return }
     fsync(fd)
     close(fd)
+}
+
+/// Writes a small text file to a sealed, unpublished sink (or stdout for `-`); the caller publishes it.
+public func sealedTextFile(_ text: String, to path: String, replace: Bool) throws -> any OutputSink {
+    let sink: any OutputSink = path == "-" ? StandardOutputSink() : try AtomicFileSink(path: path, replace: replace)
+    do {
+        try sink.write(Array(text.utf8))
+        _ = try sink.seal()
+    } catch {
+        sink.abort()
+        throw error
+    }
+    return sink
 }
 
 /// Writes a small file atomically (manifests, JSON reports).

@@ -264,7 +264,7 @@ public struct JSONParser {
         if isInteger {
             let digits = String(decoding: bytes[digitsStart..<index], as: UTF8.self)
             if negative {
-                if let v = Int64(text) { return v == 0 ? .integer(.nonNegative(0)) : .integer(.negative(v)) }
+                if let v = Int64(text) { return .integer(.negative(v)) }  // "-0" stays negative: not a size
             } else if let v = UInt64(digits) {
                 return .integer(.nonNegative(v))
             }

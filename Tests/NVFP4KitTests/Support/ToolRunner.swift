@@ -27,7 +27,9 @@ enum ToolRunner {
         }
 
         var description: String {
-            "exit \(status); stdout \(stdout.count) bytes: \(stdoutText.prefix(400)); stderr: \(stderr.prefix(800))"
+            let isText = !stdout.contains(0) && String(validating: stdout, as: UTF8.self) != nil
+            let shown = isText ? ": " + String(stdoutText.prefix(400)) : " (binary)"
+            return "exit \(status); stdout \(stdout.count) bytes\(shown); stderr: \(stderr.prefix(800))"
         }
     }
 
@@ -104,7 +106,6 @@ enum ToolRunner {
         process.standardInput = inPipe ?? FileHandle.nullDevice
 
         let collected = Collected()
-        let group = DispatchGroup()
         try process.run()
         // The child holds its own copies; the parent's copies of the child's ends must go, or the
         // reads below never see end-of-file.
@@ -112,35 +113,46 @@ enum ToolRunner {
         try? errPipe.fileHandleForWriting.close()
         try? inPipe?.fileHandleForReading.close()
 
-        let child = UncheckedSendable(process)
-        let killer = DispatchWorkItem {
-            if child.value.isRunning { kill(child.value.processIdentifier, SIGKILL) }
+        // Dedicated threads (not the dispatch pool, which a busy test run may have exhausted) drain
+        // the pipes, feed stdin and kill a child that outlives `timeout`.
+        let pid = process.processIdentifier
+        let exited = DispatchSemaphore(value: 0)
+        let watchdog = runOnThread {
+            if exited.wait(timeout: .now() + timeout) == .timedOut { kill(pid, SIGKILL) }
         }
-        DispatchQueue.global().asyncAfter(deadline: .now() + timeout, execute: killer)
-
-        let outReader = UncheckedSendable(outPipe.fileHandleForReading)
-        let errReader = UncheckedSendable(errPipe.fileHandleForReading)
-        DispatchQueue.global().async(group: group) {
-            collected.setStdout(readAll(outReader.value.fileDescriptor))
-        }
-        DispatchQueue.global().async(group: group) {
-            collected.setStderr(readAll(errReader.value.fileDescriptor))
-        }
+        let outFD = outPipe.fileHandleForReading.fileDescriptor
+        let errFD = errPipe.fileHandleForReading.fileDescriptor
+        var workers = [
+            runOnThread { collected.setStdout(readAll(outFD)) },
+            runOnThread { collected.setStderr(readAll(errFD)) },
+        ]
         if let inPipe, let stdin {
             let writer = UncheckedSendable(inPipe.fileHandleForWriting)
-            DispatchQueue.global().async(group: group) {
+            workers.append(runOnThread {
                 writeAllIgnoringBrokenPipe(stdin, to: writer.value.fileDescriptor)
                 try? writer.value.close()
-            }
+            })
         }
         process.waitUntilExit()
-        group.wait()
-        killer.cancel()
+        exited.signal()
+        for done in workers { done.wait() }
+        watchdog.wait()
         try? outPipe.fileHandleForReading.close()
         try? errPipe.fileHandleForReading.close()
 
         let status = process.terminationReason == .uncaughtSignal ? 128 + process.terminationStatus : process.terminationStatus
         return Result(status: status, stdout: collected.stdout, stderr: String(decoding: collected.stderr, as: UTF8.self))
+    }
+
+    /// Starts `body` on a new thread; the returned semaphore is signalled when it returns.
+    static func runOnThread(_ body: @escaping @Sendable () -> Void) -> DispatchSemaphore {
+        let done = DispatchSemaphore(value: 0)
+        let thread = Thread {
+            body()
+            done.signal()
+        }
+        thread.start()
+        return done
     }
 
     /// Reads a descriptor to its end with `read(2)`, retrying on `EINTR`.
