@@ -49,6 +49,12 @@ public enum WeightError: Error, Equatable, Sendable, CustomStringConvertible {
 }
 
 /// Error statistics of a quantized tensor against its source, accumulated in `Double`.
+///
+/// ``NVFP4Codec/quantize(_:rows:packed:scales:layout:error:)`` forms x², (x − x̂)² and |x − x̂| in
+/// `Float` (x̂ = RN(e2m1 × factor) exactly as dequantization gives it), sums each SIMD lane in
+/// `Float` over one group of 16 blocks, then in `Double`. The sums can therefore differ from a
+/// per-element `Double` accumulation in the last few significant digits (≈1e-8 relative);
+/// the maximum is exact. They are reported numbers, never bytes.
 public struct QuantizationError: Sendable, Equatable {
     /// Σ x².
     public var signalSquareSum: Double = 0

@@ -49,14 +49,17 @@ enum NVFP4Kernel {
 
     // MARK: Block maxima
 
-    /// Lane-wise maximum (a compare and a select, which LLVM turns into one `pmax`).
-    @inline(__always)
-    static func maximum<V: SIMD>(_ a: V, _ b: V) -> V where V.Scalar: FixedWidthInteger {
-        a.replacing(with: b, where: b .> a)
-    }
+    // Lane-wise maxima for concrete types: a compare and a select, which LLVM turns into one
+    // `pmax`. (The same code generic over `SIMD` compiles to a per-lane loop.)
+    @_transparent static func maximum(_ a: SIMD8<UInt16>, _ b: SIMD8<UInt16>) -> SIMD8<UInt16> { a.replacing(with: b, where: b .> a) }
+    @_transparent static func maximum(_ a: SIMD4<UInt16>, _ b: SIMD4<UInt16>) -> SIMD4<UInt16> { a.replacing(with: b, where: b .> a) }
+    @_transparent static func maximum(_ a: SIMD2<UInt16>, _ b: SIMD2<UInt16>) -> SIMD2<UInt16> { a.replacing(with: b, where: b .> a) }
+    @_transparent static func maximum(_ a: SIMD8<UInt32>, _ b: SIMD8<UInt32>) -> SIMD8<UInt32> { a.replacing(with: b, where: b .> a) }
+    @_transparent static func maximum(_ a: SIMD4<UInt32>, _ b: SIMD4<UInt32>) -> SIMD4<UInt32> { a.replacing(with: b, where: b .> a) }
+    @_transparent static func maximum(_ a: SIMD2<UInt32>, _ b: SIMD2<UInt32>) -> SIMD2<UInt32> { a.replacing(with: b, where: b .> a) }
 
     /// The largest of 16 magnitudes (bit patterns with the sign cleared), by halving.
-    @inline(__always)
+    @_transparent
     static func horizontalMaximum(_ v: SIMD16<UInt16>) -> UInt16 {
         let a = maximum(v.lowHalf, v.highHalf)
         let b = maximum(a.lowHalf, a.highHalf)
@@ -64,7 +67,7 @@ enum NVFP4Kernel {
         return Swift.max(c[0], c[1])
     }
 
-    @inline(__always)
+    @_transparent
     static func horizontalMaximum(_ v: SIMD16<UInt32>) -> UInt32 {
         let a = maximum(v.lowHalf, v.highHalf)
         let b = maximum(a.lowHalf, a.highHalf)
@@ -73,24 +76,23 @@ enum NVFP4Kernel {
     }
 
     /// The magnitude bit patterns (as fp32) of the maxima of the 16 blocks at `p`.
-    @inline(__always)
-    static func blockMaxima(_ p: UnsafeRawPointer, bf16: Bool) -> SIMD16<UInt32> {
-        var m = SIMD16<UInt32>()
+    @_transparent
+    static func blockMaxima(_ p: UnsafeRawPointer, bf16: Bool, scratch: UnsafeMutableRawPointer) -> SIMD16<UInt32> {
+        // Scalar stores and one vector load: inserting at a variable lane is a compare and blend.
         for i in 0..<groupBlocks {
-            if bf16 {
-                m[i] = UInt32(horizontalMaximum(p.loadUnaligned(fromByteOffset: i * 32, as: SIMD16<UInt16>.self) & 0x7FFF)) &<< 16
-            } else {
-                m[i] = horizontalMaximum(p.loadUnaligned(fromByteOffset: i * 64, as: SIMD16<UInt32>.self) & 0x7FFF_FFFF)
-            }
+            let value = bf16
+                ? UInt32(horizontalMaximum(p.loadUnaligned(fromByteOffset: i * 32, as: SIMD16<UInt16>.self) & 0x7FFF)) &<< 16
+                : horizontalMaximum(p.loadUnaligned(fromByteOffset: i * 64, as: SIMD16<UInt32>.self) & 0x7FFF_FFFF)
+            scratch.storeBytes(of: value, toByteOffset: i * 4, as: UInt32.self)
         }
-        return m
+        return scratch.load(as: SIMD16<UInt32>.self)
     }
 
     // MARK: Scales
 
     /// e4m3 codes, reciprocals `RN(RN(1/pts)/s)` (or `RN(1/s)`) and factors `RN(pts·s)` (or `s`)
     /// of 16 blocks, with torchao's fp32 operations lane by lane.
-    @inline(__always)
+    @_transparent
     static func blockScales(
         maxima: SIMD16<UInt32>, _ p: ScaleParameters
     ) -> (codes: SIMD16<UInt32>, reciprocals: SIMD16<Float>, factors: SIMD16<Float>) {
@@ -117,14 +119,17 @@ enum NVFP4Kernel {
 
     /// Rounds 16 magnitudes `a` (already multiplied by the reciprocal) to e2m1: the codes 0…7
     /// and the exact e2m1 values.
-    @inline(__always)
+    @_transparent
     static func roundE2M1(_ y: SIMD16<Float>) -> (codes: SIMD16<UInt32>, values: SIMD16<Float>) {
         // torchao clamps to ±6 before the cast; NaN (rejected upstream) stays NaN here.
-        let a = y.replacing(with: 6, where: y .> 6)
+        // (Vector operands throughout: the SIMD-with-scalar comparisons are generic loops.)
+        let six = SIMD16<Float>(repeating: 6)
+        let a = y.replacing(with: six, where: y .> six)
         // M = 2^22 for a < 2, 2^23 for a in [2, 4), 2^24 for a in [4, 8): ulp(M) is the e2m1 step,
         // so the fp32 addition rounds onto the e2m1 grid with ties to even.
         let e = a.bitPattern & 0x7F80_0000
-        let mBits = e.replacing(with: 0x3F80_0000, where: e .< 0x3F80_0000) &+ 0x0B00_0000
+        let one = SIMD16<UInt32>(repeating: 0x3F80_0000)
+        let mBits = e.replacing(with: one, where: e .< one) &+ 0x0B00_0000
         let m = SIMD16<Float>(bitPattern: mBits)
         let t = a + m
         // Steps above M, plus 2 codes per binade above [1, 2): (mBits >> 22) − 298 is 0, 2 or 4.
@@ -134,7 +139,7 @@ enum NVFP4Kernel {
 
     /// Quantizes two blocks given as their even and odd elements (fp32 bit patterns, lanes 0–7
     /// from the first block, 8–15 from the second); stores the 16 packed bytes at `out`.
-    @inline(__always)
+    @_transparent
     static func blockPair(
         evens: SIMD16<UInt32>, odds: SIMD16<UInt32>, reciprocal: SIMD16<Float>, factor: SIMD16<Float>,
         out: UnsafeMutableRawPointer, signal: inout SIMD16<Float>, error: inout SIMD16<Float>, maxAbs: inout SIMD16<Float>
@@ -160,7 +165,7 @@ enum NVFP4Kernel {
     }
 
     /// Blocks `2j` and `2j + 1` of a group as even and odd elements (fp32 bit patterns).
-    @inline(__always)
+    @_transparent
     static func loadPair(_ p: UnsafeRawPointer, pair j: Int, bf16: Bool) -> (evens: SIMD16<UInt32>, odds: SIMD16<UInt32>) {
         if bf16 {
             // Each 32-bit word holds an even element (low half) and an odd one (high half).
@@ -175,20 +180,21 @@ enum NVFP4Kernel {
     }
 
     /// Lanes 0–7 from `values[2j]`, 8–15 from `values[2j + 1]`.
-    @inline(__always)
+    @_transparent
     static func pairBroadcast(_ values: SIMD16<Float>, pair j: Int) -> SIMD16<Float> {
         SIMD16(lowHalf: SIMD8(repeating: values[2 * j]), highHalf: SIMD8(repeating: values[2 * j + 1]))
     }
 
     /// Quantizes the `valid` (≤ 16) blocks of the group at `p`; the group's first block is flat
     /// block `flat` of the chunk, whose first row is `firstRow`.
-    @inline(__always)
+    @_transparent
     static func group(
         _ p: UnsafeRawPointer, bf16: Bool, valid: Int, parameters: ScaleParameters,
         packed: UnsafeMutableRawPointer, scales: UnsafeMutableRawPointer, layout: ScaleLayout,
-        row: inout Int, column: inout Int, blocksPerRow: Int, lanes: inout ErrorLanes
+        row: inout Int, column: inout Int, blocksPerRow: Int, lanes: inout ErrorLanes,
+        scratch: UnsafeMutableRawPointer
     ) {
-        let maxima = blockMaxima(p, bf16: bf16)
+        let maxima = blockMaxima(p, bf16: bf16, scratch: scratch)
         let (codes, reciprocals, factors) = blockScales(maxima: maxima, parameters)
         if valid == groupBlocks, layout == .rowMajor, column + groupBlocks <= blocksPerRow {
             scales.storeBytes(
@@ -254,6 +260,8 @@ enum NVFP4Kernel {
         var row = rows.lowerBound
         var column = 0
         var lanes = ErrorLanes()
+        let scratch = UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 64)
+        defer { scratch.deallocate() }
         var g = 0
         switch matrix.dtype {
         case .bf16:
@@ -261,7 +269,7 @@ enum NVFP4Kernel {
                 group(
                     source + (firstBlock + g) * 32, bf16: true, valid: groupBlocks, parameters: parameters,
                     packed: out + g * 8, scales: scaleBase, layout: layout,
-                    row: &row, column: &column, blocksPerRow: blocksPerRow, lanes: &lanes)
+                    row: &row, column: &column, blocksPerRow: blocksPerRow, lanes: &lanes, scratch: scratch)
                 g += groupBlocks
             }
         case .f32:
@@ -269,7 +277,7 @@ enum NVFP4Kernel {
                 group(
                     source + (firstBlock + g) * 64, bf16: false, valid: groupBlocks, parameters: parameters,
                     packed: out + g * 8, scales: scaleBase, layout: layout,
-                    row: &row, column: &column, blocksPerRow: blocksPerRow, lanes: &lanes)
+                    row: &row, column: &column, blocksPerRow: blocksPerRow, lanes: &lanes, scratch: scratch)
                 g += groupBlocks
             }
         default:
@@ -289,7 +297,7 @@ enum NVFP4Kernel {
                 group(
                     UnsafeRawPointer(buffer), bf16: false, valid: valid, parameters: parameters,
                     packed: out + g * 8, scales: scaleBase, layout: layout,
-                    row: &row, column: &column, blocksPerRow: blocksPerRow, lanes: &lanes)
+                    row: &row, column: &column, blocksPerRow: blocksPerRow, lanes: &lanes, scratch: scratch)
                 g += valid
             }
         }

@@ -223,21 +223,3 @@ public func sealedTextFile(_ text: String, to path: String, replace: Bool) throw
     }
     return sink
 }
-
-/// Writes a small file atomically (manifests, JSON reports).
-public func writeFileAtomically(_ text: String, to path: String, replace: Bool) throws {
-    if path == "-" {
-        let sink = StandardOutputSink()
-        try sink.write(Array(text.utf8))
-        _ = try sink.commit()
-        return
-    }
-    let sink = try AtomicFileSink(path: path, replace: replace)
-    do {
-        try sink.write(Array(text.utf8))
-        _ = try sink.commit()
-    } catch {
-        sink.abort()
-        throw error
-    }
-}
