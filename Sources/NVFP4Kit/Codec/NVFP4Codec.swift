@@ -182,20 +182,4 @@ public struct NVFP4Codec: Sendable {
         NVFP4Kernel.quantize(
             matrix, rows: rows, packed: packed, scales: scales, layout: layout, parameters: parameters, error: &error)
     }
-
-    /// e2m1 codes of 16 values: RNE with ties to even, saturating, sign bit kept.
-    @inline(__always)
-    static func encode(_ y: SIMD16<Float>) -> SIMD16<UInt32> {
-        let bits = y.bitPattern
-        let a = SIMD16<Float>(bitPattern: bits & 0x7FFF_FFFF)
-        var code = SIMD16<UInt32>()
-        code.replace(with: code &+ 1, where: a .> 0.25)
-        code.replace(with: code &+ 1, where: a .>= 0.75)
-        code.replace(with: code &+ 1, where: a .> 1.25)
-        code.replace(with: code &+ 1, where: a .>= 1.75)
-        code.replace(with: code &+ 1, where: a .> 2.5)
-        code.replace(with: code &+ 1, where: a .>= 3.5)
-        code.replace(with: code &+ 1, where: a .> 5)
-        return code | ((bits &>> 28) & 8)
-    }
 }
