@@ -20,10 +20,13 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3")
     ],
     targets: [
+        // The codec's innermost loops in C, with AVX-512/AVX2 copies picked at load time (see
+        // Sources/NVFP4Kit/Codec/NVFP4Kernel.swift for why C).
+        .target(name: "CNVFP4Kernel"),
         // All logic: safetensors I/O, the NVFP4 codec, layouts, the commands' work. Never prints.
         .target(
             name: "NVFP4Kit",
-            dependencies: [.product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["CNVFP4Kernel", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: swiftSettings
         ),
         // Argument parsing, help text, output formatting and exit codes.
@@ -52,7 +55,7 @@ let package = Package(
         ),
         .testTarget(
             name: "NVFP4KitTests",
-            dependencies: ["NVFP4Kit", "NVFP4CLI"],
+            dependencies: ["NVFP4Kit", "NVFP4CLI", "CNVFP4Kernel"],
             swiftSettings: swiftSettings
         ),
     ]
