@@ -67,6 +67,14 @@ int nvfp4_quantize_groups_variant(
     uint8_t *packed, uint8_t *codes, nvfp4_error_lanes *lanes);
 int nvfp4_magnitude_max_variant(int variant, const void *source, int element_bytes, size_t count, uint32_t *result);
 
+/// Starts the kernel's writeback of a written file range without waiting for it
+/// (`sync_file_range(SYNC_FILE_RANGE_WRITE)` on Linux; nothing elsewhere). Advisory.
+int nvfp4_start_writeback(int fd, long long offset, long long length);
+
+/// The number of CPUs in this process's affinity mask (`taskset`, container CPU sets), or 0 when
+/// it cannot be read.
+int nvfp4_affinity_cpu_count(void);
+
 #ifdef __cplusplus
 }
 #endif

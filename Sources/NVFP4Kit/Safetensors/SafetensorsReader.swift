@@ -36,7 +36,7 @@ public final class SafetensorsReader {
     public let mappedFile: MappedFile?
 
     private let stream: (any ByteStream)?
-    private var hasher = SHA256()  // streams: updated as bytes arrive
+    private var hasher: SHA256?  // streams: updated as bytes arrive
     private var fileDigest: BackgroundDigest?  // mapped files: hashed on another thread
     private var streamPosition = 0  // data-section offset of the next stream byte
     private var streamBuffer: UnsafeMutableRawBufferPointer?
@@ -49,7 +49,7 @@ public final class SafetensorsReader {
     ///   hashed on a background thread).
     public convenience init(path: String, hashing: Bool = true) throws(FileError) {
         if path == "-" {
-            try self.init(stream: FileDescriptorStream(fd: 0, path: "<stdin>"), displayPath: "<stdin>")
+            try self.init(stream: FileDescriptorStream(fd: 0, path: "<stdin>"), displayPath: "<stdin>", hashing: hashing)
             return
         }
         let file: MappedFile
@@ -96,10 +96,13 @@ public final class SafetensorsReader {
     }
 
     /// Reads the header from a stream.
-    public init(stream: any ByteStream, displayPath: String) throws(FileError) {
+    ///
+    /// - Parameter hashing: Whether ``finish()`` reports the SHA-256 of everything read.
+    public init(stream: any ByteStream, displayPath: String, hashing: Bool = true) throws(FileError) {
         self.displayPath = displayPath
         self.stream = stream
         mappedFile = nil
+        hasher = hashing ? SHA256() : nil
         do {
             var prefix = [UInt8](repeating: 0, count: 8)
             let got = try prefix.withUnsafeMutableBytes { try stream.readFully(into: $0) }
@@ -113,8 +116,8 @@ public final class SafetensorsReader {
             }
             header = try SafetensorsHeader(json: json)
             dataStart = 8 + Int(length)
-            hasher.update(data: prefix)
-            hasher.update(data: json)
+            hasher?.update(data: prefix)
+            hasher?.update(data: json)
         } catch let error as FileError {
             throw error
         } catch let error as SafetensorsError {
@@ -156,11 +159,11 @@ public final class SafetensorsReader {
     }
 
     /// Reads the rest of the input, checks nothing follows the last tensor, and returns the
-    /// SHA-256 of the whole input and its size in bytes.
-    public func finish() throws -> (sha256: String, byteCount: UInt64) {
+    /// SHA-256 of the whole input (`nil` when made without hashing) and its size in bytes.
+    public func finish() throws -> (sha256: String?, byteCount: UInt64) {
         let end = Int(header.dataByteCount)
         if mappedFile != nil {
-            return (fileDigest?.wait() ?? "", UInt64(dataStart + end))
+            return (fileDigest?.wait(), UInt64(dataStart + end))
         } else {
             try skipStream(to: end)
             var probe: UInt8 = 0
@@ -169,7 +172,7 @@ public final class SafetensorsReader {
                 throw FileError(path: displayPath, cause: SafetensorsError.incompleteCoverage(dataBytes: UInt64(end + 1), covered: UInt64(end)))
             }
         }
-        return (hasher.finalize().hexString, UInt64(dataStart + end))
+        return (hasher?.finalize().hexString, UInt64(dataStart + end))
     }
 
     private func streamBuffer(capacity: Int) throws -> UnsafeMutableRawBufferPointer {
@@ -186,7 +189,7 @@ public final class SafetensorsReader {
         do { got = try stream!.readFully(into: target) } catch let e as any Error & Sendable & CustomStringConvertible {
             throw FileError(path: displayPath, cause: e)
         }
-        hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: target[0..<got]))
+        hasher?.update(bufferPointer: UnsafeRawBufferPointer(rebasing: target[0..<got]))
         streamPosition += got
         guard got == count else {
             throw FileError(path: displayPath, cause: SafetensorsError.truncated(
