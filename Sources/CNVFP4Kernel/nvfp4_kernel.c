@@ -134,10 +134,51 @@ INLINE void round_e2m1(f32x16 y, u32x16 *codes, f32x16 *values) {
     *values = t - m;
 }
 
-/// One group's running error sums (fp32 within a group).
+/// One group's running error sums (fp32 within a group). Squares are taken of values multiplied by
+/// `scale`, a power of two that brings the group's largest magnitude into [1, 2), so they neither
+/// overflow (weights near the fp32 maximum) nor lose precision to subnormals; the flush into the
+/// fp64 lanes multiplies by 1/scale² again, exactly.
 typedef struct {
     f32x16 signal, error, max_abs;
+    float scale;
+    double unscale_squared;
 } group_error;
+
+/// A group's square-sum scale from its blocks' maxima (fp32 bit patterns of magnitudes).
+INLINE group_error group_error_start(u32x16 maxima, f32x16 max_abs) {
+    uint32_t top = __builtin_reduce_max(maxima);
+    int k = (int)((top >> 23) & 0xFF) - 127;  // the unbiased exponent of the largest magnitude
+    if (k < -126) k = -126;
+    if (k > 126) k = 126;
+    uint32_t scale_bits = (uint32_t)(127 - k) << 23;
+    uint64_t unscale_bits = (uint64_t)(1023 + 2 * k) << 52;
+    float scale;
+    double unscale_squared;
+    memcpy(&scale, &scale_bits, sizeof scale);
+    memcpy(&unscale_squared, &unscale_bits, sizeof unscale_squared);
+    group_error g = {0.0f, 0.0f, max_abs, scale, unscale_squared};
+    return g;
+}
+
+/// Adds a finished group to the fp64 lanes.
+INLINE void group_error_flush(const group_error *g, f64x16 *signal_sum, f64x16 *error_sum, f32x16 *max_abs) {
+    *max_abs = g->max_abs;
+    *signal_sum += __builtin_convertvector(g->signal, f64x16) * g->unscale_squared;
+    *error_sum += __builtin_convertvector(g->error, f64x16) * g->unscale_squared;
+}
+
+/// Accumulates the scaled squares of one block pair's magnitudes `ae`, `ao` and errors `de`, `dodd`.
+INLINE void group_error_add(group_error *g, f32x16 ae, f32x16 ao, f32x16 de, f32x16 dodd) {
+    f32x16 se = ae * g->scale, so = ao * g->scale, te = de * g->scale, to = dodd * g->scale;
+    g->signal += se * se;
+    g->signal += so * so;
+    g->error += te * te;
+    g->error += to * to;
+    f32x16 me = as_f32(as_u32(de) & 0x7FFFFFFFu);
+    f32x16 mo = as_f32(as_u32(dodd) & 0x7FFFFFFFu);
+    g->max_abs = select_f32(me > g->max_abs, me, g->max_abs);
+    g->max_abs = select_f32(mo > g->max_abs, mo, g->max_abs);
+}
 
 /// Quantizes blocks 2j and 2j+1 given as even and odd elements (fp32 bit patterns; lanes 0–7 from
 /// the first block, 8–15 from the second); stores the 16 packed bytes at `out`.
@@ -155,14 +196,7 @@ INLINE void block_pair(u32x16 evens, u32x16 odds, f32x16 reciprocal, f32x16 fact
     // |x − x̂| = | |x| − q·factor |, since x̂ has the sign of x.
     f32x16 de = ae - qe * factor;
     f32x16 dodd = ao - qo * factor;
-    g->signal += ae * ae;
-    g->signal += ao * ao;
-    g->error += de * de;
-    g->error += dodd * dodd;
-    f32x16 me = as_f32(as_u32(de) & 0x7FFFFFFFu);
-    f32x16 mo = as_f32(as_u32(dodd) & 0x7FFFFFFFu);
-    g->max_abs = select_f32(me > g->max_abs, me, g->max_abs);
-    g->max_abs = select_f32(mo > g->max_abs, mo, g->max_abs);
+    group_error_add(g, ae, ao, de, dodd);
 }
 
 /// Lanes 0–7 from `v[2j]`, lanes 8–15 from `v[2j + 1]`.
@@ -189,7 +223,7 @@ INLINE void quantize_body(
         block_scales(maxima, params, &codes, &reciprocals, &factors);
         u8x16 narrow = __builtin_convertvector(codes, u8x16);
         memcpy(codes_out, &narrow, sizeof narrow);
-        group_error ge = {0.0f, 0.0f, max_abs};
+        group_error ge = group_error_start(maxima, max_abs);
 #pragma clang loop unroll(full)
         for (int j = 0; j < 8; j++) {
             u32x16 evens, odds;
@@ -205,9 +239,83 @@ INLINE void quantize_body(
             }
             block_pair(evens, odds, pair_broadcast(reciprocals, j), pair_broadcast(factors, j), packed + 16 * j, &ge);
         }
-        max_abs = ge.max_abs;
-        signal_sum += __builtin_convertvector(ge.signal, f64x16);
-        error_sum += __builtin_convertvector(ge.error, f64x16);
+        group_error_flush(&ge, &signal_sum, &error_sum, &max_abs);
+    }
+    memcpy(lanes->signal, &signal_sum, sizeof signal_sum);
+    memcpy(lanes->error, &error_sum, sizeof error_sum);
+    memcpy(lanes->max_abs, &max_abs, sizeof max_abs);
+}
+
+// MARK: Comparison (verify)
+
+/// e2m1 magnitudes of codes 0…7: {0, 0.5, 1, 1.5, 2, 3, 4, 6}, without a table.
+INLINE f32x16 e2m1_magnitude(u32x16 c) {
+    u32x16 normal = (((c >> 1) + 126u) << 23) | ((c & 1u) << 22);
+    u32x16 small = select_u32(c == 1u, (u32x16)0x3F000000u, (u32x16)0u);
+    return as_f32(select_u32(c >= 2u, normal, small));
+}
+
+/// Decodes 16 e4m3 codes exactly (subnormals included; 0x7F/0xFF give NaN).
+INLINE f32x16 e4m3_decode(u32x16 c) {
+    u32x16 e = (c >> 3) & 15u, m = c & 7u;
+    u32x16 normal = ((e + 120u) << 23) | (m << 20);
+    f32x16 subnormal = __builtin_convertvector(m, f32x16) * 0.001953125f;  // m × 2^-9, exact
+    u32x16 magnitude = select_u32(e == 0u, as_u32(subnormal), normal);
+    magnitude = select_u32((c & 0x7Fu) == 0x7Fu, (u32x16)0x7FC00000u, magnitude);
+    return as_f32(magnitude | ((c & 0x80u) << 24));
+}
+
+/// The error of blocks 2j and 2j+1 against their packed bytes: the same lanes and the same
+/// operation order as `block_pair`, so a file we wrote gives the sums recorded while quantizing.
+INLINE void compare_pair(u32x16 evens, u32x16 odds, const uint8_t *packed, f32x16 factor, group_error *g) {
+    u8x16 narrow;
+    memcpy(&narrow, packed, sizeof narrow);
+    u32x16 bytes = __builtin_convertvector(narrow, u32x16);
+    u32x16 ne = bytes & 0x0Fu, no = bytes >> 4;
+    // x̂ = ±q·factor with the nibble's sign; x − x̂ equals ±(|x| − q·factor) when the signs agree,
+    // so its square is the quantizer's bit for bit.
+    f32x16 qe = as_f32(as_u32(e2m1_magnitude(ne & 7u) * factor) | ((ne & 8u) << 28));
+    f32x16 qo = as_f32(as_u32(e2m1_magnitude(no & 7u) * factor) | ((no & 8u) << 28));
+    f32x16 xe = as_f32(evens), xo = as_f32(odds);
+    f32x16 de = xe - qe;
+    f32x16 dodd = xo - qo;
+    f32x16 ae = as_f32(evens & 0x7FFFFFFFu), ao = as_f32(odds & 0x7FFFFFFFu);
+    group_error_add(g, ae, ao, de, dodd);
+}
+
+INLINE void compare_body(
+    const void *source, int element_bytes, size_t groups, const uint8_t *packed, const uint8_t *codes,
+    nvfp4_scale_params params, nvfp4_error_lanes *lanes)
+{
+    const uint8_t *p = (const uint8_t *)source;
+    f64x16 signal_sum = load_f64x16(lanes->signal);
+    f64x16 error_sum = load_f64x16(lanes->error);
+    f32x16 max_abs = load_f32x16(lanes->max_abs);
+    const int bf16 = element_bytes == 2;
+    const size_t group_bytes = (size_t)256 * (size_t)element_bytes;
+    for (size_t g = 0; g < groups; g++, p += group_bytes, packed += 128, codes += 16) {
+        u8x16 code_bytes;
+        memcpy(&code_bytes, codes, sizeof code_bytes);
+        f32x16 scales = e4m3_decode(__builtin_convertvector(code_bytes, u32x16));
+        f32x16 factors = params.two_level ? params.pts * scales : scales;
+        // The same maxima as the quantizer's, for the same square-sum scale.
+        u32x16 maxima = bf16 ? block_maxima_bf16(p) : block_maxima_f32(p);
+        group_error ge = group_error_start(maxima, max_abs);
+#pragma clang loop unroll(full)
+        for (int j = 0; j < 8; j++) {
+            u32x16 evens, odds;
+            if (bf16) {
+                u32x16 w = load_u32x16(p + 64 * j);
+                evens = w << 16;
+                odds = w & 0xFFFF0000u;
+            } else {
+                u32x16 a = load_u32x16(p + 128 * j), b = load_u32x16(p + 128 * j + 64);
+                evens = __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+                odds = __builtin_shufflevector(a, b, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+            }
+            compare_pair(evens, odds, packed + 16 * j, pair_broadcast(factors, j), &ge);
+        }
+        group_error_flush(&ge, &signal_sum, &error_sum, &max_abs);
     }
     memcpy(lanes->signal, &signal_sum, sizeof signal_sum);
     memcpy(lanes->error, &error_sum, sizeof error_sum);
@@ -259,11 +367,14 @@ INLINE uint32_t f32_max_body(const void *source, size_t count) {
 #define QUANTIZE_ARGS const void *source, int element_bytes, size_t groups, nvfp4_scale_params params, \
     uint8_t *packed, uint8_t *codes, nvfp4_error_lanes *lanes
 #define QUANTIZE_CALL source, element_bytes, groups, params, packed, codes, lanes
+#define COMPARE_ARGS const void *source, int element_bytes, size_t groups, const uint8_t *packed,     const uint8_t *codes, nvfp4_scale_params params, nvfp4_error_lanes *lanes
+#define COMPARE_CALL source, element_bytes, groups, packed, codes, params, lanes
 
 // One copy of each loop per instruction set; the always-inline bodies are compiled with the
 // copy's target features.
 #define DEFINE_VARIANT(suffix, attributes) \
     attributes static void quantize_##suffix(QUANTIZE_ARGS) { quantize_body(QUANTIZE_CALL); } \
+    attributes static void compare_##suffix(COMPARE_ARGS) { compare_body(COMPARE_CALL); } \
     attributes static uint16_t bf16_max_##suffix(const void *s, size_t n) { return bf16_max_body(s, n); } \
     attributes static uint32_t f32_max_##suffix(const void *s, size_t n) { return f32_max_body(s, n); }
 
@@ -271,6 +382,7 @@ DEFINE_VARIANT(baseline, )
 
 typedef struct {
     void (*quantize)(QUANTIZE_ARGS);
+    void (*compare)(COMPARE_ARGS);
     uint16_t (*bf16_max)(const void *, size_t);
     uint32_t (*f32_max)(const void *, size_t);
     const char *name;
@@ -281,9 +393,9 @@ DEFINE_VARIANT(avx2, __attribute__((target("avx2,bmi2,popcnt"))))
 DEFINE_VARIANT(avx512, __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,bmi2,popcnt"))))
 
 static const kernel_table variants[] = {
-    {quantize_baseline, bf16_max_baseline, f32_max_baseline, "baseline"},
-    {quantize_avx2, bf16_max_avx2, f32_max_avx2, "avx2"},
-    {quantize_avx512, bf16_max_avx512, f32_max_avx512, "avx512"},
+    {quantize_baseline, compare_baseline, bf16_max_baseline, f32_max_baseline, "baseline"},
+    {quantize_avx2, compare_avx2, bf16_max_avx2, f32_max_avx2, "avx2"},
+    {quantize_avx512, compare_avx512, bf16_max_avx512, f32_max_avx512, "avx512"},
 };
 
 static int supported(int variant) {
@@ -298,7 +410,7 @@ static int supported(int variant) {
 }
 #else
 static const kernel_table variants[] = {
-    {quantize_baseline, bf16_max_baseline, f32_max_baseline, "baseline"},
+    {quantize_baseline, compare_baseline, bf16_max_baseline, f32_max_baseline, "baseline"},
 };
 static int supported(int variant) { return variant == 0; }
 #endif
@@ -321,6 +433,7 @@ static inline const kernel_table *table(void) {
 }
 
 void nvfp4_quantize_groups(QUANTIZE_ARGS) { table()->quantize(QUANTIZE_CALL); }
+void nvfp4_compare_groups(COMPARE_ARGS) { table()->compare(COMPARE_CALL); }
 uint16_t nvfp4_bf16_magnitude_max(const void *source, size_t count) { return table()->bf16_max(source, count); }
 uint32_t nvfp4_f32_magnitude_max(const void *source, size_t count) { return table()->f32_max(source, count); }
 const char *nvfp4_kernel_isa(void) { return table()->name; }
@@ -334,6 +447,11 @@ int nvfp4_kernel_variant_supported(int variant) { return variant >= 0 && variant
 int nvfp4_quantize_groups_variant(int variant, QUANTIZE_ARGS) {
     if (!nvfp4_kernel_variant_supported(variant)) return -1;
     variants[variant].quantize(QUANTIZE_CALL);
+    return 0;
+}
+int nvfp4_compare_groups_variant(int variant, COMPARE_ARGS) {
+    if (!nvfp4_kernel_variant_supported(variant)) return -1;
+    variants[variant].compare(COMPARE_CALL);
     return 0;
 }
 int nvfp4_magnitude_max_variant(int variant, const void *source, int element_bytes, size_t count, uint32_t *result) {

@@ -45,6 +45,8 @@ import Testing
         var error: [UInt64]
         var maxAbs: [UInt32]
         var magnitudeMax: UInt32
+        /// The comparison kernel's lanes for the same groups against the bytes just produced.
+        var compared: [UInt64]
     }
 
     /// The first field where `a` and `b` differ, or `nil` (short, unlike the arrays themselves).
@@ -56,6 +58,7 @@ import Testing
         if let i = first(a.error, b.error) { return "error lane \(i)" }
         if let i = first(a.maxAbs, b.maxAbs) { return "max-abs lane \(i)" }
         if a.magnitudeMax != b.magnitudeMax { return "magnitude maximum" }
+        if let i = first(a.compared, b.compared) { return "comparison lane \(i)" }
         return nil
     }
 
@@ -75,13 +78,20 @@ import Testing
             }
         }
         guard status == 0 else { return nil }
+        var comparedLanes = nvfp4_error_lanes()
+        let compareStatus = bytes.withUnsafeBytes { source in
+            nvfp4_compare_groups_variant(variant, source.baseAddress, Int32(elementBytes), groups, packed, codes, params, &comparedLanes)
+        }
+        guard compareStatus == 0 else { return nil }
         func bits<T>(_ tuple: T, _ type: Double.Type) -> [UInt64] {
             withUnsafeBytes(of: tuple) { Array($0.bindMemory(to: Double.self)).map(\.bitPattern) }
         }
         return Output(
             packed: packed, codes: codes, signal: bits(lanes.signal, Double.self), error: bits(lanes.error, Double.self),
             maxAbs: withUnsafeBytes(of: lanes.max_abs) { Array($0.bindMemory(to: Float.self)).map(\.bitPattern) },
-            magnitudeMax: magnitude)
+            magnitudeMax: magnitude,
+            compared: bits(comparedLanes.signal, Double.self) + bits(comparedLanes.error, Double.self)
+                + withUnsafeBytes(of: comparedLanes.max_abs) { Array($0.bindMemory(to: Float.self)).map { UInt64($0.bitPattern) } })
     }
 
     @Test func everyRunnableVariantMatchesTheBaseline() throws {
@@ -100,6 +110,7 @@ import Testing
             for params in parameterSets {
                 let baseline = try #require(Self.run(variant: 0, bytes: input.bytes, elementBytes: input.elementBytes, params: params))
                 #expect(baseline.codes.contains { $0 != 0 }, "\(input.name): the kernel wrote scale codes")
+                #expect(Array(baseline.compared[16..<32]) == baseline.error, "\(input.name): comparing reproduces the quantizer's error lanes")
                 for variant in runnable.dropFirst() {
                     let name = String(cString: nvfp4_kernel_variant_name(variant))
                     let other = Self.run(variant: variant, bytes: input.bytes, elementBytes: input.elementBytes, params: params)

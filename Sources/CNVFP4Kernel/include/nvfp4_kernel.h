@@ -47,6 +47,14 @@ void nvfp4_quantize_groups(
     const void *source, int element_bytes, size_t groups, nvfp4_scale_params params,
     uint8_t *packed, uint8_t *codes, nvfp4_error_lanes *lanes);
 
+/// Measures `groups` groups of 16 contiguous original blocks against their NVFP4 encoding:
+/// `packed` (128 bytes per group), `codes` (16 e4m3 codes per group, block order) and the
+/// per-tensor scale in `params` (`two_level`, `pts`; other fields unused). Accumulates into `lanes`
+/// exactly as `nvfp4_quantize_groups` does, so our own output reproduces the quantizer's sums.
+void nvfp4_compare_groups(
+    const void *source, int element_bytes, size_t groups, const uint8_t *packed, const uint8_t *codes,
+    nvfp4_scale_params params, nvfp4_error_lanes *lanes);
+
 /// The largest magnitude's bit pattern among `count` bf16 values (sign cleared).
 uint16_t nvfp4_bf16_magnitude_max(const void *source, size_t count);
 
@@ -65,6 +73,9 @@ int nvfp4_kernel_variant_supported(int variant);
 int nvfp4_quantize_groups_variant(
     int variant, const void *source, int element_bytes, size_t groups, nvfp4_scale_params params,
     uint8_t *packed, uint8_t *codes, nvfp4_error_lanes *lanes);
+int nvfp4_compare_groups_variant(
+    int variant, const void *source, int element_bytes, size_t groups, const uint8_t *packed, const uint8_t *codes,
+    nvfp4_scale_params params, nvfp4_error_lanes *lanes);
 int nvfp4_magnitude_max_variant(int variant, const void *source, int element_bytes, size_t count, uint32_t *result);
 
 /// Starts the kernel's writeback of a written file range without waiting for it

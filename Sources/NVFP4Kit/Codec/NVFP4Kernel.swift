@@ -112,17 +112,85 @@ enum NVFP4Kernel {
                 b += valid
             }
         }
-        var local = QuantizationError()
+        error.merge(QuantizationError(lanes: lanes, count: totalBlocks * NVFP4Codec.blockSize))
+    }
+
+    /// Measures `rows` of the original `matrix` against their NVFP4 encoding (`packed`: the whole
+    /// tensor's packed bytes; `scales`: its stored block scales in `layout`), accumulating into
+    /// `error` exactly as ``quantize(_:rows:packed:scales:layout:parameters:error:)`` does, so a file
+    /// we wrote gives back the error sums recorded while quantizing it.
+    static func compare(
+        _ matrix: DenseMatrix, rows: Range<Int>, packed: UnsafeRawBufferPointer, scales: UnsafeRawBufferPointer,
+        layout: ScaleLayout, perTensorScale: Float?, error: inout QuantizationError
+    ) {
+        let blocksPerRow = matrix.columns / NVFP4Codec.blockSize
+        let totalBlocks = rows.count * blocksPerRow
+        guard totalBlocks > 0 else { return }
+        precondition(
+            rows.lowerBound >= 0 && rows.upperBound <= matrix.rows && packed.count >= rows.upperBound * blocksPerRow * 8
+                && scales.count >= layout.storedByteCount(rows: rows.upperBound, blocks: blocksPerRow),
+            "compare: buffers too small")
+        let firstBlock = rows.lowerBound * blocksPerRow
+        let params = nvfp4_scale_params(two_level: perTensorScale == nil ? 0 : 1, cpu_division: 0, pts: perTensorScale ?? 1, rpts: 1)
+        var lanes = nvfp4_error_lanes()
+        // The chunk's codes in block order, padded to whole groups with code 0 (a zero factor).
+        let codes = UnsafeMutablePointer<UInt8>.allocate(capacity: totalBlocks + groupBlocks)
+        defer { codes.deallocate() }
+        codes.initialize(repeating: 0, count: totalBlocks + groupBlocks)
+        for row in rows {
+            layout.loadRow(
+                codes + (row - rows.lowerBound) * blocksPerRow, count: blocksPerRow, row: row, firstBlock: 0,
+                blocks: blocksPerRow, from: scales.baseAddress!)
+        }
+        let packedBase = packed.baseAddress!.assumingMemoryBound(to: UInt8.self) + firstBlock * 8
+        var b = 0
+        if matrix.dtype == .bf16 || matrix.dtype == .f32 {
+            let elementBytes = matrix.dtype.bitWidth / 8
+            let fullGroups = totalBlocks / groupBlocks
+            nvfp4_compare_groups(
+                matrix.bytes.baseAddress! + firstBlock * NVFP4Codec.blockSize * elementBytes, Int32(elementBytes), fullGroups,
+                packedBase, codes, params, &lanes)
+            b = fullGroups * groupBlocks
+        }
+        if b < totalBlocks {
+            // f16 input and the last partial group: zero-padded fp32 values and packed bytes.
+            let buffer = UnsafeMutablePointer<Float>.allocate(capacity: groupElements)
+            defer { buffer.deallocate() }
+            let groupPacked = UnsafeMutablePointer<UInt8>.allocate(capacity: groupElements / 2)
+            defer { groupPacked.deallocate() }
+            while b < totalBlocks {
+                let valid = Swift.min(groupBlocks, totalBlocks - b)
+                let base = (firstBlock + b) * NVFP4Codec.blockSize
+                for i in 0..<groupElements {
+                    buffer[i] = i < valid * NVFP4Codec.blockSize ? matrix.element(base + i) : 0
+                }
+                groupPacked.initialize(repeating: 0, count: groupElements / 2)
+                groupPacked.update(from: packedBase + b * 8, count: valid * 8)
+                let groupCodes = UnsafeMutablePointer<UInt8>.allocate(capacity: groupBlocks)
+                groupCodes.initialize(repeating: 0, count: groupBlocks)
+                groupCodes.update(from: codes + b, count: valid)
+                nvfp4_compare_groups(buffer, 4, 1, groupPacked, groupCodes, params, &lanes)
+                groupCodes.deallocate()
+                b += valid
+            }
+        }
+        error.merge(QuantizationError(lanes: lanes, count: totalBlocks * NVFP4Codec.blockSize))
+    }
+}
+
+extension QuantizationError {
+    /// The sums of the C kernel's lanes, in lane order.
+    init(lanes: nvfp4_error_lanes, count: Int) {
+        self.init()
         withUnsafeBytes(of: lanes.signal) { s in
-            for v in s.bindMemory(to: Double.self) { local.signalSquareSum += v }
+            for v in s.bindMemory(to: Double.self) { signalSquareSum += v }
         }
         withUnsafeBytes(of: lanes.error) { s in
-            for v in s.bindMemory(to: Double.self) { local.errorSquareSum += v }
+            for v in s.bindMemory(to: Double.self) { errorSquareSum += v }
         }
         withUnsafeBytes(of: lanes.max_abs) { s in
-            for v in s.bindMemory(to: Float.self) { local.maxAbsoluteError = Swift.max(local.maxAbsoluteError, Double(v)) }
+            for v in s.bindMemory(to: Float.self) { maxAbsoluteError = Swift.max(maxAbsoluteError, Double(v)) }
         }
-        local.count = totalBlocks * NVFP4Codec.blockSize
-        error.merge(local)
+        self.count = count
     }
 }

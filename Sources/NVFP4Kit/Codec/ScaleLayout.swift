@@ -45,6 +45,23 @@ public enum ScaleLayout: String, Sendable {
             }
         }
     }
+
+    /// Reads the `count` scale codes of one row, blocks `firstBlock ..< firstBlock + count`, from
+    /// `scales` into `codes` (the inverse of ``storeRow(_:count:row:firstBlock:blocks:into:)``).
+    @inline(__always)
+    func loadRow(_ codes: UnsafeMutablePointer<UInt8>, count: Int, row: Int, firstBlock: Int, blocks: Int, from scales: UnsafeRawPointer) {
+        switch self {
+        case .rowMajor:
+            UnsafeMutableRawPointer(codes).copyMemory(from: scales + row * blocks + firstBlock, byteCount: count)
+        case .swizzled:
+            let rowPart = (row >> 7) * ceilDiv(blocks, 4) * 512 + (row & 31) * 16 + ((row & 127) >> 5) * 4
+            let stored = scales.assumingMemoryBound(to: UInt8.self)
+            for k in 0..<count {
+                let c = firstBlock + k
+                codes[k] = stored[rowPart + (c >> 2) * 512 + (c & 3)]
+            }
+        }
+    }
 }
 
 @inline(__always)
