@@ -1,6 +1,6 @@
 // nvfp4-bench: end-to-end benchmark of the nvfp4 executable against `cp` on the same file.
 //
-// Usage: swift build -c release && .build/release/nvfp4-bench [--size-gib 2] [--runs 5] [--dir /tmp/nvfp4-bench] [--keep]
+// Usage: swift build -c release && .build/release/nvfp4-bench [--size-gib 2] [--runs 5] [--dir /tmp/nvfp4-bench] [--keep] [--torchao PYTHON]
 //
 // It writes a seeded synthetic Llama-shaped bf16 checkpoint (hidden 2048, intermediate 5632, as many
 // layers as fit the size), then times, in one run and on the same file, median of --runs:
@@ -16,6 +16,8 @@ struct Options {
     var runs = 5
     var directory = "/tmp/nvfp4-bench"
     var keep = false
+    /// A Python with torchao installed: also time scripts/bench/torchao_baseline.py (one run).
+    var torchao: String?
 }
 
 func parseOptions() -> Options {
@@ -27,8 +29,9 @@ func parseOptions() -> Options {
         case "--runs": o.runs = Int(args.next() ?? "") ?? o.runs
         case "--dir": o.directory = args.next() ?? o.directory
         case "--keep": o.keep = true
+        case "--torchao": o.torchao = args.next()
         default:
-            print("usage: nvfp4-bench [--size-gib G] [--runs N] [--dir PATH] [--keep]")
+            print("usage: nvfp4-bench [--size-gib G] [--runs N] [--dir PATH] [--keep] [--torchao PYTHON]")
             exit(2)
         }
     }
@@ -211,6 +214,18 @@ for (name, _) in commands {
         [name.padding(21), fmt(r.wall, 3).padding(10), fmt(fileBytes / r.wall / 1e9).padding(9),
          fmt(Double(elements) / r.wall / 1e9).padding(10), fmt(r.wall / cp).padding(7), fmt(r.cpu, 3).padding(8),
          fmt(Double(r.anon) / 1024, 1).padding(15), fmt(Double(r.rss) / 1024, 1)].joined(separator: " "))
+}
+if let python = options.torchao {
+    // One run: torchao on the CPU manages tens of MB/s. Run from the repository root.
+    let s = run([python, "scripts/bench/torchao_baseline.py", input, options.directory + "/torchao.safetensors"])
+    unlink(options.directory + "/torchao.safetensors")
+    if s.status == 0 {
+        print("torchao (CPU, 1 run)   " + [fmt(s.wall, 3).padding(10), fmt(fileBytes / s.wall / 1e9).padding(9),
+            fmt(Double(elements) / s.wall / 1e9).padding(10), fmt(s.wall / cp).padding(7), fmt(s.cpu, 3).padding(8),
+            fmt(Double(s.peakAnon) / 1024, 1).padding(15), fmt(Double(s.peakRSS) / 1024, 1)].joined(separator: " "))
+    } else {
+        print("torchao baseline exited \(s.status) (is torchao installed for \(python)?)")
+    }
 }
 let q1 = results["quantize -j1"]!.wall, qn = results["quantize"]!.wall
 print("")
