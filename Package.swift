@@ -20,10 +20,16 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3")
     ],
     targets: [
+        // libzstd (system library; `apt-get install libzstd-dev`, see scripts/setup.sh).
+        .systemLibrary(
+            name: "CZstd",
+            pkgConfig: "libzstd",
+            providers: [.apt(["libzstd-dev"]), .brew(["zstd"])]
+        ),
         // All logic: safetensors I/O, the NVFP4 codec, layouts, the commands' work. Never prints.
         .target(
             name: "NVFP4Kit",
-            dependencies: [.product(name: "Crypto", package: "swift-crypto")],
+            dependencies: [.product(name: "Crypto", package: "swift-crypto"), "CZstd"],
             swiftSettings: swiftSettings
         ),
         // Argument parsing, help text, output formatting and exit codes.
@@ -57,3 +63,16 @@ let package = Package(
         ),
     ]
 )
+
+// The libFuzzer harness (scripts/fuzz.sh). It exists only when NVFP4_FUZZ=1, so a plain
+// `swift build` / `swift test` never compiles it; fuzz.sh builds it with its own --scratch-path.
+if Context.environment["NVFP4_FUZZ"] == "1" {
+    package.targets.append(
+        .executableTarget(
+            name: "nvfp4-fuzz",
+            dependencies: ["NVFP4Kit"],
+            path: "Fuzz/Sources/nvfp4-fuzz",
+            swiftSettings: swiftSettings + [.unsafeFlags(["-sanitize=fuzzer", "-parse-as-library"])],
+            linkerSettings: [.unsafeFlags(["-sanitize=fuzzer"])]
+        ))
+}
