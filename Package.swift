@@ -58,7 +58,7 @@ let package = Package(
         ),
         .testTarget(
             name: "NVFP4KitTests",
-            dependencies: ["NVFP4Kit", "NVFP4CLI"],
+            dependencies: ["NVFP4Kit", "NVFP4CLI", "CZstd"],
             swiftSettings: swiftSettings
         ),
     ]
@@ -67,12 +67,16 @@ let package = Package(
 // The libFuzzer harness (scripts/fuzz.sh). It exists only when NVFP4_FUZZ=1, so a plain
 // `swift build` / `swift test` never compiles it; fuzz.sh builds it with its own --scratch-path.
 if Context.environment["NVFP4_FUZZ"] == "1" {
+    // Coverage instrumentation for the code under test, not only the harness.
+    for target in package.targets where target.name == "NVFP4Kit" {
+        target.swiftSettings = (target.swiftSettings ?? []) + [.unsafeFlags(["-sanitize=fuzzer"])]
+    }
     package.targets.append(
         .executableTarget(
             name: "nvfp4-fuzz",
             dependencies: ["NVFP4Kit"],
             path: "Fuzz/Sources/nvfp4-fuzz",
-            swiftSettings: swiftSettings + [.unsafeFlags(["-sanitize=fuzzer", "-parse-as-library"])],
+            swiftSettings: swiftSettings + [.unsafeFlags(["-sanitize=fuzzer"])],
             linkerSettings: [.unsafeFlags(["-sanitize=fuzzer"])]
         ))
 }

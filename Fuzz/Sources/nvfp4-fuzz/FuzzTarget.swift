@@ -7,15 +7,22 @@ import NVFP4Kit
 /// expected outcome for bad input.
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
-    let bytes = Array(UnsafeBufferPointer(start: data, count: data == nil ? 0 : size))
-    if bytes.starts(with: zstdMagic) {
-        FuzzChecks.zstdStream(bytes)
-    } else {
-        FuzzChecks.headerParser(bytes)
-        FuzzChecks.mappedReader(bytes)
-        FuzzChecks.streamReader(bytes, chunk: 1 + Int(bytes.last ?? 0) % 7)
+    FuzzChecks.one(data, size)
+}
+
+extension FuzzChecks {
+    /// Runs every check on one input.
+    static func one(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
+        let bytes = Array(UnsafeBufferPointer(start: data, count: data == nil ? 0 : size))
+        if bytes.starts(with: zstdMagic) {
+            zstdStream(bytes)
+        } else {
+            headerParser(bytes)
+            mappedReader(bytes)
+            streamReader(bytes, chunk: 1 + Int(bytes.last ?? 0) % 7)
+        }
+        return 0
     }
-    return 0
 }
 
 enum FuzzChecks {
@@ -32,10 +39,9 @@ enum FuzzChecks {
 
     /// The whole mapped-file path: header, every tensor's bytes, NVFP4 grouping, dequantization.
     static func mappedReader(_ bytes: [UInt8]) {
-        let fd = memfd_create("nvfp4-fuzz", UInt32(MFD_CLOEXEC))
-        guard fd >= 0 else { fatalError("memfd_create failed") }
-        defer { close(fd) }
-        let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        let fd = scratchFile
+        guard ftruncate(fd, 0) == 0 else { fatalError("ftruncate failed") }
+        let written = bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
         precondition(written == bytes.count)
         do {
             let file = try MappedFile(fd: fd, path: "<fuzz>")
@@ -43,6 +49,16 @@ enum FuzzChecks {
             try readEverything(reader)
         } catch {}
     }
+
+    /// One unlinked file in /dev/shm (or /tmp), rewritten for every input.
+    nonisolated(unsafe) static let scratchFile: Int32 = {
+        let folder = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp"
+        var template = Array("\(folder)/nvfp4-fuzz.XXXXXX".utf8CString)
+        let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+        guard fd >= 0 else { fatalError("mkstemp failed in \(folder)") }
+        template.withUnsafeBufferPointer { _ = unlink($0.baseAddress!) }
+        return fd
+    }()
 
     /// The stream path, fed in small pieces to exercise partial reads.
     static func streamReader(_ bytes: [UInt8], chunk: Int) {

@@ -30,6 +30,12 @@ public enum TemporaryFileRegistry {
             action.sa_flags = 0
             sigaction(signal, &action, nil)
         }
+        // A parent may have left these blocked (a blocked mask survives exec); unblock them so
+        // Ctrl-C and `kill` still reach the handlers.
+        var unblock = sigset_t()
+        sigemptyset(&unblock)
+        for signal in [SIGINT, SIGTERM, SIGHUP, SIGPIPE, SIGBUS] { sigaddset(&unblock, signal) }
+        pthread_sigmask(SIG_UNBLOCK, &unblock, nil)
         // Past `ulimit -f`, write(2) must fail with EFBIG (reported, output removed) rather
         // than the default SIGXFSZ killing the process and leaving the temporary file behind.
         Glibc.signal(SIGXFSZ, SIG_IGN)

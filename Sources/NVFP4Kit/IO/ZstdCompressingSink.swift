@@ -47,9 +47,17 @@ public final class ZstdCompressingSink: OutputSink {
         guard bytes.count > 0 else { return }
         hasher.update(bufferPointer: bytes)
         written += UInt64(bytes.count)
-        var inBuffer = ZSTD_inBuffer(src: bytes.baseAddress, size: bytes.count, pos: 0)
-        while inBuffer.pos < inBuffer.size {
-            try drive(&inBuffer, ZSTD_e_continue)
+        // Fed in pieces of libzstd's recommended input size, as the zstd command does: handing
+        // the multi-threaded compressor megabytes at once makes its output depend on the worker count.
+        let piece = ZSTD_CStreamInSize()
+        var offset = 0
+        while offset < bytes.count {
+            let count = min(piece, bytes.count - offset)
+            var inBuffer = ZSTD_inBuffer(src: bytes.baseAddress! + offset, size: count, pos: 0)
+            while inBuffer.pos < inBuffer.size {
+                try drive(&inBuffer, ZSTD_e_continue)
+            }
+            offset += count
         }
     }
 
