@@ -128,6 +128,42 @@ struct FaultTests {
         #expect(stderr.split(separator: "\n").count == 1)
     }
 
+    @Test("nvfp4 quantize on an input truncated mid-run exits 2 with one error line and publishes nothing")
+    func truncatedMidRun() throws {
+        try ToolRunner.withTemporaryDirectory { dir in
+            // 4096 x 2048 bf16 (16 MiB): seconds of work for a debug build on one thread.
+            let rows = 4096, columns = 2048
+            let json = "{\"layer.weight\":{\"dtype\":\"BF16\",\"shape\":[\(rows),\(columns)],\"data_offsets\":[0,\(rows * columns * 2)]}}"
+            var bytes = withUnsafeBytes(of: UInt64(json.utf8.count).littleEndian) { Array($0) } + Array(json.utf8)
+            var row = [UInt8](repeating: 0x3C, count: columns * 2)  // bf16 high bytes: magnitudes near 1
+            for i in stride(from: 0, to: row.count, by: 2) { row[i] = UInt8(truncatingIfNeeded: i &* 37) }
+            bytes.reserveCapacity(bytes.count + rows * row.count)
+            for _ in 0..<rows { bytes += row }
+            let input = try dir.write(bytes, to: "in.safetensors")
+            let outFolder = try dir.makeSubfolder("out")
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: try #require(ToolRunner.executable?.path))
+            process.arguments = ["quantize", input, "-o", outFolder + "/out.safetensors", "-j", "1"]
+            let err = Pipe()
+            process.standardError = err
+            process.standardOutput = FileHandle.nullDevice
+            process.standardInput = FileHandle.nullDevice
+            try process.run()
+            try? err.fileHandleForWriting.close()
+            let started = try waitUntil(seconds: 60) { try dir.contents(of: "out").contains { $0.hasPrefix(".out.safetensors") } }
+            #expect(started, "the temporary output never appeared")
+            truncate(input, 1 << 20)
+            let stderr = ShellRunner.readAll(err.fileHandleForReading.fileDescriptor)
+            process.waitUntilExit()
+            let text = String(decoding: stderr, as: UTF8.self)
+            #expect(process.terminationReason == .exit && process.terminationStatus == 2, "\(process.terminationReason) \(process.terminationStatus): \(text)")
+            #expect(text.hasPrefix("error: \(input): ") && text.split(separator: "\n").count == 1, "\(text)")
+            #expect(text.contains("shrank while it was being read") || text.contains("changed while it was being read"), "\(text)")
+            let left = try dir.contents(of: "out")
+            #expect(left == [], "left behind: \(left)")
+        }
+    }
+
     enum Alias: String, CaseIterable, Sendable {
         case samePath = "same path"
         case folderFree = "folder-free name vs ./name"
