@@ -106,3 +106,22 @@ func sha256Hex(_ bytes: [UInt8]) -> String {
     try? sink.write(bytes)
     return (try? sink.seal().sha256) ?? ""
 }
+
+@Suite("zstd output of dequantize")
+struct DequantizeZstdTests {
+    @Test("dequantize -o name.zst writes the same tensors, compressed; dequantize reads .zst input")
+    func dequantizeZst() throws {
+        try ToolRunner.withTemporaryDirectory { dir in
+            let q = dir.file("q.safetensors")
+            #expect(try ToolRunner.run(["quantize", model, "-o", q, "-q"]).status == 0)
+            try dir.write(try zstdCompress(try ToolRunner.readFile(q)), to: "q.safetensors.zst")
+            let plain = dir.file("d.safetensors"), packed = dir.file("d.safetensors.zst")
+            #expect(try ToolRunner.run(["dequantize", q, "-o", plain, "-q"]).status == 0)
+            let r = try ToolRunner.run(["dequantize", dir.file("q.safetensors.zst"), "-o", packed, "-q"])
+            #expect(r.status == 0, "\(r)")
+            let compressed = try ToolRunner.readFile(packed)
+            #expect(Array(compressed.prefix(4)) == zstdMagic)
+            #expect(try drain(try ZstdDecompressingStream(source: MemoryStream(compressed))) == ToolRunner.readFile(plain))
+        }
+    }
+}
