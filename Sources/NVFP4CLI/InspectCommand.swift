@@ -1,3 +1,4 @@
+import Glibc
 import NVFP4Kit
 
 /// `nvfp4 inspect`.
@@ -16,7 +17,8 @@ enum InspectCommand {
         let header = reader.header
         let contents: CheckpointContents
         do { contents = try CheckpointContents(header: header) } catch { throw FileError(path: reader.displayPath, cause: error) }
-        if path == "-" { _ = try reader.finish() }
+        // Read a pipe to its end, so that the program writing into it can finish (and the stream is checked).
+        if path == "-" && !standardInputIsRegularFile() { _ = try reader.finish() }
         var scales: [String: Float] = [:]
         if reader.isRandomAccess {
             for w in contents.weights { scales[w.name] = try w.perTensorScaleValue(in: reader) }
@@ -47,6 +49,11 @@ enum InspectCommand {
         }
         Terminal.out(text)
         return ExitStatus.success
+    }
+
+    static func standardInputIsRegularFile() -> Bool {
+        var st = stat()
+        return fstat(0, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG
     }
 
     static func shapeText(_ shape: [Int]) -> String { "[" + shape.map(String.init).joined(separator: ", ") + "]" }

@@ -32,6 +32,7 @@ enum VerifyCommand {
             tolerance = t
         }
         let manifestPath = parsed.value("--manifest")
+        if manifestPath == "-" && paths.contains("-") { throw UsageError(message: "only one of <original>, <quantized> and --manifest can be '-'") }
         let manifest = try manifestPath.map(readManifest)
         let original = try SafetensorsReader.randomAccess(path: paths[0], hashing: manifest != nil)
         let quantized = try SafetensorsReader.randomAccess(path: paths[1], hashing: manifest != nil)
