@@ -78,6 +78,31 @@ struct FaultTests {
         #expect(r.stderr.split(separator: "\n").count == 1 && r.stderr.contains("No space left on device"), "\(r)")
     }
 
+    /// Whether this process may mount a small tmpfs (root with CAP_SYS_ADMIN); probed once.
+    static let canMountTmpfs: Bool = {
+        guard getuid() == 0, let r = try? ShellRunner.run("d=$(mktemp -d) && mount -t tmpfs -o size=64k tmpfs \"$d\" && umount \"$d\"; s=$?; rmdir \"$d\"; exit $s")
+        else { return false }
+        return r.status == 0
+    }()
+
+    @Test("a full file system (ENOSPC on a 128 KiB tmpfs) gives one error line and no output",
+          .enabled(if: FaultTests.canMountTmpfs, "needs root and permission to mount a tmpfs"), arguments: Output.allCases)
+    func fileSystemFull(output: Output) throws {
+        try ToolRunner.withTemporaryDirectory { dir in
+            let mountPoint = try dir.makeSubfolder("small")
+            let m = try ShellRunner.run("mount -t tmpfs -o size=128k tmpfs \(shellQuoted(mountPoint))")
+            try #require(m.status == 0, "\(m)")
+            defer { _ = try? ShellRunner.run("umount \(shellQuoted(mountPoint))") }
+            // Fill most of it first: about 30 KiB stay free, far less than either output (349 KiB, 304 KiB as zstd).
+            _ = try ShellRunner.run("head -c 100000 /dev/zero > \(shellQuoted(mountPoint))/filler")
+            let r = try ToolRunner.run(["quantize", model, "-o", mountPoint + "/" + output.rawValue, "-q"])
+            #expect(r.status == 2, "\(r)")
+            #expect(r.stderr.split(separator: "\n").count == 1 && r.stderr.hasPrefix("error: ") && r.stderr.contains("No space left on device"), "\(r)")
+            let left = try dir.contents(of: "small")
+            #expect(left == ["filler"], "left behind: \(left)")
+        }
+    }
+
     @Test("an input that grows or is rewritten while being read is detected before anything is published")
     func inputChangedWhileRead() throws {
         try ToolRunner.withTemporaryDirectory { dir in
