@@ -26,10 +26,13 @@ let package = Package(
             pkgConfig: "libzstd",
             providers: [.apt(["libzstd-dev"]), .brew(["zstd"])]
         ),
+        // The codec's innermost loops in C, with AVX-512/AVX2 copies picked at load time (see
+        // Sources/NVFP4Kit/Codec/NVFP4Kernel.swift for why C).
+        .target(name: "CNVFP4Kernel"),
         // All logic: safetensors I/O, the NVFP4 codec, layouts, the commands' work. Never prints.
         .target(
             name: "NVFP4Kit",
-            dependencies: [.product(name: "Crypto", package: "swift-crypto"), "CZstd"],
+            dependencies: ["CNVFP4Kernel", .product(name: "Crypto", package: "swift-crypto"), "CZstd"],
             swiftSettings: swiftSettings
         ),
         // Argument parsing, help text, output formatting and exit codes.
@@ -58,7 +61,7 @@ let package = Package(
         ),
         .testTarget(
             name: "NVFP4KitTests",
-            dependencies: ["NVFP4Kit", "NVFP4CLI", "CZstd"],
+            dependencies: ["NVFP4Kit", "NVFP4CLI", "CNVFP4Kernel", "CZstd"],
             swiftSettings: swiftSettings
         ),
     ]

@@ -21,12 +21,15 @@ enum OutputCompression: Equatable {
     }
 
     /// Opens the output: a temporary file beside `path` (or stdout for `-`), compressed if asked.
-    func makeSink(path: String, replace: Bool, threads: Int) throws -> any OutputSink {
-        let plain: any OutputSink = path == "-" ? StandardOutputSink() : try AtomicFileSink(path: path, replace: replace)
+    func makeSink(path: String, replace: Bool, threads: Int, hashing: Bool = true) throws -> any OutputSink {
+        // A compressed output is hashed (if at all) before compression, by the zstd sink.
+        let hashesFile = hashing && self == .none
+        let plain: any OutputSink = path == "-"
+            ? StandardOutputSink(hashing: hashesFile) : try AtomicFileSink(path: path, replace: replace, hashing: hashesFile)
         switch self {
         case .none: return plain
         case .zstd(let level):
-            do { return try ZstdCompressingSink(wrapping: plain, level: level, threads: threads) } catch {
+            do { return try ZstdCompressingSink(wrapping: plain, level: level, threads: threads, hashing: hashing) } catch {
                 plain.abort()
                 throw error
             }

@@ -5,7 +5,7 @@ enum QuantizeCommand {
     static let spec = CommandSpec(
         name: "quantize",
         overview: "Quantize the linear-layer weights of a safetensors checkpoint to NVFP4.",
-        usage: "nvfp4 quantize <input> [-o <output>] [--manifest <path>] [--no-global-scale] [--numerics cuda|cpu] [--include <glob> ...] [--exclude <glob> ...] [--threads <n>] [--compress <zstd[:level]|none>] [--weight-only] [--force] [--json] [--quiet]",
+        usage: "nvfp4 quantize <input> [-o <output>] [--manifest <path>] [--no-global-scale] [--numerics cuda|cpu] [--include <glob> ...] [--exclude <glob> ...] [--threads <n>] [--compress <zstd[:level]|none>] [--hash all|output|none] [--weight-only] [--force] [--json] [--quiet]",
         arguments: [("<input>", "A .safetensors or .safetensors.zst file, or '-' for stdin (plain or zstd).")],
         options: [
             OptionSpec(names: ["--output", "-o"], valueName: "<output>", help: "Output file, or '-' for stdout. (default: <input stem>.nvfp4.safetensors beside the input)"),
@@ -16,6 +16,7 @@ enum QuantizeCommand {
             OptionSpec(names: ["--exclude"], valueName: "<glob>", help: "Keep matching tensors unquantized (repeatable; wins over --include).", repeatable: true),
             OptionSpec(names: ["--threads", "-j"], valueName: "<n>", help: "Worker threads; the output is identical for any n. (default: all cores)"),
             OutputCompression.option,
+            OptionSpec(names: ["--hash"], valueName: "<all|output|none>", help: "Which SHA-256 sums the manifest records: the output's (what verify checks), also the input's (one more full read), or none. (default: output)"),
             OptionSpec(names: ["--weight-only"], valueName: nil, help: "Describe the weights as torchao NVFP4WeightOnlyConfig (no activation quantization)."),
             OptionSpec(names: ["--force"], valueName: nil, help: "Replace an existing output file."),
             OptionSpec(names: ["--json"], valueName: nil, help: "Print the manifest as JSON on stdout."),
@@ -71,8 +72,11 @@ enum QuantizeCommand {
         }
 
         let compression = try OutputCompression.parse(parsed.value("--compress"), output: output)
-        let reader = try SafetensorsReader(path: input)
-        let sink = try compression.makeSink(path: output, replace: force, threads: options.threads)
+        let hashes = try choice(
+            parsed.value("--hash"), option: "--hash", Dictionary(uniqueKeysWithValues: HashScope.allCases.map { ($0.rawValue, $0) }),
+            default: .output)
+        let reader = try SafetensorsReader(path: input, hashing: hashes.hashesInput)
+        let sink = try compression.makeSink(path: output, replace: force, threads: options.threads, hashing: hashes.hashesOutput)
         let progress = ProgressLine(label: "quantize", enabled: !quiet && Terminal.stderrIsTerminal)
         let result = try QuantizeJob.run(reader: reader, sink: sink, options: options, progress: progress.update)
         progress.finish()

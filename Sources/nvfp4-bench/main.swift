@@ -1,6 +1,6 @@
 // nvfp4-bench: end-to-end benchmark of the nvfp4 executable against `cp` on the same file.
 //
-// Usage: swift build -c release && .build/release/nvfp4-bench [--size-gib 2] [--runs 5] [--dir /tmp/nvfp4-bench] [--keep]
+// Usage: swift build -c release && .build/release/nvfp4-bench [--size-gib 2] [--runs 5] [--dir /tmp/nvfp4-bench] [--keep] [--torchao PYTHON]
 //
 // It writes a seeded synthetic Llama-shaped bf16 checkpoint (hidden 2048, intermediate 5632, as many
 // layers as fit the size), then times, in one run and on the same file, median of --runs:
@@ -16,6 +16,8 @@ struct Options {
     var runs = 5
     var directory = "/tmp/nvfp4-bench"
     var keep = false
+    /// A Python with torchao installed: also time scripts/bench/torchao_baseline.py (one run).
+    var torchao: String?
 }
 
 func parseOptions() -> Options {
@@ -27,8 +29,9 @@ func parseOptions() -> Options {
         case "--runs": o.runs = Int(args.next() ?? "") ?? o.runs
         case "--dir": o.directory = args.next() ?? o.directory
         case "--keep": o.keep = true
+        case "--torchao": o.torchao = args.next()
         default:
-            print("usage: nvfp4-bench [--size-gib G] [--runs N] [--dir PATH] [--keep]")
+            print("usage: nvfp4-bench [--size-gib G] [--runs N] [--dir PATH] [--keep] [--torchao PYTHON]")
             exit(2)
         }
     }
@@ -98,6 +101,8 @@ func writeCheckpoint(path: String, bytes: Int) throws -> Int {
 
 struct Sample {
     var wall: Double
+    /// User + system CPU seconds (steadier than wall time when other work shares the cores).
+    var cpu: Double
     var peakRSS: Int  // KiB
     var peakAnon: Int  // KiB
     var status: Int32
@@ -145,7 +150,8 @@ func run(_ argv: [String]) -> Sample {
     }
     let wall = now() - start
     posix_spawn_file_actions_destroy(&actions)
-    return Sample(wall: wall, peakRSS: usage.ru_maxrss, peakAnon: peakAnon, status: (status >> 8) & 0xFF)
+    let cpu = Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
+    return Sample(wall: wall, cpu: cpu, peakRSS: usage.ru_maxrss, peakAnon: peakAnon, status: (status >> 8) & 0xFF)
 }
 
 func median(_ xs: [Double]) -> Double { xs.sorted()[xs.count / 2] }
@@ -176,35 +182,50 @@ let commands: [(String, [String])] = [
     ("cp", ["/bin/cp", input, copy]),
     ("quantize -j1", [tool, "quantize", input, "-o", output, "--force", "-q", "-j", "1"]),
     ("quantize", [tool, "quantize", input, "-o", output, "--force", "-q"]),
+    ("quantize --hash none", [tool, "quantize", input, "-o", output, "--force", "-q", "--hash", "none"]),
+    ("quantize --hash all", [tool, "quantize", input, "-o", output, "--force", "-q", "--hash", "all"]),
     ("verify", [tool, "verify", input, output, "-q"]),
 ]
-var results: [String: (wall: Double, rss: Int, anon: Int)] = [:]
+var results: [String: (wall: Double, cpu: Double, rss: Int, anon: Int)] = [:]
 _ = run(["/bin/cat", input])  // warm the page cache
-for (name, argv) in commands {
-    _ = run(argv)  // warm-up
-    var walls: [Double] = []
-    var rss = 0, anon = 0
-    for _ in 0..<options.runs {
+for (_, argv) in commands { _ = run(argv) }  // warm-up
+// Rounds interleave the commands, so a burst of other load on the machine hits all of them alike.
+var samples: [String: [Sample]] = [:]
+for _ in 0..<options.runs {
+    for (name, argv) in commands {
         let s = run(argv)
         if s.status != 0 {
             print("\(name) exited \(s.status)")
             exit(1)
         }
-        walls.append(s.wall)
-        rss = max(rss, s.peakRSS)
-        anon = max(anon, s.peakAnon)
+        samples[name, default: []].append(s)
     }
-    results[name] = (median(walls), rss, anon)
+}
+for (name, _) in commands {
+    let s = samples[name]!
+    results[name] = (median(s.map(\.wall)), median(s.map(\.cpu)), s.map(\.peakRSS).max()!, s.map(\.peakAnon).max()!)
 }
 let cp = results["cp"]!.wall
 print("")
-print("command        median s   GB/s in   G elem/s   × cp    peak anon MiB   peak RSS MiB")
+print("command                median s   GB/s in   G elem/s   × cp    CPU s    peak anon MiB   peak RSS MiB")
 for (name, _) in commands {
     let r = results[name]!
     print(
-        [name.padding(13), fmt(r.wall, 3).padding(10), fmt(fileBytes / r.wall / 1e9).padding(9),
-         fmt(Double(elements) / r.wall / 1e9).padding(10), fmt(r.wall / cp).padding(7),
+        [name.padding(21), fmt(r.wall, 3).padding(10), fmt(fileBytes / r.wall / 1e9).padding(9),
+         fmt(Double(elements) / r.wall / 1e9).padding(10), fmt(r.wall / cp).padding(7), fmt(r.cpu, 3).padding(8),
          fmt(Double(r.anon) / 1024, 1).padding(15), fmt(Double(r.rss) / 1024, 1)].joined(separator: " "))
+}
+if let python = options.torchao {
+    // One run: torchao on the CPU manages tens of MB/s. Run from the repository root.
+    let s = run([python, "scripts/bench/torchao_baseline.py", input, options.directory + "/torchao.safetensors"])
+    unlink(options.directory + "/torchao.safetensors")
+    if s.status == 0 {
+        print("torchao (CPU, 1 run)   " + [fmt(s.wall, 3).padding(10), fmt(fileBytes / s.wall / 1e9).padding(9),
+            fmt(Double(elements) / s.wall / 1e9).padding(10), fmt(s.wall / cp).padding(7), fmt(s.cpu, 3).padding(8),
+            fmt(Double(s.peakAnon) / 1024, 1).padding(15), fmt(Double(s.peakRSS) / 1024, 1)].joined(separator: " "))
+    } else {
+        print("torchao baseline exited \(s.status) (is torchao installed for \(python)?)")
+    }
 }
 let q1 = results["quantize -j1"]!.wall, qn = results["quantize"]!.wall
 print("")

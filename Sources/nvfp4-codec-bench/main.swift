@@ -25,9 +25,9 @@ struct SplitMix64 {
     }
 }
 
-func now() -> Double {
+func now(_ clock: clockid_t = CLOCK_MONOTONIC) -> Double {
     var t = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &t)
+    clock_gettime(clock, &t)
     return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
 }
 
@@ -42,17 +42,23 @@ func measure(_ label: String, elements: Int, runs: Int, _ body: () -> Void) {
     body()  // warm-up
     body()
     var times: [Double] = []
+    var cpuTimes: [Double] = []
     for _ in 0..<runs {
         let t0 = now()
+        let c0 = now(CLOCK_THREAD_CPUTIME_ID)
         body()
+        cpuTimes.append(now(CLOCK_THREAD_CPUTIME_ID) - c0)
         times.append(now() - t0)
     }
     times.sort()
+    cpuTimes.sort()
     let median = times[times.count / 2]
     let g = Double(elements) / median / 1e9
     let best = Double(elements) / times[0] / 1e9
+    // Thread CPU time: steadier than wall time when other processes share the cores.
+    let cpu = Double(elements) / cpuTimes[cpuTimes.count / 2] / 1e9
     let padded = label + String(repeating: " ", count: max(1, 44 - label.count))
-    print("\(padded)median \(fixed(median * 1e3)) ms  \(fixed(g)) G/s  (best \(fixed(best)) G/s)")
+    print("\(padded)median \(fixed(median * 1e3)) ms  \(fixed(g)) G/s  (best \(fixed(best)) G/s, per CPU-second \(fixed(cpu)) G/s)")
 }
 
 let args = CommandLine.arguments

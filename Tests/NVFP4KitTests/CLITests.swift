@@ -409,6 +409,23 @@ struct CLITests {
         }
     }
 
+    @Test("--hash chooses which files the manifest records a SHA-256 for", arguments: ["all", "output", "none"])
+    func hashScopes(_ scope: String) throws {
+        try ToolRunner.withTemporaryDirectory { dir in
+            let input = try dir.copyFixture(CLIScaffold.tinyLlama, as: "model.safetensors")
+            let output = dir.file("q.safetensors")
+            let run = try ToolRunner.run(["quantize", input, "-o", output, "--hash", scope, "--quiet"])
+            #expect(run.status == 0, "\(run)")
+            let m = try CLIScaffold.jsonObject(try ToolRunner.readFile(dir.file("q.manifest.json")))
+            let inputSum = (try #require(m["input"] as? [String: Any]))["sha256"]
+            let outputSum = (try #require(m["output"] as? [String: Any]))["sha256"]
+            if scope == "all" { #expect(inputSum as? String == (try CLIScaffold.sha256(input))) } else { #expect(inputSum is NSNull) }
+            if scope == "none" { #expect(outputSum is NSNull) } else { #expect(outputSum as? String == (try CLIScaffold.sha256(output))) }
+        }
+        let bad = try ToolRunner.run(["quantize", CLIScaffold.tinyLlama, "-o", "/tmp/never.safetensors", "--hash", "md5"])
+        #expect(bad.status == 2 && bad.stderrLines.count == 1 && bad.stderr.contains("--hash"), "\(bad)")
+    }
+
     @Test("the manifest has the documented fields")
     func manifestFields() throws {
         try ToolRunner.withTemporaryDirectory { dir in
@@ -438,7 +455,11 @@ struct CLITests {
                 let file = try #require(m[key] as? [String: Any])
                 #expect(file["path"] as? String == path)
                 #expect(CLIScaffold.int(file["bytes"]) == (try ToolRunner.readFile(path)).count)
-                #expect(file["sha256"] as? String == (try CLIScaffold.sha256(path)), "\(key).sha256 is the file's SHA-256")
+                if key == "output" {
+                    #expect(file["sha256"] as? String == (try CLIScaffold.sha256(path)), "output.sha256 is the file's SHA-256")
+                } else {
+                    #expect(file["sha256"] is NSNull, "the input is hashed only with --hash all")
+                }
             }
 
             let inputHeader = try SafetensorsReader(path: input).header

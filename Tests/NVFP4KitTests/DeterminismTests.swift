@@ -43,7 +43,7 @@ struct DeterminismTests {
                         case .zstStdin: (input, stdin) = ("-", compressed)
                         case .zstFileNamedPlain: (input, stdin) = (dir.file("disguised.safetensors"), nil)
                         }
-                        let r = try ToolRunner.run(["quantize", input, "-o", out, "--manifest", manifest, "-j", "\(threads)", "-q"], stdin: stdin)
+                        let r = try ToolRunner.run(["quantize", input, "-o", out, "--manifest", manifest, "-j", "\(threads)", "--hash", "all", "-q"], stdin: stdin)
                         #expect(r.status == 0, "\(label): \(r)")
                         outputs[label] = try ToolRunner.readFile(out)
                         manifests[label] = try comparableManifest(try ToolRunner.readFile(manifest))
@@ -67,7 +67,7 @@ struct DeterminismTests {
             var outputs: [[UInt8]] = []
             for (i, threads) in [1, 2, 4].enumerated() {
                 let out = dir.file("q\(i).safetensors.zst")
-                let r = try ToolRunner.run(["quantize", model, "-o", out, "-j", "\(threads)", "-q"])
+                let r = try ToolRunner.run(["quantize", model, "-o", out, "-j", "\(threads)", "--hash", "all", "-q"])
                 #expect(r.status == 0, "\(r)")
                 outputs.append(try ToolRunner.readFile(out))
             }

@@ -363,7 +363,7 @@ private struct ReadOutcome {
     var names: [String]
     var metadata: [String: String]
     var tensorBytes: [[UInt8]]
-    var sha256: String
+    var sha256: String?
     var byteCount: UInt64
 }
 

@@ -8,18 +8,30 @@ private let weight = "model.layers.0.mlp.down_proj"
 /// Quantizes the fixture into `dir`; returns the output and manifest paths.
 private func quantized(_ dir: ToolRunner.TemporaryDirectory) throws -> (output: String, manifest: String) {
     let output = dir.file("q.safetensors"), manifest = dir.file("q.json")
-    let r = try ToolRunner.run(["quantize", model, "-o", output, "--manifest", manifest, "-q"])
+    let r = try ToolRunner.run(["quantize", model, "-o", output, "--manifest", manifest, "--hash", "all", "-q"])
     #expect(r.status == 0, "\(r)")
     return (output, manifest)
 }
 
-/// Overwrites one byte of tensor `name` in the safetensors file at `path`.
-private func patch(_ path: String, tensor name: String, at index: Int, to value: UInt8) throws {
+/// The byte at `index` of tensor `name` in the safetensors file at `path`.
+private func byte(_ path: String, tensor name: String, at index: Int) throws -> UInt8 {
     let reader = try SafetensorsReader(path: path, hashing: false)
     let info = try #require(reader.header.tensor(named: name))
-    var bytes = try ToolRunner.readFile(path)
-    bytes[reader.dataStart + Int(info.dataOffsets.lowerBound) + index] = value
-    try Data(bytes).write(to: URL(fileURLWithPath: path))
+    return try ToolRunner.readFile(path)[reader.dataStart + Int(info.dataOffsets.lowerBound) + index]
+}
+
+/// Overwrites one byte of tensor `name` in the safetensors file at `path`, in place.
+private func patch(_ path: String, tensor name: String, at index: Int, to value: UInt8) throws {
+    let offset: Int
+    do {
+        let reader = try SafetensorsReader(path: path, hashing: false)
+        let info = try #require(reader.header.tensor(named: name))
+        offset = reader.dataStart + Int(info.dataOffsets.lowerBound) + index
+    }
+    let handle = try #require(FileHandle(forWritingAtPath: path))
+    try handle.seek(toOffset: UInt64(offset))
+    try handle.write(contentsOf: Data([value]))
+    try handle.close()
 }
 
 @Suite("verify: integrity")
@@ -40,8 +52,7 @@ struct IntegrityTests {
         try ToolRunner.withTemporaryDirectory { dir in
             let (output, manifest) = try quantized(dir)
             // One packed nibble pair changed: far inside any tolerance, but not the file the manifest describes.
-            try patch(output, tensor: weight + "._weight_qdata", at: 0, to: try SafetensorsReader(path: output).withBytes(
-                of: try #require(try SafetensorsReader(path: output).header.tensor(named: weight + "._weight_qdata"))) { $0[0] ^ 0x01 })
+            try patch(output, tensor: weight + "._weight_qdata", at: 0, to: try byte(output, tensor: weight + "._weight_qdata", at: 0) ^ 0x01)
             let r = try ToolRunner.run(["verify", model, output, "--manifest", manifest, "--tolerance", "1000"])
             #expect(r.status == 1, "\(r)")
             #expect(r.stdoutText.contains("MANIFEST: \(manifest): the quantized file's SHA-256"), "\(r)")

@@ -15,26 +15,40 @@ import Testing
         ScalingMode.allCases.flatMap { m in DivisionNumerics.allCases.map { Case(dtype: d, mode: m, numerics: $0) } }
     }
 
+    /// Thread counts and write sizes to run every case with: the default, and one-chunk waves
+    /// (several waves per tensor, so both wave buffers and the background writer take turns) on
+    /// one thread and on three.
+    static let schedules: [(threads: Int, waveBytes: Int)] = [(QuantizeOptions().threads, QuantizeOptions().waveBytes), (1, 1), (3, 1)]
+
     @Test(arguments: cases)
     func quantizedTensorsEqualTorchAO(_ c: Case) throws {
+        for schedule in Self.schedules {
+            try checkQuantizedTensorsEqualTorchAO(c, threads: schedule.threads, waveBytes: schedule.waveBytes)
+        }
+    }
+
+    func checkQuantizedTensorsEqualTorchAO(_ c: Case, threads: Int, waveBytes: Int) throws {
         let scratch = ScratchFolder()
         defer { scratch.remove() }
         let output = scratch.file("out.safetensors")
         var options = QuantizeOptions()
         options.mode = c.mode
         options.numerics = c.numerics
+        options.threads = threads
+        options.waveBytes = waveBytes
         let reader = try SafetensorsReader(path: FixturePaths.torchaoInput(c.dtype))
         let sink = try AtomicFileSink(path: output, replace: false)
         let result = try QuantizeJob.run(reader: reader, sink: sink, options: options)
         try sink.publish()
         #expect(result.tensors.allSatisfy { $0.decision == .quantize })
+        #expect(result.tensors.contains { $0.shape[0] > 2 * 128 }, "a tensor spans several one-chunk waves")
 
         let expectedPath = FixturePaths.torchaoExpected(c.dtype, c.mode, c.numerics)
         let ours = try tensorBytes(output)
         let theirs = try tensorBytes(expectedPath)
         #expect(Set(ours.keys) == Set(theirs.keys))
         for (name, bytes) in theirs {
-            #expect(ours[name] == bytes, "tensor \(name) differs from torchao's")
+            #expect(ours[name] == bytes, "tensor \(name) differs from torchao's (threads \(threads), wave \(waveBytes) bytes)")
         }
         let ourHeader = try SafetensorsReader(path: output).header
         let theirHeader = try SafetensorsReader(path: expectedPath).header

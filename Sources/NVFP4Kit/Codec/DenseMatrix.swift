@@ -1,3 +1,5 @@
+import CNVFP4Kernel
+
 /// A read-only view of a row-major bf16, f16 or f32 matrix in file bytes (any alignment).
 public struct DenseMatrix {
     /// The raw little-endian element bytes.
@@ -49,31 +51,9 @@ public struct DenseMatrix {
         var maxBits: UInt32 = 0
         switch dtype {
         case .bf16:
-            var m16 = SIMD16<UInt16>()
-            var i = 0
-            while i + 16 <= count {
-                m16 = pointwiseMax(m16, bytes.loadUnaligned(fromByteOffset: i * 2, as: SIMD16<UInt16>.self) & 0x7FFF)
-                i += 16
-            }
-            var m = m16.max()
-            while i < count {
-                m = Swift.max(m, bytes.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self) & 0x7FFF)
-                i += 1
-            }
-            maxBits = UInt32(m) << 16
+            maxBits = UInt32(nvfp4_bf16_magnitude_max(bytes.baseAddress, count)) << 16
         case .f32:
-            var m32 = SIMD16<UInt32>()
-            var i = 0
-            while i + 16 <= count {
-                m32 = pointwiseMax(m32, bytes.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<UInt32>.self) & 0x7FFF_FFFF)
-                i += 16
-            }
-            var m = m32.max()
-            while i < count {
-                m = Swift.max(m, bytes.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self) & 0x7FFF_FFFF)
-                i += 1
-            }
-            maxBits = m
+            maxBits = nvfp4_f32_magnitude_max(bytes.baseAddress, count)
         default:
             for i in 0..<count { maxBits = Swift.max(maxBits, element(i).magnitude.bitPattern) }
         }

@@ -28,6 +28,40 @@ public enum ScaleLayout: String, Sendable {
             return ((row >> 7) * columnBlocks + (block >> 2)) * 512 + (row & 31) * 16 + ((row & 127) >> 5) * 4 + (block & 3)
         }
     }
+
+    /// Stores `count` scale codes of one row, blocks `firstBlock ..< firstBlock + count`, at their
+    /// offsets in `scales` (no division per block: the row's part of the offset is computed once).
+    @inline(__always)
+    func storeRow(_ codes: UnsafePointer<UInt8>, count: Int, row: Int, firstBlock: Int, blocks: Int, into scales: UnsafeMutableRawPointer) {
+        switch self {
+        case .rowMajor:
+            (scales + row * blocks + firstBlock).copyMemory(from: codes, byteCount: count)
+        case .swizzled:
+            let rowPart = (row >> 7) * ceilDiv(blocks, 4) * 512 + (row & 31) * 16 + ((row & 127) >> 5) * 4
+            let out = scales.assumingMemoryBound(to: UInt8.self)
+            for k in 0..<count {
+                let c = firstBlock + k
+                out[rowPart + (c >> 2) * 512 + (c & 3)] = codes[k]
+            }
+        }
+    }
+
+    /// Reads the `count` scale codes of one row, blocks `firstBlock ..< firstBlock + count`, from
+    /// `scales` into `codes` (the inverse of ``storeRow(_:count:row:firstBlock:blocks:into:)``).
+    @inline(__always)
+    func loadRow(_ codes: UnsafeMutablePointer<UInt8>, count: Int, row: Int, firstBlock: Int, blocks: Int, from scales: UnsafeRawPointer) {
+        switch self {
+        case .rowMajor:
+            UnsafeMutableRawPointer(codes).copyMemory(from: scales + row * blocks + firstBlock, byteCount: count)
+        case .swizzled:
+            let rowPart = (row >> 7) * ceilDiv(blocks, 4) * 512 + (row & 31) * 16 + ((row & 127) >> 5) * 4
+            let stored = scales.assumingMemoryBound(to: UInt8.self)
+            for k in 0..<count {
+                let c = firstBlock + k
+                codes[k] = stored[rowPart + (c >> 2) * 512 + (c & 3)]
+            }
+        }
+    }
 }
 
 @inline(__always)

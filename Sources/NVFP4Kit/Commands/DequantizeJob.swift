@@ -48,8 +48,10 @@ public enum DequantizeJob {
             switch item {
             case .plain(let t):
                 try reader.withBytes(of: t) { try sink.write($0) }
+                reader.release(t)
             case .weight(let w, let d):
                 try writeDense(w, dtype: d, reader: reader, sink: sink)
+                w.parts.forEach(reader.release)
             }
         }
         _ = try reader.finish()

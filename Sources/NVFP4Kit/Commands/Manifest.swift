@@ -47,7 +47,7 @@ public enum Manifest {
     }
 
     private static func file(_ f: FileSummary) -> JSONValue {
-        .object([("path", .string(f.path)), ("bytes", .int(f.byteCount)), ("sha256", .string(f.sha256))])
+        .object([("path", .string(f.path)), ("bytes", .int(f.byteCount)), ("sha256", f.sha256.map { .string($0) } ?? .null)])
     }
 
     private static func tensor(_ t: TensorReport) -> JSONValue {

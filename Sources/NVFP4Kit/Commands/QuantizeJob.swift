@@ -7,8 +7,27 @@ public struct QuantizeOptions: Sendable {
     public var dynamicActivations = true
     /// Worker threads; the output does not depend on it.
     public var threads = ParallelLoop.availableCores
+    /// Packed output produced between two writes (two such buffers exist); the output does not
+    /// depend on it. At least one 128-row chunk is produced per write.
+    public var waveBytes = 8 << 20
 
     public init() {}
+}
+
+/// Which files' SHA-256 a run computes for the manifest.
+///
+/// The output's sum is what `verify` checks a file against later; the input's records provenance
+/// but costs one more full read of the input (about 1.2 CPU-seconds per 2 GiB here).
+public enum HashScope: String, Sendable, CaseIterable {
+    /// Input and output.
+    case all
+    /// The output only (the default).
+    case output
+    /// Neither.
+    case none
+
+    public var hashesInput: Bool { self == .all }
+    public var hashesOutput: Bool { self != .none }
 }
 
 /// What happened to one input tensor.
@@ -31,7 +50,8 @@ public struct TensorReport: Sendable {
 public struct FileSummary: Sendable {
     public var path: String
     public var byteCount: UInt64
-    public var sha256: String
+    /// Lowercase hex, or `nil` when not computed (`--hash`).
+    public var sha256: String?
 }
 
 /// The outcome of ``QuantizeJob/run(reader:sink:options:progress:)``.
@@ -50,8 +70,6 @@ public struct QuantizeResult: Sendable {
 public enum QuantizeJob {
     /// Rows quantized per chunk: a whole band of the 128-row swizzled scale tiles.
     static let rowsPerChunk = 128
-    /// Packed output produced between two writes.
-    static let waveBytes = 8 << 20
 
     /// Plans the output of `header` without reading data: decisions and the output header.
     public static func plan(
@@ -110,6 +128,7 @@ public enum QuantizeJob {
         let (decisions, layout) = plan(header: header, options: options)
         let torchao = TorchAOLayout(mode: options.mode, dynamicActivations: options.dynamicActivations)
         try sink.write(layout.headerBytes)
+        let scratch = ScratchBuffers()
         var reports: [TensorReport] = []
         var done: UInt64 = 0
         for (tensor, decision) in zip(header.tensors, decisions) {
@@ -122,7 +141,9 @@ public enum QuantizeJob {
                     let codec = try makeCodec(for: matrix, tensor: tensor, options: options, path: reader.displayPath)
                     report.amax = codec.scale.amax
                     report.perTensorScale = codec.scale.perTensorScale
-                    report.error = try writeQuantized(matrix, codec: codec, layout: torchao, sink: sink, threads: options.threads)
+                    report.error = try writeQuantized(
+                        matrix, codec: codec, layout: torchao, sink: sink, threads: options.threads, waveBytes: options.waveBytes,
+                        scratch: scratch)
                 }
             } else {
                 try reader.withBytes(of: tensor) { try sink.write($0) }
@@ -163,17 +184,15 @@ public enum QuantizeJob {
     /// ``waveBytes`` of packed output) run on `threads` threads, then the wave is written. The
     /// chunking never depends on the thread count, so bytes and error sums are identical for every N.
     static func writeQuantized(
-        _ matrix: DenseMatrix, codec: NVFP4Codec, layout: TorchAOLayout, sink: any OutputSink, threads: Int
+        _ matrix: DenseMatrix, codec: NVFP4Codec, layout: TorchAOLayout, sink: any OutputSink, threads: Int,
+        waveBytes: Int = QuantizeOptions().waveBytes, scratch: ScratchBuffers = ScratchBuffers()
     ) throws -> QuantizationError {
         let blocks = matrix.columns / NVFP4Codec.blockSize
         let scaleByteCount = layout.scaleLayout.storedByteCount(rows: matrix.rows, blocks: blocks)
-        let scaleBytes = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, scaleByteCount), alignment: 64)
-        defer { scaleBytes.deallocate() }
-        scaleBytes.initializeMemory(as: UInt8.self, repeating: 0)
+        let scaleBytes = scratch.scales(byteCount: scaleByteCount)
         let rowBytes = matrix.columns / 2
         let waveRows = max(rowsPerChunk, waveBytes / max(1, rowBytes) / rowsPerChunk * rowsPerChunk)
-        let wave = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, min(matrix.rows, waveRows) * rowBytes), alignment: 64)
-        defer { wave.deallocate() }
+        let wave = scratch.wave(byteCount: min(matrix.rows, waveRows) * rowBytes)
         var error = QuantizationError()
         for part in layout.parts {
             switch part {
@@ -181,9 +200,14 @@ public enum QuantizeJob {
                 var bits = codec.scale.perTensorScale!.bitPattern.littleEndian
                 try withUnsafeBytes(of: &bits) { try sink.write($0) }
             case .packed:
+                // Two wave buffers: the codec fills one while the writer thread hashes and writes the other.
+                let writer = BackgroundWriter(sink: sink)
+                defer { writer.finishQuietly() }
                 var first = 0
+                var slot = 0
                 while first < matrix.rows {
                     let rows = first..<min(matrix.rows, first + waveRows)
+                    let wave = slot == 0 ? wave : scratch.secondWave(byteCount: wave.count)
                     let chunks = ceilDiv(rows.count, rowsPerChunk)
                     var errors = [QuantizationError](repeating: QuantizationError(), count: chunks)
                     errors.withUnsafeMutableBufferPointer { partial in
@@ -197,9 +221,13 @@ public enum QuantizeJob {
                         }
                     }
                     for e in errors { error.merge(e) }
-                    try sink.write(UnsafeRawBufferPointer(rebasing: wave[0..<(rows.count * rowBytes)]))
+                    // The previous wave's write must be done before its buffer is filled again.
+                    try writer.waitForPendingWrite()
+                    writer.submit(UnsafeRawBufferPointer(rebasing: wave[0..<(rows.count * rowBytes)]))
                     first = rows.upperBound
+                    slot ^= 1
                 }
+                try writer.waitForPendingWrite()
             case .blockScales:
                 try sink.write(UnsafeRawBufferPointer(rebasing: scaleBytes[0..<scaleByteCount]))
             }

@@ -43,7 +43,10 @@ public enum VerifyJob {
     ///   - quantized: The NVFP4 checkpoint (random access).
     ///   - tolerance: The largest relative RMSE that passes.
     /// - Throws: ``FileError`` when a file is unreadable or its NVFP4 parts are malformed.
-    public static func run(original: SafetensorsReader, quantized: SafetensorsReader, tolerance: Double) throws -> VerifyReport {
+    ///   - threads: Worker threads; the report does not depend on it.
+    public static func run(
+        original: SafetensorsReader, quantized: SafetensorsReader, tolerance: Double, threads: Int = ParallelLoop.availableCores
+    ) throws -> VerifyReport {
         let contents: CheckpointContents
         do { contents = try CheckpointContents(header: quantized.header) } catch {
             throw FileError(path: quantized.displayPath, cause: error)
@@ -63,7 +66,8 @@ public enum VerifyJob {
                     report.mismatches.append("tensor \"\(source.name)\": original dtype \(source.dtype.rawValue) cannot have been quantized")
                     continue
                 }
-                report.tensors.append(try compare(source, weight, original: original, quantized: quantized, tolerance: tolerance))
+                report.tensors.append(try compare(
+                    source, weight, original: original, quantized: quantized, tolerance: tolerance, threads: threads))
                 original.release(source)
                 weight.parts.forEach(quantized.release)
             } else if let kept = plain[source.name] {
@@ -93,8 +97,33 @@ public enum VerifyJob {
         return report
     }
 
+    /// The error of `matrix`'s NVFP4 encoding, over 128-row chunks on `threads` threads, merged in
+    /// row order: the same chunks and order as ``QuantizeJob``, so our own files give back the
+    /// manifest's numbers exactly, for any thread count.
+    static func measure(
+        _ matrix: DenseMatrix, packed: UnsafeRawBufferPointer, scales: UnsafeRawBufferPointer, layout: ScaleLayout,
+        perTensorScale: Float?, threads: Int
+    ) -> QuantizationError {
+        let chunkRows = QuantizeJob.rowsPerChunk
+        let chunks = ceilDiv(matrix.rows, chunkRows)
+        var errors = [QuantizationError](repeating: QuantizationError(), count: chunks)
+        errors.withUnsafeMutableBufferPointer { partial in
+            let results = partial
+            ParallelLoop.run(iterations: chunks, threads: threads) { chunk in
+                let rows = (chunk * chunkRows)..<min(matrix.rows, (chunk + 1) * chunkRows)
+                NVFP4Kernel.compare(
+                    matrix, rows: rows, packed: packed, scales: scales, layout: layout, perTensorScale: perTensorScale,
+                    error: &results[chunk])
+            }
+        }
+        var total = QuantizationError()
+        for e in errors { total.merge(e) }
+        return total
+    }
+
     private static func compare(
-        _ source: TensorInfo, _ weight: NVFP4Weight, original: SafetensorsReader, quantized: SafetensorsReader, tolerance: Double
+        _ source: TensorInfo, _ weight: NVFP4Weight, original: SafetensorsReader, quantized: SafetensorsReader, tolerance: Double,
+        threads: Int
     ) throws -> VerifiedTensor {
         var failures: [String] = []
         let pts = try weight.perTensorScaleValue(in: quantized)
@@ -110,11 +139,7 @@ public enum VerifyJob {
             try quantized.withBytes(of: weight.packed) { packed in
                 try original.withBytes(of: source) { bytes in
                     let matrix = DenseMatrix(bytes: bytes, dtype: source.dtype, rows: weight.rows, columns: weight.columns)
-                    weight.dequantize(packed: packed, scaleBytes: scales, perTensorScale: pts, rows: 0..<weight.rows) { row, values in
-                        for (i, v) in values.enumerated() {
-                            error.add(original: matrix.element(row * weight.columns + i), reconstructed: v)
-                        }
-                    }
+                    error = measure(matrix, packed: packed, scales: scales, layout: weight.scaleLayout, perTensorScale: pts, threads: threads)
                 }
             }
         }

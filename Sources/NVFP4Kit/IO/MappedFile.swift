@@ -70,6 +70,17 @@ public final class MappedFile: @unchecked Sendable {
     /// Drops the pages of `range` from this process (they stay in the page cache).
     ///
     /// The corresponding C function is `madvise(MADV_DONTNEED)`.
+    /// Maps the pages of `range` in one call (`MADV_POPULATE_READ`, Linux 5.14+) instead of one
+    /// page fault per 64 KiB as they are first touched. Advisory: older kernels ignore it.
+    public func prefault(_ range: Range<Int>) {
+        guard let base = bytes.baseAddress else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let start = (range.lowerBound / page) * page
+        let end = min(bytes.count, range.upperBound)
+        guard end > start else { return }
+        madvise(UnsafeMutableRawPointer(mutating: base + start), end - start, 22 /* MADV_POPULATE_READ */)
+    }
+
     public func release(_ range: Range<Int>) {
         guard let base = bytes.baseAddress else { return }
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))

@@ -1,3 +1,4 @@
+import CNVFP4Kernel
 import Crypto
 import Glibc
 
@@ -10,8 +11,9 @@ public protocol OutputSink: AnyObject {
     var displayPath: String { get }
     /// Appends bytes.
     func write(_ bytes: UnsafeRawBufferPointer) throws
-    /// Flushes and makes the output durable, but not yet visible; returns its SHA-256 and size.
-    func seal() throws -> (sha256: String, byteCount: UInt64)
+    /// Flushes and makes the output durable, but not yet visible; returns its SHA-256 (`nil` when
+    /// the sink was made without hashing) and size.
+    func seal() throws -> (sha256: String?, byteCount: UInt64)
     /// Makes a sealed output visible under its name.
     func publish() throws
     /// Discards everything written; nothing is left behind.
@@ -20,7 +22,7 @@ public protocol OutputSink: AnyObject {
 
 extension OutputSink {
     /// Seals and publishes in one step; returns the SHA-256 and size.
-    public func commit() throws -> (sha256: String, byteCount: UInt64) {
+    public func commit() throws -> (sha256: String?, byteCount: UInt64) {
         let result = try seal()
         try publish()
         return result
@@ -32,25 +34,31 @@ extension OutputSink {
     }
 }
 
-/// Buffered sequential writes to a descriptor, with SHA-256 of everything written.
+/// Buffered sequential writes to a descriptor, with SHA-256 of everything written (optional).
 final class BufferedDescriptorWriter {
     let fd: Int32
     let path: String
     private var buffer: UnsafeMutableRawBufferPointer
     private var used = 0
     private(set) var written: UInt64 = 0
-    private var hasher = SHA256()
+    private var hasher: SHA256?
+    /// Start the kernel's writeback of each written range at once (`sync_file_range`), so dirty
+    /// pages never pile up and the final `fsync` has little left to wait for.
+    private let startsWriteback: Bool
+    private var flushedOffset: Int64 = 0
 
-    init(fd: Int32, path: String, capacity: Int = 8 << 20) {
+    init(fd: Int32, path: String, hashing: Bool = true, startsWriteback: Bool = false, capacity: Int = 8 << 20) {
         self.fd = fd
         self.path = path
+        self.startsWriteback = startsWriteback
+        hasher = hashing ? SHA256() : nil
         buffer = .allocate(byteCount: capacity, alignment: 4096)
     }
 
     deinit { buffer.deallocate() }
 
     func write(_ bytes: UnsafeRawBufferPointer) throws(SystemError) {
-        hasher.update(bufferPointer: bytes)
+        hasher?.update(bufferPointer: bytes)
         written += UInt64(bytes.count)
         if used + bytes.count <= buffer.count {
             if bytes.count > 0 {
@@ -74,7 +82,8 @@ final class BufferedDescriptorWriter {
         used = 0
     }
 
-    func digest() -> String { hasher.finalize().hexString }
+    /// The SHA-256 of everything written, or `nil` without hashing.
+    func digest() -> String? { hasher?.finalize().hexString }
 
     private func writeAll(_ bytes: UnsafeRawBufferPointer) throws(SystemError) {
         var offset = 0
@@ -84,6 +93,11 @@ final class BufferedDescriptorWriter {
             }
             offset += n
         }
+        if startsWriteback {
+            // Advisory: a failure here changes nothing (fsync reports real write errors).
+            _ = nvfp4_start_writeback(fd, flushedOffset, Int64(bytes.count))
+        }
+        flushedOffset += Int64(bytes.count)
     }
 }
 
@@ -107,8 +121,9 @@ public final class AtomicFileSink: OutputSink {
     /// - Parameters:
     ///   - path: The destination.
     ///   - replace: Whether an existing destination may be replaced (`--force`).
+    ///   - hashing: Whether ``seal()`` reports the output's SHA-256.
     /// - Throws: ``SystemError`` if the destination exists (without `replace`) or the folder is not writable.
-    public init(path: String, replace: Bool) throws(SystemError) {
+    public init(path: String, replace: Bool, hashing: Bool = true) throws(SystemError) {
         displayPath = path
         destination = path
         self.replace = replace
@@ -124,7 +139,7 @@ public final class AtomicFileSink: OutputSink {
         let mask = umask(0)
         umask(mask)
         fchmod(fd, 0o666 & ~mask)
-        writer = BufferedDescriptorWriter(fd: fd, path: path)
+        writer = BufferedDescriptorWriter(fd: fd, path: path, hashing: hashing, startsWriteback: true)
     }
 
     deinit {
@@ -133,7 +148,7 @@ public final class AtomicFileSink: OutputSink {
 
     public func write(_ bytes: UnsafeRawBufferPointer) throws { try writer.write(bytes) }
 
-    public func seal() throws -> (sha256: String, byteCount: UInt64) {
+    public func seal() throws -> (sha256: String?, byteCount: UInt64) {
         do {
             try writer.flush()
             try retryingInterrupts("fsync", path: displayPath) { fsync(writer.fd) }
@@ -180,13 +195,16 @@ public final class AtomicFileSink: OutputSink {
 /// Streams to standard output.
 public final class StandardOutputSink: OutputSink {
     public let displayPath = "<stdout>"
-    private let writer = BufferedDescriptorWriter(fd: 1, path: "<stdout>")
+    private let writer: BufferedDescriptorWriter
 
-    public init() {}
+    /// - Parameter hashing: Whether ``seal()`` reports the SHA-256 of everything written.
+    public init(hashing: Bool = true) {
+        writer = BufferedDescriptorWriter(fd: 1, path: "<stdout>", hashing: hashing)
+    }
 
     public func write(_ bytes: UnsafeRawBufferPointer) throws { try writer.write(bytes) }
 
-    public func seal() throws -> (sha256: String, byteCount: UInt64) {
+    public func seal() throws -> (sha256: String?, byteCount: UInt64) {
         try writer.flush()
         return (writer.digest(), writer.written)
     }

@@ -12,7 +12,7 @@ public final class ZstdCompressingSink: OutputSink {
     private let inner: any OutputSink
     private let context: OpaquePointer
     private let output: UnsafeMutableRawBufferPointer
-    private var hasher = SHA256()
+    private var hasher: SHA256?
     private var written: UInt64 = 0
     private var finished = false
 
@@ -22,14 +22,16 @@ public final class ZstdCompressingSink: OutputSink {
     ///   - inner: Where the compressed bytes go (a file or stdout); this sink owns it from now on.
     ///   - level: The compression level (``zstdLevelRange``).
     ///   - threads: Worker threads for libzstd (at least one is always used when supported).
+    ///   - hashing: Whether ``seal()`` reports the SHA-256 of the uncompressed bytes.
     /// - Throws: ``ZstdError`` for an invalid level.
     ///
     /// The corresponding zstd functions are `ZSTD_createCCtx` and `ZSTD_CCtx_setParameter`.
-    public init(wrapping inner: any OutputSink, level: Int = zstdDefaultLevel, threads: Int = 1) throws(ZstdError) {
+    public init(wrapping inner: any OutputSink, level: Int = zstdDefaultLevel, threads: Int = 1, hashing: Bool = true) throws(ZstdError) {
         guard zstdLevelRange.contains(level) else { throw .invalidLevel(level) }
         guard let context = ZSTD_createCCtx() else { throw .outOfMemory }
         self.context = context
         self.inner = inner
+        hasher = hashing ? SHA256() : nil
         output = .allocate(byteCount: ZSTD_CStreamOutSize(), alignment: 64)
         ZSTD_CCtx_setParameter(context, ZSTD_c_compressionLevel, Int32(level))
         ZSTD_CCtx_setParameter(context, ZSTD_c_checksumFlag, 1)
@@ -45,7 +47,7 @@ public final class ZstdCompressingSink: OutputSink {
 
     public func write(_ bytes: UnsafeRawBufferPointer) throws {
         guard bytes.count > 0 else { return }
-        hasher.update(bufferPointer: bytes)
+        hasher?.update(bufferPointer: bytes)
         written += UInt64(bytes.count)
         // Fed in pieces of libzstd's recommended input size, as the zstd command does: handing
         // the multi-threaded compressor megabytes at once makes its output depend on the worker count.
@@ -62,11 +64,11 @@ public final class ZstdCompressingSink: OutputSink {
     }
 
     /// Ends the frame, then seals the inner sink.
-    public func seal() throws -> (sha256: String, byteCount: UInt64) {
+    public func seal() throws -> (sha256: String?, byteCount: UInt64) {
         var empty = ZSTD_inBuffer(src: nil, size: 0, pos: 0)
         while try drive(&empty, ZSTD_e_end) != 0 {}
         _ = try inner.seal()
-        return (hasher.finalize().hexString, written)
+        return (hasher?.finalize().hexString, written)
     }
 
     public func publish() throws {
@@ -127,7 +129,7 @@ public final class MemorySink: OutputSink {
     public init() {}
 
     public func write(_ bytes: UnsafeRawBufferPointer) throws { self.bytes.append(contentsOf: bytes) }
-    public func seal() throws -> (sha256: String, byteCount: UInt64) {
+    public func seal() throws -> (sha256: String?, byteCount: UInt64) {
         (SHA256.hash(data: bytes).hexString, UInt64(bytes.count))
     }
     public func publish() throws {}

@@ -36,7 +36,7 @@ public final class SafetensorsReader {
     public let mappedFile: MappedFile?
 
     private let stream: (any ByteStream)?
-    private var hasher = SHA256()  // streams: updated as bytes arrive
+    private var hasher: SHA256?  // streams: updated as bytes arrive
     private var fileDigest: BackgroundDigest?  // mapped files: hashed on another thread
     private var streamPosition = 0  // data-section offset of the next stream byte
     private var streamBuffer: UnsafeMutableRawBufferPointer?
@@ -51,7 +51,7 @@ public final class SafetensorsReader {
     public convenience init(path: String, hashing: Bool = true) throws(FileError) {
         switch try InputSource.open(path) {
         case .mapped(let file): try self.init(mappedFile: file, hashing: hashing)
-        case .stream(let stream, let displayPath): try self.init(stream: stream, displayPath: displayPath)
+        case .stream(let stream, let displayPath): try self.init(stream: stream, displayPath: displayPath, hashing: hashing)
         }
     }
 
@@ -68,7 +68,7 @@ public final class SafetensorsReader {
             return try SafetensorsReader(mappedFile: file, hashing: hashing)
         case .stream(let stream, let displayPath):
             let recorder = RecordingStream(stream)
-            let probe = try SafetensorsReader(stream: recorder, displayPath: displayPath)
+            let probe = try SafetensorsReader(stream: recorder, displayPath: displayPath, hashing: false)
             recorder.stopRecording()
             let total = probe.dataStart + Int(probe.header.dataByteCount)
             let rest = LimitedStream(ReplayStream(prefix: recorder.recorded, rest: stream), limit: total + 1)
@@ -107,10 +107,13 @@ public final class SafetensorsReader {
     }
 
     /// Reads the header from a stream.
-    public init(stream: any ByteStream, displayPath: String) throws(FileError) {
+    ///
+    /// - Parameter hashing: Whether ``finish()`` reports the SHA-256 of everything read.
+    public init(stream: any ByteStream, displayPath: String, hashing: Bool = true) throws(FileError) {
         self.displayPath = displayPath
         self.stream = stream
         mappedFile = nil
+        hasher = hashing ? SHA256() : nil
         do {
             var prefix = [UInt8](repeating: 0, count: 8)
             let got = try prefix.withUnsafeMutableBytes { try stream.readFully(into: $0) }
@@ -124,8 +127,8 @@ public final class SafetensorsReader {
             }
             header = try SafetensorsHeader(json: json)
             dataStart = 8 + Int(length)
-            hasher.update(data: prefix)
-            hasher.update(data: json)
+            hasher?.update(data: prefix)
+            hasher?.update(data: json)
         } catch let error as FileError {
             throw error
         } catch let error as SafetensorsError {
@@ -151,6 +154,7 @@ public final class SafetensorsReader {
     public func withBytes<R>(of tensor: TensorInfo, _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
         let range = Int(tensor.dataOffsets.lowerBound)..<Int(tensor.dataOffsets.upperBound)
         if let file = mappedFile {
+            file.prefault((dataStart + range.lowerBound)..<(dataStart + range.upperBound))
             let bytes = UnsafeRawBufferPointer(rebasing: file.bytes[(dataStart + range.lowerBound)..<(dataStart + range.upperBound)])
             return try body(bytes)
         }
@@ -177,11 +181,11 @@ public final class SafetensorsReader {
     }
 
     /// Reads the rest of the input, checks nothing follows the last tensor, and returns the
-    /// SHA-256 of the whole input and its size in bytes.
-    public func finish() throws -> (sha256: String, byteCount: UInt64) {
+    /// SHA-256 of the whole input (`nil` when made without hashing) and its size in bytes.
+    public func finish() throws -> (sha256: String?, byteCount: UInt64) {
         let end = Int(header.dataByteCount)
         if let file = mappedFile {
-            let digest = fileDigest?.wait() ?? ""
+            let digest = fileDigest?.wait()
             if file.changedSinceMapped() { throw FileError(path: displayPath, cause: InputChangedError()) }
             return (digest, UInt64(dataStart + end))
         } else {
@@ -195,7 +199,7 @@ public final class SafetensorsReader {
                 throw FileError(path: displayPath, cause: SafetensorsError.incompleteCoverage(dataBytes: UInt64(end + 1), covered: UInt64(end)))
             }
         }
-        return (hasher.finalize().hexString, UInt64(dataStart + end))
+        return (hasher?.finalize().hexString, UInt64(dataStart + end))
     }
 
     /// A buffer of at least `capacity` bytes whose first `keeping` bytes are preserved.
@@ -216,7 +220,7 @@ public final class SafetensorsReader {
         do { got = try stream!.readFully(into: target) } catch let e as any Error & Sendable & CustomStringConvertible {
             throw FileError(path: displayPath, cause: e)
         }
-        hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: target[0..<got]))
+        hasher?.update(bufferPointer: UnsafeRawBufferPointer(rebasing: target[0..<got]))
         streamPosition += got
         guard got == count else {
             throw FileError(path: displayPath, cause: SafetensorsError.truncated(

@@ -1,3 +1,4 @@
+import CNVFP4Kernel
 import Dispatch
 import Glibc
 
@@ -7,7 +8,13 @@ import Glibc
 /// results are combined in piece order, so output is identical for any number of threads.
 public enum ParallelLoop {
     /// The online processors.
-    public static var availableCores: Int { max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
+    /// The CPUs this process may run on (its affinity mask, so `taskset` and container CPU sets
+    /// count), or the online CPUs where the mask cannot be read.
+    public static var availableCores: Int {
+        let count = Int(nvfp4_affinity_cpu_count())
+        if count > 0 { return count }
+        return max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+    }
 
     /// Calls `body(i)` for `i` in `0..<iterations`, on up to `threads` threads; returns when all are done.
     public static func run(iterations: Int, threads: Int, _ body: (Int) -> Void) {

@@ -1,0 +1,93 @@
+// The innermost loops of the NVFP4 codec, in C so that one portable build can use the CPU's
+// full vector width (AVX-512 / AVX2 clones picked at load time on x86-64; the compiler's
+// baseline elsewhere). Swift cannot multiversion a function, and Swift's SIMD types compile
+// to the baseline (SSE2 on x86-64) unless the whole package is built for one CPU.
+//
+// Every function is exact: the same IEEE-754 fp32 operations in the same order whatever vector
+// width runs them (no FMA contraction), so bytes and error sums never depend on the machine.
+#ifndef NVFP4_KERNEL_H
+#define NVFP4_KERNEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// Blocks of 16 elements handled per group.
+#define NVFP4_GROUP_BLOCKS 16
+
+/// Per-call constants of the block-scale computation.
+typedef struct {
+    /// Non-zero: two-level scaling, block scales are relative to `pts`.
+    int two_level;
+    /// Non-zero: torchao's CPU numerics (`amax / 6` is a true division), else CUDA's (`amax * RN(1/6)`).
+    int cpu_division;
+    /// The fp32 per-tensor scale (1 when single-level).
+    float pts;
+    /// RN(1 / pts) (1 when single-level).
+    float rpts;
+} nvfp4_scale_params;
+
+/// Error sums, one lane per element position of a block pair (see the Swift `QuantizationError`).
+typedef struct {
+    double signal[16];
+    double error[16];
+    float max_abs[16];
+} nvfp4_error_lanes;
+
+/// Quantizes `groups` groups of 16 contiguous blocks (256 elements each).
+///
+/// - `source`: bf16 (`element_bytes` 2) or fp32 (`element_bytes` 4) little-endian values, any alignment.
+/// - `packed`: receives 128 bytes per group (two e2m1 codes a byte, even element low).
+/// - `codes`: receives 16 e4m3 scale codes per group, in block order.
+/// - `lanes`: error sums, accumulated.
+void nvfp4_quantize_groups(
+    const void *source, int element_bytes, size_t groups, nvfp4_scale_params params,
+    uint8_t *packed, uint8_t *codes, nvfp4_error_lanes *lanes);
+
+/// Measures `groups` groups of 16 contiguous original blocks against their NVFP4 encoding:
+/// `packed` (128 bytes per group), `codes` (16 e4m3 codes per group, block order) and the
+/// per-tensor scale in `params` (`two_level`, `pts`; other fields unused). Accumulates into `lanes`
+/// exactly as `nvfp4_quantize_groups` does, so our own output reproduces the quantizer's sums.
+void nvfp4_compare_groups(
+    const void *source, int element_bytes, size_t groups, const uint8_t *packed, const uint8_t *codes,
+    nvfp4_scale_params params, nvfp4_error_lanes *lanes);
+
+/// The largest magnitude's bit pattern among `count` bf16 values (sign cleared).
+uint16_t nvfp4_bf16_magnitude_max(const void *source, size_t count);
+
+/// The largest magnitude's bit pattern among `count` fp32 values (sign cleared).
+uint32_t nvfp4_f32_magnitude_max(const void *source, size_t count);
+
+/// Name of the code path the loader picked ("avx512", "avx2" or "baseline"), for benchmarks.
+const char *nvfp4_kernel_isa(void);
+
+/// Every compiled variant (0 = the baseline, then wider vector sets), for tests and benchmarks:
+/// their count, names, whether this CPU runs them, and entry points that use one explicitly
+/// (returning -1 when this CPU cannot run it).
+int nvfp4_kernel_variant_count(void);
+const char *nvfp4_kernel_variant_name(int variant);
+int nvfp4_kernel_variant_supported(int variant);
+int nvfp4_quantize_groups_variant(
+    int variant, const void *source, int element_bytes, size_t groups, nvfp4_scale_params params,
+    uint8_t *packed, uint8_t *codes, nvfp4_error_lanes *lanes);
+int nvfp4_compare_groups_variant(
+    int variant, const void *source, int element_bytes, size_t groups, const uint8_t *packed, const uint8_t *codes,
+    nvfp4_scale_params params, nvfp4_error_lanes *lanes);
+int nvfp4_magnitude_max_variant(int variant, const void *source, int element_bytes, size_t count, uint32_t *result);
+
+/// Starts the kernel's writeback of a written file range without waiting for it
+/// (`sync_file_range(SYNC_FILE_RANGE_WRITE)` on Linux; nothing elsewhere). Advisory.
+int nvfp4_start_writeback(int fd, long long offset, long long length);
+
+/// The number of CPUs in this process's affinity mask (`taskset`, container CPU sets), or 0 when
+/// it cannot be read.
+int nvfp4_affinity_cpu_count(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,26 @@
+// Linux calls that Swift's Glibc module does not export (they need _GNU_SOURCE).
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <sched.h>
+
+#include "nvfp4_kernel.h"
+
+int nvfp4_start_writeback(int fd, long long offset, long long length) {
+#if defined(__linux__)
+    return sync_file_range(fd, offset, length, SYNC_FILE_RANGE_WRITE);
+#else
+    (void)fd; (void)offset; (void)length;
+    return 0;
+#endif
+}
+
+int nvfp4_affinity_cpu_count(void) {
+#if defined(__linux__)
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof set, &set) != 0) return 0;
+    return CPU_COUNT(&set);
+#else
+    return 0;
+#endif
+}

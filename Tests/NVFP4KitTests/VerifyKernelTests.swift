@@ -1,0 +1,74 @@
+import NVFP4Kit
+import Testing
+
+/// `verify`'s vectorised comparison against a plain per-element reference, and against the error
+/// the quantizer recorded for the same file.
+@Suite struct VerifyKernelTests {
+    static let cases: [(dtype: String, mode: ScalingMode)] = ["bf16", "f32"].flatMap { d in ScalingMode.allCases.map { (d, $0) } }
+
+    /// Dequantizes element by element (NVFP4Weight.dequantize) and accumulates in Double.
+    static func reference(_ weight: NVFP4Weight, original: SafetensorsReader, quantized: SafetensorsReader) throws -> QuantizationError {
+        let source = try #require(original.header.tensor(named: weight.name))
+        let pts = try weight.perTensorScaleValue(in: quantized)
+        var error = QuantizationError()
+        try quantized.withBytes(of: weight.scales) { scales in
+            try quantized.withBytes(of: weight.packed) { packed in
+                try original.withBytes(of: source) { bytes in
+                    let matrix = DenseMatrix(bytes: bytes, dtype: source.dtype, rows: weight.rows, columns: weight.columns)
+                    weight.dequantize(packed: packed, scaleBytes: scales, perTensorScale: pts, rows: 0..<weight.rows) { row, values in
+                        for (i, v) in values.enumerated() { error.add(original: matrix.element(row * weight.columns + i), reconstructed: v) }
+                    }
+                }
+            }
+        }
+        return error
+    }
+
+    /// The kernel squares and sums 16 elements per lane in fp32 before adding a group into fp64,
+    /// the reference works in fp64 throughout: they agree to a few fp32 ulps, not bit for bit.
+    static func close(_ a: Double, _ b: Double) -> Bool { abs(a - b) <= 2e-6 * max(abs(a), abs(b)) + 1e-30 }
+
+    @Test("verify's error equals the per-element reference on torchao's own files", arguments: cases)
+    func matchesReferenceOnTorchAOFiles(_ c: (dtype: String, mode: ScalingMode)) throws {
+        let originalPath = FixturePaths.torchaoInput(c.dtype)
+        let quantizedPath = FixturePaths.torchaoExpected(c.dtype, c.mode, .cuda)
+        let original = try SafetensorsReader.randomAccess(path: originalPath)
+        let quantized = try SafetensorsReader.randomAccess(path: quantizedPath)
+        let report = try VerifyJob.run(original: original, quantized: quantized, tolerance: 1, threads: 2)
+        let weights = try CheckpointContents(header: quantized.header).weights
+        #expect(weights.count >= 20)
+        for weight in weights {
+            let measured = try #require(report.tensors.first { $0.name == weight.name }?.error)
+            let expected = try Self.reference(weight, original: original, quantized: quantized)
+            #expect(measured.count == expected.count)
+            #expect(Self.close(measured.signalSquareSum, expected.signalSquareSum), "\(weight.name) signal")
+            #expect(Self.close(measured.errorSquareSum, expected.errorSquareSum), "\(weight.name) error \(measured.errorSquareSum) vs \(expected.errorSquareSum)")
+            #expect(Self.close(measured.maxAbsoluteError, expected.maxAbsoluteError), "\(weight.name) max")
+        }
+    }
+
+    @Test("verify reproduces the quantizer's error sums exactly, for any thread count", arguments: cases)
+    func reproducesTheQuantizersSums(_ c: (dtype: String, mode: ScalingMode)) throws {
+        let scratch = ScratchFolder()
+        defer { scratch.remove() }
+        let output = scratch.file("q.safetensors")
+        var options = QuantizeOptions()
+        options.mode = c.mode
+        let sink = try AtomicFileSink(path: output, replace: false)
+        let result = try QuantizeJob.run(reader: try SafetensorsReader(path: FixturePaths.torchaoInput(c.dtype)), sink: sink, options: options)
+        try sink.publish()
+        for threads in [1, 3] {
+            let report = try VerifyJob.run(
+                original: try SafetensorsReader.randomAccess(path: FixturePaths.torchaoInput(c.dtype)),
+                quantized: try SafetensorsReader.randomAccess(path: output), tolerance: 1, threads: threads)
+            for t in result.tensors {
+                let recorded = try #require(t.error)
+                let measured = try #require(report.tensors.first { $0.name == t.name }?.error)
+                #expect(measured.signalSquareSum == recorded.signalSquareSum, "\(t.name)")
+                #expect(measured.errorSquareSum == recorded.errorSquareSum, "\(t.name)")
+                #expect(measured.maxAbsoluteError == recorded.maxAbsoluteError, "\(t.name)")
+                #expect(measured.count == recorded.count)
+            }
+        }
+    }
+}
