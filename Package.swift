@@ -20,13 +20,19 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3")
     ],
     targets: [
+        // libzstd (system library; `apt-get install libzstd-dev`, see scripts/setup.sh).
+        .systemLibrary(
+            name: "CZstd",
+            pkgConfig: "libzstd",
+            providers: [.apt(["libzstd-dev"]), .brew(["zstd"])]
+        ),
         // The codec's innermost loops in C, with AVX-512/AVX2 copies picked at load time (see
         // Sources/NVFP4Kit/Codec/NVFP4Kernel.swift for why C).
         .target(name: "CNVFP4Kernel"),
         // All logic: safetensors I/O, the NVFP4 codec, layouts, the commands' work. Never prints.
         .target(
             name: "NVFP4Kit",
-            dependencies: ["CNVFP4Kernel", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["CNVFP4Kernel", .product(name: "Crypto", package: "swift-crypto"), "CZstd"],
             swiftSettings: swiftSettings
         ),
         // Argument parsing, help text, output formatting and exit codes.
@@ -55,8 +61,25 @@ let package = Package(
         ),
         .testTarget(
             name: "NVFP4KitTests",
-            dependencies: ["NVFP4Kit", "NVFP4CLI", "CNVFP4Kernel"],
+            dependencies: ["NVFP4Kit", "NVFP4CLI", "CNVFP4Kernel", "CZstd"],
             swiftSettings: swiftSettings
         ),
     ]
 )
+
+// The libFuzzer harness (scripts/fuzz.sh). It exists only when NVFP4_FUZZ=1, so a plain
+// `swift build` / `swift test` never compiles it; fuzz.sh builds it with its own --scratch-path.
+if Context.environment["NVFP4_FUZZ"] == "1" {
+    // Coverage instrumentation for the code under test, not only the harness.
+    for target in package.targets where target.name == "NVFP4Kit" {
+        target.swiftSettings = (target.swiftSettings ?? []) + [.unsafeFlags(["-sanitize=fuzzer"])]
+    }
+    package.targets.append(
+        .executableTarget(
+            name: "nvfp4-fuzz",
+            dependencies: ["NVFP4Kit"],
+            path: "Fuzz/Sources/nvfp4-fuzz",
+            swiftSettings: swiftSettings + [.unsafeFlags(["-sanitize=fuzzer"])],
+            linkerSettings: [.unsafeFlags(["-sanitize=fuzzer"])]
+        ))
+}

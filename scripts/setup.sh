@@ -1,12 +1,23 @@
 #!/usr/bin/env bash
-# Installs what nvfp4 needs beyond Swift on a Debian/Ubuntu machine, when it is missing.
-# Today that is nothing but git (SwiftPM fetches swift-crypto); libzstd-dev joins this list
-# when zstd support lands. Safe to run repeatedly.
+# Installs what nvfp4 needs beyond Swift on a Debian/Ubuntu machine, when it is missing:
+# git (SwiftPM fetches swift-crypto), libzstd-dev (the CZstd system-library target links
+# libzstd through its pkg-config file) and the zstd command (used by the pipeline tests and README
+# examples). Safe to run repeatedly; uses sudo only when not root.
 set -euo pipefail
 need=()
 command -v git >/dev/null 2>&1 || need+=(git)
+# SwiftPM reads libzstd.pc itself (no pkg-config binary needed); header, .pc and .so come together.
+have_libzstd_dev() {
+    [ -f /usr/include/zstd.h ] || return 1
+    for pc in /usr/lib/*/pkgconfig/libzstd.pc /usr/lib/pkgconfig/libzstd.pc /usr/share/pkgconfig/libzstd.pc; do
+        [ -f "$pc" ] && return 0
+    done
+    return 1
+}
+have_libzstd_dev || need+=(libzstd-dev)
+command -v zstd >/dev/null 2>&1 || need+=(zstd)
 if [ ${#need[@]} -gt 0 ]; then
     sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
     $sudo apt-get update -qq
-    $sudo apt-get install -y -qq "${need[@]}"
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
 fi

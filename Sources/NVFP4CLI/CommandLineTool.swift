@@ -1,3 +1,4 @@
+import Glibc
 import NVFP4Kit
 
 /// Exit statuses: 0 success, 1 a check failed, 2 usage or input error.
@@ -5,6 +6,15 @@ public enum ExitStatus {
     public static let success: Int32 = 0
     public static let checkFailed: Int32 = 1
     public static let usageOrInputError: Int32 = 2
+    /// stdout's reader closed the pipe (128 + SIGPIPE, what the shell reports for a SIGPIPE death).
+    public static let brokenPipe: Int32 = 141
+}
+
+/// Whether `error` is a write to a pipe whose reader has gone (`EPIPE`).
+func isBrokenPipe(_ error: any Error) -> Bool {
+    if let e = error as? SystemError { return e.code == EPIPE }
+    if let e = error as? FileError { return isBrokenPipe(e.cause) }
+    return false
 }
 
 /// The `nvfp4` command line: parses arguments, runs a subcommand, prints, and returns the exit status.
@@ -65,6 +75,9 @@ public enum CommandLineTool {
             return try command.run(parsed, arguments)
         } catch let error as UsageError {
             return fail(error.message, status: ExitStatus.usageOrInputError)
+        } catch where isBrokenPipe(error) {
+            // The reader of stdout went away (with SIGPIPE ignored): end quietly, as SIGPIPE would.
+            return ExitStatus.brokenPipe
         } catch {
             return fail("\(error)", status: ExitStatus.usageOrInputError)
         }

@@ -25,7 +25,7 @@ enum DequantizeCommand {
             throw UsageError(message: "\(output) already exists; use --force to replace it")
         }
         let reader = try SafetensorsReader.randomAccess(path: input)
-        let sink: any OutputSink = output == "-" ? StandardOutputSink() : try AtomicFileSink(path: output, replace: force)
+        let sink = try OutputCompression.parse(nil, output: output).makeSink(path: output, replace: force, threads: ParallelLoop.availableCores)
         let names = try DequantizeJob.run(reader: reader, sink: sink, dtype: dtype)
         if !parsed.flag("--quiet") {
             Terminal.err("dequantized \(names.count) NVFP4 weights" + (output == "-" ? "\n" : " into \(output)\n"))

@@ -1,3 +1,4 @@
+import Glibc
 import NVFP4Kit
 
 /// `nvfp4 inspect`.
@@ -6,9 +7,9 @@ enum InspectCommand {
         name: "inspect",
         overview: "List the tensors of a safetensors file, with NVFP4 weights grouped.",
         usage: "nvfp4 inspect <file> [--json]",
-        arguments: [("<file>", "A .safetensors file, or '-' for stdin.")],
+        arguments: [("<file>", "A .safetensors or .safetensors.zst file, or '-' for stdin (plain or zstd).")],
         options: [OptionSpec(names: ["--json"], valueName: nil, help: "Print one JSON object instead of a table.")],
-        discussion: "Reads the header (and the 4-byte per-tensor scales), never the tensor data.")
+        discussion: "Reads the header (and the 4-byte per-tensor scales), never the tensor data. A .zst file is decompressed only as far as its header; stdin is read to its end (and checked), so the program writing into the pipe can finish.")
 
     static func run(_ parsed: ParsedArguments, _ invocation: [String]) throws -> Int32 {
         let path = try positionals(parsed, ["file"], command: spec.name)[0]
@@ -16,6 +17,8 @@ enum InspectCommand {
         let header = reader.header
         let contents: CheckpointContents
         do { contents = try CheckpointContents(header: header) } catch { throw FileError(path: reader.displayPath, cause: error) }
+        // Read a pipe to its end, so that the program writing into it can finish (and the stream is checked).
+        if path == "-" && !standardInputIsRegularFile() { _ = try reader.finish() }
         var scales: [String: Float] = [:]
         if reader.isRandomAccess {
             for w in contents.weights { scales[w.name] = try w.perTensorScaleValue(in: reader) }
@@ -46,6 +49,11 @@ enum InspectCommand {
         }
         Terminal.out(text)
         return ExitStatus.success
+    }
+
+    static func standardInputIsRegularFile() -> Bool {
+        var st = stat()
+        return fstat(0, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG
     }
 
     static func shapeText(_ shape: [Int]) -> String { "[" + shape.map(String.init).joined(separator: ", ") + "]" }

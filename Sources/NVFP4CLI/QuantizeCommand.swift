@@ -5,8 +5,8 @@ enum QuantizeCommand {
     static let spec = CommandSpec(
         name: "quantize",
         overview: "Quantize the linear-layer weights of a safetensors checkpoint to NVFP4.",
-        usage: "nvfp4 quantize <input> [-o <output>] [--manifest <path>] [--no-global-scale] [--numerics cuda|cpu] [--include <glob> ...] [--exclude <glob> ...] [--threads <n>] [--hash all|output|none] [--weight-only] [--force] [--json] [--quiet]",
-        arguments: [("<input>", "A .safetensors file, or '-' for stdin.")],
+        usage: "nvfp4 quantize <input> [-o <output>] [--manifest <path>] [--no-global-scale] [--numerics cuda|cpu] [--include <glob> ...] [--exclude <glob> ...] [--threads <n>] [--compress <zstd[:level]|none>] [--hash all|output|none] [--weight-only] [--force] [--json] [--quiet]",
+        arguments: [("<input>", "A .safetensors or .safetensors.zst file, or '-' for stdin (plain or zstd).")],
         options: [
             OptionSpec(names: ["--output", "-o"], valueName: "<output>", help: "Output file, or '-' for stdout. (default: <input stem>.nvfp4.safetensors beside the input)"),
             OptionSpec(names: ["--manifest"], valueName: "<path>", help: "Where to write the manifest. (default: <output stem>.manifest.json; none with -o -)"),
@@ -15,6 +15,7 @@ enum QuantizeCommand {
             OptionSpec(names: ["--include"], valueName: "<glob>", help: "Quantize only matching tensors (name or module; repeatable).", repeatable: true),
             OptionSpec(names: ["--exclude"], valueName: "<glob>", help: "Keep matching tensors unquantized (repeatable; wins over --include).", repeatable: true),
             OptionSpec(names: ["--threads", "-j"], valueName: "<n>", help: "Worker threads; the output is identical for any n. (default: all cores)"),
+            OutputCompression.option,
             OptionSpec(names: ["--hash"], valueName: "<all|output|none>", help: "Which SHA-256 sums the manifest records: the output's (what verify checks), also the input's (one more full read), or none. (default: output)"),
             OptionSpec(names: ["--weight-only"], valueName: nil, help: "Describe the weights as torchao NVFP4WeightOnlyConfig (no activation quantization)."),
             OptionSpec(names: ["--force"], valueName: nil, help: "Replace an existing output file."),
@@ -70,13 +71,12 @@ enum QuantizeCommand {
             }
         }
 
+        let compression = try OutputCompression.parse(parsed.value("--compress"), output: output)
         let hashes = try choice(
             parsed.value("--hash"), option: "--hash", Dictionary(uniqueKeysWithValues: HashScope.allCases.map { ($0.rawValue, $0) }),
             default: .output)
         let reader = try SafetensorsReader(path: input, hashing: hashes.hashesInput)
-        let sink: any OutputSink = output == "-"
-            ? StandardOutputSink(hashing: hashes.hashesOutput)
-            : try AtomicFileSink(path: output, replace: force, hashing: hashes.hashesOutput)
+        let sink = try compression.makeSink(path: output, replace: force, threads: options.threads, hashing: hashes.hashesOutput)
         let progress = ProgressLine(label: "quantize", enabled: !quiet && Terminal.stderrIsTerminal)
         let result = try QuantizeJob.run(reader: reader, sink: sink, options: options, progress: progress.update)
         progress.finish()
@@ -99,12 +99,14 @@ enum QuantizeCommand {
 
     /// `dir/model.safetensors` → `dir/model.nvfp4.safetensors`.
     static func defaultOutputPath(for input: String) -> String {
+        let input = droppingZstdSuffix(input)
         let stem = input.hasSuffix(".safetensors") ? String(input.dropLast(".safetensors".count)) : input
         return stem + ".nvfp4.safetensors"
     }
 
     /// `dir/m.nvfp4.safetensors` → `dir/m.nvfp4.manifest.json`.
     static func defaultManifestPath(for output: String) -> String {
+        let output = droppingZstdSuffix(output)
         let stem = output.hasSuffix(".safetensors") ? String(output.dropLast(".safetensors".count)) : output
         return stem + ".manifest.json"
     }

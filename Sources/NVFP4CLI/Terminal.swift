@@ -19,6 +19,8 @@ enum Terminal {
             let n = bytes.withUnsafeMutableBytes { write(fd, $0.baseAddress! + offset, $0.count - offset) }
             if n < 0 {
                 if errno == EINTR { continue }
+                // stdout's reader is gone and SIGPIPE is ignored: stop quietly, non-zero, as SIGPIPE would.
+                if errno == EPIPE && fd == 1 { exit(ExitStatus.brokenPipe) }
                 return
             }
             offset += n

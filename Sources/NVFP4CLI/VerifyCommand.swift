@@ -7,10 +7,11 @@ enum VerifyCommand {
     static let spec = CommandSpec(
         name: "verify",
         overview: "Compare an NVFP4 checkpoint with its original.",
-        usage: "nvfp4 verify <original> <quantized> [--tolerance <t>] [--json] [--quiet]",
+        usage: "nvfp4 verify <original> <quantized> [--tolerance <t>] [--manifest <path>] [--json] [--quiet]",
         arguments: [("<original>", "The source .safetensors file ('-' for stdin)."), ("<quantized>", "The NVFP4 .safetensors file ('-' for stdin).")],
         options: [
             OptionSpec(names: ["--tolerance"], valueName: "<t>", help: "Largest relative RMS error allowed per tensor. (default: 0.15)"),
+            OptionSpec(names: ["--manifest"], valueName: "<path>", help: "Also check both files' SHA-256 and size against this quantize manifest."),
             OptionSpec(names: ["--json"], valueName: nil, help: "Print the report as JSON."),
             OptionSpec(names: ["--quiet", "-q"], valueName: nil, help: "Print only failures."),
         ],
@@ -30,9 +31,20 @@ enum VerifyCommand {
             }
             tolerance = t
         }
-        let original = try SafetensorsReader.randomAccess(path: paths[0])
-        let quantized = try SafetensorsReader.randomAccess(path: paths[1])
-        let report = try VerifyJob.run(original: original, quantized: quantized, tolerance: tolerance)
+        let manifestPath = parsed.value("--manifest")
+        if manifestPath == "-" && paths.contains("-") { throw UsageError(message: "only one of <original>, <quantized> and --manifest can be '-'") }
+        let manifest = try manifestPath.map(readManifest)
+        let original = try SafetensorsReader.randomAccess(path: paths[0], hashing: manifest != nil)
+        let quantized = try SafetensorsReader.randomAccess(path: paths[1], hashing: manifest != nil)
+        var report = try VerifyJob.run(original: original, quantized: quantized, tolerance: tolerance)
+        if let manifest, let manifestPath {
+            do {
+                let failures = try ManifestCheck.failures(manifest: manifest, original: try original.finish(), quantized: try quantized.finish())
+                report.manifestFailures = failures.map { "\(manifestPath): \($0)" }
+            } catch let error as ManifestCheck.InvalidManifest {
+                throw FileError(path: manifestPath, cause: error)
+            }
+        }
         let status = report.passed ? ExitStatus.success : report.comparable ? ExitStatus.checkFailed : ExitStatus.usageOrInputError
         if parsed.flag("--json") {
             Terminal.out(json(report).serialized(.pretty))
@@ -43,6 +55,28 @@ enum VerifyCommand {
             Terminal.err("error: \(quantized.displayPath) does not match \(original.displayPath): \(report.mismatches[0])" + (report.mismatches.count > 1 ? " (and \(report.mismatches.count - 1) more)" : "") + "\n")
         }
         return status
+    }
+
+    /// Reads and parses a manifest (a file, or `-` for stdin).
+    static func readManifest(_ path: String) throws -> JSONValue {
+        let reader: any ByteStream
+        switch try InputSource.open(path) {
+        case .mapped(let file): return try parse(Array(file.bytes), path: path)
+        case .stream(let stream, _): reader = stream
+        }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let n = try chunk.withUnsafeMutableBytes { try reader.read(into: $0) }
+            if n == 0 { break }
+            bytes += chunk[0..<n]
+            if bytes.count > 256 << 20 { throw FileError(path: path, cause: ManifestCheck.InvalidManifest(reason: "larger than 256 MiB")) }
+        }
+        return try parse(bytes, path: path)
+    }
+
+    private static func parse(_ bytes: [UInt8], path: String) throws(FileError) -> JSONValue {
+        do { return try JSONParser.parse(bytes) } catch { throw FileError(path: path, cause: ManifestCheck.InvalidManifest(reason: "\(error)")) }
     }
 
     static func text(_ report: VerifyReport, quiet: Bool) -> String {
@@ -59,11 +93,12 @@ enum VerifyCommand {
         }
         var text = rows.count > 1 ? Format.table(rows) : ""
         for m in report.mismatches { text += "MISMATCH: \(m)\n" }
+        for m in report.manifestFailures { text += "MANIFEST: \(m)\n" }
         let failed = report.tensors.filter { !$0.failures.isEmpty }.count
         let quantized = report.tensors.filter { $0.kind == .quantized }.count
         text += report.passed
             ? "ok: \(quantized) NVFP4 weights within tolerance \(report.tolerance), \(report.tensors.count - quantized) kept tensors identical\n"
-            : "FAILED: \(failed) tensors failed, \(report.mismatches.count) mismatches (tolerance \(report.tolerance))\n"
+            : "FAILED: \(failed) tensors failed, \(report.mismatches.count) mismatches" + (report.manifestFailures.isEmpty ? "" : ", manifest SHA-256 mismatch") + " (tolerance \(report.tolerance))\n"
         return text
     }
 
@@ -72,6 +107,7 @@ enum VerifyCommand {
             ("passed", .bool(report.passed)),
             ("tolerance", .number(report.tolerance)),
             ("mismatches", .array(report.mismatches.map { .string($0) })),
+            ("manifest_failures", .array(report.manifestFailures.map { .string($0) })),
             ("tensors", .array(report.tensors.map { t in
                 var members: [(key: String, value: JSONValue)] = [
                     ("name", .string(t.name)), ("kind", .string(t.kind.rawValue)), ("shape", .array(t.shape.map { .int($0) })),

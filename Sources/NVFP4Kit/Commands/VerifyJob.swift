@@ -23,8 +23,11 @@ public struct VerifyReport: Sendable {
     /// Structural mismatches that prevent a comparison (missing, extra or reshaped tensors).
     public var mismatches: [String]
 
+    /// Differences from a quantize manifest (`verify --manifest`): SHA-256 or size.
+    public var manifestFailures: [String] = []
+
     /// Whether every check passed.
-    public var passed: Bool { mismatches.isEmpty && tensors.allSatisfy(\.failures.isEmpty) }
+    public var passed: Bool { mismatches.isEmpty && manifestFailures.isEmpty && tensors.allSatisfy(\.failures.isEmpty) }
     /// Whether the files could be compared at all.
     public var comparable: Bool { mismatches.isEmpty }
 }

@@ -11,6 +11,12 @@ public final class MappedFile: @unchecked Sendable {
     public let bytes: UnsafeRawBufferPointer
     /// Device and inode, to recognise the same file behind another name.
     public let identity: FileIdentity
+    /// Size and timestamps when mapped, to notice a file that changes while it is read.
+    private let fingerprint: FileFingerprint
+    /// A duplicate of the descriptor, kept open for ``changedSinceMapped()``.
+    private let descriptor: Int32
+    /// The slot of this mapping in ``MappedRegionRegistry`` (SIGBUS reports name the file).
+    private var regionSlot: Int?
 
     /// Maps `path` for reading.
     ///
@@ -30,6 +36,8 @@ public final class MappedFile: @unchecked Sendable {
         try retryingInterrupts("fstat", path: path) { fstat(fd, &st) }
         guard (st.st_mode & S_IFMT) == S_IFREG else { throw SystemError(call: "open", path: path, code: EISDIR) }
         identity = FileIdentity(device: UInt64(st.st_dev), inode: UInt64(st.st_ino))
+        fingerprint = FileFingerprint(st)
+        descriptor = fcntl(fd, F_DUPFD_CLOEXEC, 0)
         let size = Int(st.st_size)
         if size == 0 {
             bytes = UnsafeRawBufferPointer(start: nil, count: 0)
@@ -39,10 +47,24 @@ public final class MappedFile: @unchecked Sendable {
         guard let base, base != MAP_FAILED else { throw SystemError(call: "mmap", path: path) }
         madvise(base, size, MADV_SEQUENTIAL)
         bytes = UnsafeRawBufferPointer(start: base, count: size)
+        regionSlot = MappedRegionRegistry.register(UnsafeRawBufferPointer(bytes), path: path)
     }
 
     deinit {
+        MappedRegionRegistry.unregister(regionSlot)
         if let base = bytes.baseAddress { munmap(UnsafeMutableRawPointer(mutating: base), bytes.count) }
+        if descriptor >= 0 { close(descriptor) }
+    }
+
+    /// Whether the file's size or modification time differs from when it was mapped (someone
+    /// wrote to or truncated it while it was being read).
+    ///
+    /// The corresponding C function is `fstat`.
+    public func changedSinceMapped() -> Bool {
+        guard descriptor >= 0 else { return false }
+        var st = stat()
+        guard fstat(descriptor, &st) == 0 else { return true }
+        return FileFingerprint(st) != fingerprint
     }
 
     /// Drops the pages of `range` from this process (they stay in the page cache).

@@ -30,6 +30,16 @@ public enum TemporaryFileRegistry {
             action.sa_flags = 0
             sigaction(signal, &action, nil)
         }
+        // A parent may have left these blocked (a blocked mask survives exec); unblock them so
+        // Ctrl-C and `kill` still reach the handlers.
+        var unblock = sigset_t()
+        sigemptyset(&unblock)
+        for signal in [SIGINT, SIGTERM, SIGHUP, SIGPIPE, SIGBUS] { sigaddset(&unblock, signal) }
+        pthread_sigmask(SIG_UNBLOCK, &unblock, nil)
+        // Past `ulimit -f`, write(2) must fail with EFBIG (reported, output removed) rather
+        // than the default SIGXFSZ killing the process and leaving the temporary file behind.
+        Glibc.signal(SIGXFSZ, SIG_IGN)
+        MappedRegionRegistry.installSignalHandler()
     }
 
     /// Registers `path`; returns a slot to pass to ``unregister(_:)``.
@@ -47,6 +57,9 @@ public enum TemporaryFileRegistry {
         slots[slot] = nil
         free(p)
     }
+
+    /// Removes every registered file at once (from another signal handler).
+    static func removeAllNow() { unlinkAll() }
 
     private static func unlinkAll() {
         for i in 0..<capacity {

@@ -41,32 +41,43 @@ public final class SafetensorsReader {
     private var streamPosition = 0  // data-section offset of the next stream byte
     private var streamBuffer: UnsafeMutableRawBufferPointer?
 
-    /// Opens a file, or stdin when `path` is `-`.
+    /// Opens a file, or stdin when `path` is `-`; zstd input (`*.zst`, or zstd's magic number at
+    /// the start) is decompressed as a stream.
     ///
     /// - Throws: ``FileError`` naming the path for unreadable files and invalid headers.
     ///
     /// - Parameter hashing: Whether ``finish()`` reports the file's SHA-256 (a mapped file is then
     ///   hashed on a background thread).
     public convenience init(path: String, hashing: Bool = true) throws(FileError) {
-        if path == "-" {
-            try self.init(stream: FileDescriptorStream(fd: 0, path: "<stdin>"), displayPath: "<stdin>", hashing: hashing)
-            return
+        switch try InputSource.open(path) {
+        case .mapped(let file): try self.init(mappedFile: file, hashing: hashing)
+        case .stream(let stream, let displayPath): try self.init(stream: stream, displayPath: displayPath, hashing: hashing)
         }
-        let file: MappedFile
-        do { file = try MappedFile(path: path) } catch { throw FileError(path: path, cause: error) }
-        try self.init(mappedFile: file, hashing: hashing)
     }
 
     /// Opens a file, or stdin when `path` is `-`, for commands that read tensors in any order:
-    /// stdin is first copied to an anonymous temporary file.
-    public static func randomAccess(path: String) throws -> SafetensorsReader {
-        guard path == "-" else {
-            do { return try SafetensorsReader(mappedFile: try MappedFile(path: path), hashing: false) } catch let e as SystemError {
-                throw FileError(path: path, cause: e)
+    /// stdin and zstd input are first copied to an anonymous temporary file.
+    ///
+    /// The copy stops one byte after the data section the header declares, so a hostile stream
+    /// (a decompression bomb) cannot fill the disk: the extra byte fails the coverage check.
+    ///
+    /// - Parameter hashing: Whether ``finish()`` reports the SHA-256 of the (decompressed) input.
+    public static func randomAccess(path: String, hashing: Bool = false) throws -> SafetensorsReader {
+        switch try InputSource.open(path) {
+        case .mapped(let file):
+            return try SafetensorsReader(mappedFile: file, hashing: hashing)
+        case .stream(let stream, let displayPath):
+            let recorder = RecordingStream(stream)
+            let probe = try SafetensorsReader(stream: recorder, displayPath: displayPath, hashing: false)
+            recorder.stopRecording()
+            let total = probe.dataStart + Int(probe.header.dataByteCount)
+            let rest = LimitedStream(ReplayStream(prefix: recorder.recorded, rest: stream), limit: total + 1)
+            let file: MappedFile
+            do { file = try MappedFile.spooling(rest, displayPath: displayPath) } catch let e as any Error & Sendable & CustomStringConvertible {
+                throw FileError(path: displayPath, cause: e)
             }
+            return try SafetensorsReader(mappedFile: file, hashing: hashing)
         }
-        let file = try MappedFile.spooling(FileDescriptorStream(fd: 0, path: "<stdin>"), displayPath: "<stdin>")
-        return try SafetensorsReader(mappedFile: file, hashing: false)
     }
 
     /// Reads the header of a mapped file.
@@ -124,6 +135,8 @@ public final class SafetensorsReader {
             throw FileError(path: displayPath, cause: error)
         } catch let error as SystemError {
             throw FileError(path: displayPath, cause: error)
+        } catch let error as any Error & Sendable & CustomStringConvertible {
+            throw FileError(path: displayPath, cause: error)  // ZstdError
         } catch {
             throw FileError(path: displayPath, cause: SystemError(call: "read", path: displayPath, code: EIO))
         }
@@ -149,8 +162,16 @@ public final class SafetensorsReader {
             throw FileError(path: displayPath, cause: StreamOrderError(tensor: tensor.name))
         }
         try skipStream(to: range.lowerBound)
-        let buffer = try streamBuffer(capacity: range.count)
-        try readStream(into: buffer, count: range.count)
+        // The buffer grows with the bytes that actually arrive, so a header that declares a huge
+        // tensor in front of a short stream cannot make us allocate its declared size.
+        var filled = 0
+        while filled < range.count {
+            let step = min(range.count - filled, max(64 << 20, filled))
+            let buffer = try streamBuffer(capacity: filled + step, keeping: filled)
+            try readStream(into: UnsafeMutableRawBufferPointer(rebasing: buffer[filled...]), count: step)
+            filled += step
+        }
+        let buffer = try streamBuffer(capacity: range.count, keeping: filled)
         return try body(UnsafeRawBufferPointer(rebasing: buffer[0..<range.count]))
     }
 
@@ -163,12 +184,17 @@ public final class SafetensorsReader {
     /// SHA-256 of the whole input (`nil` when made without hashing) and its size in bytes.
     public func finish() throws -> (sha256: String?, byteCount: UInt64) {
         let end = Int(header.dataByteCount)
-        if mappedFile != nil {
-            return (fileDigest?.wait(), UInt64(dataStart + end))
+        if let file = mappedFile {
+            let digest = fileDigest?.wait()
+            if file.changedSinceMapped() { throw FileError(path: displayPath, cause: InputChangedError()) }
+            return (digest, UInt64(dataStart + end))
         } else {
             try skipStream(to: end)
             var probe: UInt8 = 0
-            let extra = try withUnsafeMutableBytes(of: &probe) { try stream!.read(into: $0) }
+            let extra: Int
+            do { extra = try withUnsafeMutableBytes(of: &probe) { try stream!.read(into: $0) } } catch let e as any Error & Sendable & CustomStringConvertible {
+                throw FileError(path: displayPath, cause: e)
+            }
             if extra != 0 {
                 throw FileError(path: displayPath, cause: SafetensorsError.incompleteCoverage(dataBytes: UInt64(end + 1), covered: UInt64(end)))
             }
@@ -176,10 +202,14 @@ public final class SafetensorsReader {
         return (hasher?.finalize().hexString, UInt64(dataStart + end))
     }
 
-    private func streamBuffer(capacity: Int) throws -> UnsafeMutableRawBufferPointer {
+    /// A buffer of at least `capacity` bytes whose first `keeping` bytes are preserved.
+    private func streamBuffer(capacity: Int, keeping: Int = 0) throws -> UnsafeMutableRawBufferPointer {
         if let existing = streamBuffer, existing.count >= capacity { return existing }
-        streamBuffer?.deallocate()
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(capacity, 1), alignment: 64)
+        if let existing = streamBuffer {
+            if keeping > 0 { buffer.baseAddress!.copyMemory(from: existing.baseAddress!, byteCount: keeping) }
+            existing.deallocate()
+        }
         streamBuffer = buffer
         return buffer
     }
@@ -205,6 +235,12 @@ public final class SafetensorsReader {
             try readStream(into: try streamBuffer(capacity: n), count: n)
         }
     }
+}
+
+/// A memory-mapped input changed (size, contents or timestamps) while it was being read.
+public struct InputChangedError: Error, Sendable, CustomStringConvertible {
+    public init() {}
+    public var description: String { "the file changed while it was being read; nothing was written" }
 }
 
 /// A stream was asked for a tensor that lies behind the read position.

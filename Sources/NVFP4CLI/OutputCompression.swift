@@ -1,0 +1,43 @@
+import NVFP4Kit
+
+/// `--compress zstd[:LEVEL]|none`, and the `.zst` output-name rule.
+enum OutputCompression: Equatable {
+    case none
+    case zstd(level: Int)
+
+    static let option = OptionSpec(
+        names: ["--compress"], valueName: "<zstd[:level]|none>",
+        help: "Compress the output with zstd at LEVEL (1-19, up to \(zstdLevelRange.upperBound); negative is faster), on libzstd's worker threads. (default: zstd:\(zstdDefaultLevel) when the output name ends in .zst, else none)")
+
+    /// The compression for `output`, from `--compress` or else the output's name.
+    static func parse(_ text: String?, output: String) throws(UsageError) -> OutputCompression {
+        guard let text else { return output.hasSuffix(".zst") ? .zstd(level: zstdDefaultLevel) : .none }
+        if text == "none" { return .none }
+        if text == "zstd" { return .zstd(level: zstdDefaultLevel) }
+        if text.hasPrefix("zstd:"), let level = Int(text.dropFirst(5)), zstdLevelRange.contains(level) {
+            return .zstd(level: level)
+        }
+        throw UsageError(message: "invalid value '\(text)' for --compress; expected none, zstd or zstd:<level> with level \(zstdLevelRange.lowerBound)...\(zstdLevelRange.upperBound)")
+    }
+
+    /// Opens the output: a temporary file beside `path` (or stdout for `-`), compressed if asked.
+    func makeSink(path: String, replace: Bool, threads: Int, hashing: Bool = true) throws -> any OutputSink {
+        // A compressed output is hashed (if at all) before compression, by the zstd sink.
+        let hashesFile = hashing && self == .none
+        let plain: any OutputSink = path == "-"
+            ? StandardOutputSink(hashing: hashesFile) : try AtomicFileSink(path: path, replace: replace, hashing: hashesFile)
+        switch self {
+        case .none: return plain
+        case .zstd(let level):
+            do { return try ZstdCompressingSink(wrapping: plain, level: level, threads: threads, hashing: hashing) } catch {
+                plain.abort()
+                throw error
+            }
+        }
+    }
+}
+
+/// `m.safetensors.zst` → `m.safetensors`; other names unchanged.
+func droppingZstdSuffix(_ path: String) -> String {
+    path.hasSuffix(".zst") ? String(path.dropLast(4)) : path
+}
