@@ -1,0 +1,41 @@
+import NVFP4Kit
+
+/// `nvfp4 check`.
+enum CheckCommand {
+    static let spec = CommandSpec(
+        name: "check",
+        overview: "Audit an NVFP4 checkpoint for what makes engines load it wrongly.",
+        usage: "nvfp4 check <checkpoint> [--json]",
+        arguments: [("<checkpoint>", "A .safetensors file, '-' for stdin, or a model folder (config.json, shards, index).")],
+        options: [OptionSpec(names: ["--json"], valueName: nil, help: "Print the findings as a JSON array.")],
+        discussion: """
+            Reads torchao, compressed-tensors (nvfp4-pack-quantized) and ModelOpt NVFP4 checkpoints, ours or
+            anyone's, without the original weights. Checks fused q/k/v, gate/up, w1/w3 and q_a/kv_a members
+            for unequal global or input scales; NaN, negative or zero block scales; invalid global and input
+            scales; missing input scales for W4A4; ignore/exclude entries that match quantized modules (ModelOpt
+            excludes match by substring in vLLM); kept Linear layers missing from the ignore list; K not a
+            multiple of 16; shapes against each other and against config.json; the quantization config; and
+            the shard index. Prints one line per finding: 'path: module: problem [rule]' (rules: docs/check.md).
+            Exit 0 if clean, 1 if anything was found, 2 if the input cannot be read.
+            """)
+
+    static func run(_ parsed: ParsedArguments, _ invocation: [String]) throws -> Int32 {
+        let path = try positionals(parsed, ["checkpoint"], command: spec.name)[0]
+        let source = try CheckpointSource(path: path)
+        let audit = try CheckpointAudit(source: source)
+        let findings = audit.findings
+        if parsed.flag("--json") {
+            Terminal.out(JSONValue.array(findings.map(\.json)).serialized(.pretty))
+        } else {
+            var text = ""
+            for f in findings { text += f.description + "\n" }
+            let modules = audit.model.modules.count
+            let layout = audit.model.layout.rawValue
+            text += findings.isEmpty
+                ? "ok: \(modules) NVFP4 modules (\(layout)) in \(source.shards.count) file\(source.shards.count == 1 ? "" : "s"), no findings\n"
+                : "\(findings.count) finding\(findings.count == 1 ? "" : "s") in \(modules) NVFP4 modules (\(layout))\n"
+            Terminal.out(text)
+        }
+        return findings.isEmpty ? ExitStatus.success : ExitStatus.checkFailed
+    }
+}
