@@ -130,6 +130,61 @@ struct CheckTests {
         #expect(audit.findings.isEmpty, "\(audit.findings.map(\.description))")
     }
 
+    // MARK: Real llm-compressor output (Fixtures/llm-compressor, scripts/fixtures/make_llmcompressor_nvfp4.py)
+
+    static func llmCompressor(_ name: String) -> String { FixturePaths.root + "/Fixtures/llm-compressor/" + name }
+
+    @Test("llm-compressor's NVFP4 and NVFP4A16 output reads as 14 compressed-tensors modules and is clean", arguments: [("nvfp4", true), ("nvfp4a16", false)])
+    func llmCompressorClean(_ name: String, _ w4a4: Bool) throws {
+        let audit = try CheckpointAudit(source: CheckpointSource(path: Self.llmCompressor(name)))
+        #expect(audit.model.layout == .compressedTensors)
+        #expect(audit.model.modules.count == 14)
+        #expect(audit.config.activationsQuantized == w4a4)
+        #expect(audit.model.modules.filter { $0.inputScale != nil }.count == (w4a4 ? 14 : 0))
+        #expect(audit.model.modules.allSatisfy { $0.globalScale?.info.shape == [1] && $0.blockScales?.info.dtype == .f8E4M3 })
+        #expect(audit.findings.isEmpty, "\(audit.findings.map(\.description))")
+    }
+
+    @Test("llm-compressor with its fused-layer list emptied (its fused-scale regression) is caught")
+    func llmCompressorUnfused() throws {
+        let findings = try CheckpointAudit(source: CheckpointSource(path: Self.llmCompressor("nvfp4a16-unfused"))).findings
+        expectOnly(.fusedGlobalScaleMismatch, findings)
+        #expect(Set(findings.map(\.subject)) == [
+            "model.layers.0.self_attn.{q_proj,k_proj,v_proj}", "model.layers.1.self_attn.{q_proj,k_proj,v_proj}",
+            "model.layers.0.mlp.{gate_proj,up_proj}", "model.layers.1.mlp.{gate_proj,up_proj}",
+        ])
+    }
+
+    @Test("llm-compressor's W4A4 output converted to ModelOpt (compressed-tensors' converter rules, reversed) is clean and reads the same scales")
+    func llmCompressorAsModelOpt() throws {
+        let ct = try CheckpointSource(path: Self.llmCompressor("nvfp4"))
+        let ctModel = CheckpointModel(source: ct)
+        var modelopt = try LayoutFixture.tinyLlama(.modelopt)
+        for name in modelopt.names { modelopt.remove(name) }
+        let moduleTensors = Set(ctModel.modules.flatMap { $0.tensors.map(\.name) })
+        for t in ct.allTensors where !moduleTensors.contains(t.name) {
+            modelopt.set(t.name, .init(dtype: t.info.dtype, shape: t.info.shape, bytes: try ct.withBytes(of: t) { Array($0) }))
+        }
+        for m in ctModel.modules {
+            modelopt.set(m.name + ".weight", .init(dtype: .u8, shape: m.packed.info.shape, bytes: try ct.withBytes(of: m.packed) { Array($0) }))
+            modelopt.set(m.name + ".weight_scale", .init(dtype: .f8E4M3, shape: m.blockScales!.info.shape, bytes: try ct.withBytes(of: m.blockScales!) { Array($0) }))
+            modelopt.set(m.name + ".weight_scale_2", .init(dtype: .f32, shape: [], bytes: f32Bytes(1 / ct.scalar(m.globalScale!)!)))
+            modelopt.set(m.name + ".input_scale", .init(dtype: .f32, shape: [], bytes: f32Bytes(1 / ct.scalar(m.inputScale!)!)))
+        }
+        let scratch = ScratchFolder()
+        defer { scratch.remove() }
+        try modelopt.writeFolder(scratch.file("mo"))
+        let mo = try CheckpointSource(path: scratch.file("mo"))
+        let audit = try CheckpointAudit(source: mo)
+        #expect(audit.model.layout == .modelopt && audit.model.modules.count == 14)
+        #expect(audit.findings.isEmpty, "\(audit.findings.map(\.description))")
+        for m in ctModel.modules {
+            let other = try #require(audit.model.module(named: m.name))
+            #expect(other.weightScale(in: mo) == 1 / ct.scalar(m.globalScale!)!)
+            #expect((other.weightScale(in: mo)! - m.weightScale(in: ct)!).magnitude <= m.weightScale(in: ct)! * 1e-6)
+        }
+    }
+
     // MARK: Fused groups
 
     @Test("fused members with different global scales (llm-compressor's regression)", arguments: [CheckpointLayout.compressedTensors, .modelopt])
