@@ -185,6 +185,32 @@ struct CheckTests {
         }
     }
 
+    // MARK: Real ModelOpt output (Fixtures/modelopt, scripts/fixtures/make_modelopt_nvfp4.py)
+
+    @Test("ModelOpt's NVFP4 export reads as 14 modules with 0-d scalars and is clean; a substring exclude added to it is caught")
+    func modeloptExport() throws {
+        let folder = FixturePaths.root + "/Fixtures/modelopt/nvfp4"
+        let audit = try CheckpointAudit(source: CheckpointSource(path: folder))
+        #expect(audit.model.layout == .modelopt && audit.model.modules.count == 14)
+        #expect(audit.config.activationsQuantized == true && audit.config.quantAlgo == "NVFP4")
+        #expect(audit.model.modules.allSatisfy { $0.globalScale?.info.shape == [] && $0.inputScale?.info.shape == [] })
+        #expect(audit.findings.isEmpty, "\(audit.findings.map(\.description))")
+
+        // The same export with a router-style exclude "mlp.gate", as written for MoE models.
+        let scratch = ScratchFolder()
+        defer { scratch.remove() }
+        let copy = scratch.file("mo")
+        _ = mkdir(copy, 0o755)
+        for name in ["config.json", "model.safetensors"] { try writeWholeFile(copy + "/" + name, try readWholeFile(folder + "/" + name)) }
+        let hf = try JSONParser.parse(try readWholeFile(folder + "/hf_quant_config.json"))
+        let excludes: JSONValue = .array(["lm_head", "model.embed_tokens", "mlp.gate"])
+        try writeWholeFile(copy + "/hf_quant_config.json", Array(hf.setting(["quantization", "exclude_modules"], excludes).serialized().utf8))
+        let findings = try CheckpointAudit(source: CheckpointSource(path: copy)).findings
+        // config.json still lists the old excludes: both the substring hazard and the disagreement show.
+        #expect(rules(findings) == [.excludeSubstringMatch, .configDisagreement], "\(findings.map(\.description))")
+        #expect(findings.filter { $0.rule == .excludeSubstringMatch }.map(\.subject).sorted() == [Self.gate0, "model.layers.1.mlp.gate_proj"])
+    }
+
     // MARK: Fused groups
 
     @Test("fused members with different global scales (llm-compressor's regression)", arguments: [CheckpointLayout.compressedTensors, .modelopt])

@@ -365,8 +365,11 @@ public struct CheckpointAudit {
         guard source.isFolder, config.isPresent, model.layout == .compressedTensors || model.layout == .modelopt else { return }
         let layout = model.layout
         let configFile = config.quantizationConfig != nil ? source.file("config.json") : source.file(EngineLayoutNames.ConfigStrings.hfQuantConfigFile)
+        let configIgnore = Set((config.quantizationConfig?["ignore"]?.arrayValue ?? []).compactMap(\.stringValue))
         for m in model.modules where m.layout == layout {
             guard let match = config.ignoreMatch(for: m.name, layout: layout) else { continue }
+            // Name the file that holds the entry (config.json first, as most loaders read it).
+            let configFile = configIgnore.contains(match.entry) ? source.file("config.json") : source.file(EngineLayoutNames.ConfigStrings.hfQuantConfigFile)
             switch match {
             case .substring(let entry):
                 add(.excludeSubstringMatch, configFile, m.name,
