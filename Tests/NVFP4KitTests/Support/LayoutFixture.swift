@@ -68,44 +68,131 @@ struct LayoutFixture {
                 continue
             }
             let module = String(t.name.dropLast(7))
-            let rows = t.shape[0], columns = t.shape[1]
-            let groupAmax = scaleAmax(module)
-            let scale = TensorScale(amax: groupAmax, perTensorScale: groupAmax / 2688)
-            let codec = NVFP4Codec(scale: scale, numerics: .cpu)
-            let scaleLayout: ScaleLayout = layout == .torchao ? .swizzled : .rowMajor
-            var packed = [UInt8](repeating: 0, count: rows * columns / 2)
-            var scales = [UInt8](repeating: 0, count: scaleLayout.storedByteCount(rows: rows, blocks: columns / 16))
-            var error = QuantizationError()
-            bytes.withUnsafeBytes { source in
-                packed.withUnsafeMutableBytes { p in
-                    scales.withUnsafeMutableBytes { s in
-                        codec.quantize(DenseMatrix(bytes: source, dtype: t.dtype, rows: rows, columns: columns), rows: 0..<rows,
-                                       packed: p, scales: s, layout: scaleLayout, error: &error)
-                    }
+            let leafName = String(module.split(separator: ".").last!)
+            // A calibrated activation amax: the same for members that read the same input.
+            let inputAmax: Float = ["q_proj", "k_proj", "v_proj"].contains(leafName) ? 12 : ["gate_proj", "up_proj"].contains(leafName) ? 9 : 30
+            fixture.addQuantized(module, weight: bytes, dtype: t.dtype, rows: t.shape[0], columns: t.shape[1],
+                                 scaleAmax: scaleAmax(module), inputAmax: w4a4 ? inputAmax : nil)
+        }
+        fixture.config = try fixture.quantizationConfig(
+            base: try JSONParser.parse(Array(try readWholeFile(FixturePaths.root + "/Fixtures/tiny-llama/config.json"))),
+            ignore: ["lm_head"] + (listKept ? keep.sorted().map { .string($0) } : []), w4a4: w4a4)
+        return fixture
+    }
+
+    /// Expert naming of a mixture-of-experts model.
+    enum MoEStyle {
+        /// Qwen-MoE / DeepSeek: `mlp.experts.E.{gate,up,down}_proj`, router `mlp.gate`.
+        case qwen
+        /// Mixtral: `block_sparse_moe.experts.E.{w1,w3,w2}`, router `block_sparse_moe.gate`.
+        case mixtral
+    }
+
+    /// A one-layer MoE model with seeded random bf16 weights: attention (4 heads × 16, 2 KV heads,
+    /// hidden 64), `experts` experts of intermediate 32, a bf16 router listed in the ignore list,
+    /// embeddings and lm_head. Fused members share their global scale unless `sharedFusedScales` is false.
+    static func moe(_ layout: CheckpointLayout, style: MoEStyle = .qwen, experts: Int = 4, sharedFusedScales: Bool = true) throws -> LayoutFixture {
+        let hidden = 64, moeIntermediate = 32, vocab = 128
+        var linears: [(String, Int, Int)] = [
+            ("model.layers.0.self_attn.q_proj", 64, hidden), ("model.layers.0.self_attn.k_proj", 32, hidden),
+            ("model.layers.0.self_attn.v_proj", 32, hidden), ("model.layers.0.self_attn.o_proj", hidden, 64),
+        ]
+        let block = style == .qwen ? "model.layers.0.mlp" : "model.layers.0.block_sparse_moe"
+        let (gate, up, down) = style == .qwen ? ("gate_proj", "up_proj", "down_proj") : ("w1", "w3", "w2")
+        for e in 0..<experts {
+            linears += [("\(block).experts.\(e).\(gate)", moeIntermediate, hidden), ("\(block).experts.\(e).\(up)", moeIntermediate, hidden),
+                        ("\(block).experts.\(e).\(down)", hidden, moeIntermediate)]
+        }
+        var random = SeededRandom(seed: 7)
+        var weights: [String: [UInt8]] = [:]
+        var amax: [String: Float] = [:]
+        for (i, (name, rows, columns)) in linears.enumerated() {
+            let spread = 0.02 * Float(1 + i % 5)  // members of a fused group get different ranges
+            var bytes: [UInt8] = []
+            var largest: Float = 0
+            for _ in 0..<(rows * columns) {
+                let bits = BFloat16.fromFloat(random.gaussian() * spread)
+                largest = max(largest, BFloat16.toFloat(bits).magnitude)
+                bytes += [UInt8(truncatingIfNeeded: bits), UInt8(truncatingIfNeeded: bits >> 8)]
+            }
+            weights[name] = bytes
+            amax[name] = largest
+        }
+        var fixture = LayoutFixture(layout: layout)
+        func plain(_ name: String, _ shape: [Int]) {
+            let count = shape.reduce(1, *)
+            var bytes: [UInt8] = []
+            for _ in 0..<count {
+                let bits = BFloat16.fromFloat(random.gaussian() * 0.02)
+                bytes += [UInt8(truncatingIfNeeded: bits), UInt8(truncatingIfNeeded: bits >> 8)]
+            }
+            fixture.set(name, Tensor(dtype: .bf16, shape: shape, bytes: bytes))
+        }
+        plain("model.embed_tokens.weight", [vocab, hidden])
+        plain("lm_head.weight", [vocab, hidden])
+        plain("model.norm.weight", [hidden])
+        plain("model.layers.0.input_layernorm.weight", [hidden])
+        plain("\(block).gate.weight", [experts, hidden])
+        let groups = FusedGroups.groups(in: linears.map(\.0))
+        for (name, rows, columns) in linears {
+            let group = groups.first { $0.members.contains(name) }
+            let scaleAmax = sharedFusedScales ? (group?.members.compactMap { amax[$0] }.max() ?? amax[name]!) : amax[name]!
+            let leafName = String(name.split(separator: ".").last!)
+            let inputAmax: Float = ["q_proj", "k_proj", "v_proj"].contains(leafName) ? 12 : [gate, up].contains(leafName) ? 9 : 30
+            fixture.addQuantized(name, weight: weights[name]!, dtype: .bf16, rows: rows, columns: columns, scaleAmax: scaleAmax, inputAmax: inputAmax)
+        }
+        let base: JSONValue = .object([
+            ("architectures", .array([.string(style == .qwen ? "Qwen3MoeForCausalLM" : "MixtralForCausalLM")])),
+            ("model_type", .string(style == .qwen ? "qwen3_moe" : "mixtral")),
+            ("hidden_size", .int(hidden)), ("num_attention_heads", 4), ("num_key_value_heads", 2), ("head_dim", 16),
+            ("num_hidden_layers", 1), ("vocab_size", .int(vocab)),
+            ("intermediate_size", .int(style == .qwen ? 128 : moeIntermediate)),
+            ("moe_intermediate_size", style == .qwen ? .int(moeIntermediate) : .null),
+            ("num_experts", .int(experts)), ("tie_word_embeddings", false),
+        ])
+        let router: JSONValue = layout == .compressedTensors ? .string("re:.*\(style == .qwen ? "mlp" : "block_sparse_moe")\\.gate$") : .string("\(block).gate")
+        fixture.config = try fixture.quantizationConfig(base: base.setting(["moe_intermediate_size"], style == .qwen ? .int(moeIntermediate) : nil), ignore: ["lm_head", router], w4a4: true)
+        return fixture
+    }
+
+    /// Quantizes one weight with the library codec against the global scale `scaleAmax / 2688` and
+    /// stores its tensors in this fixture's layout (with an input scale for `inputAmax`).
+    mutating func addQuantized(_ module: String, weight bytes: [UInt8], dtype: DType, rows: Int, columns: Int, scaleAmax: Float, inputAmax: Float?) {
+        let scale = TensorScale(amax: scaleAmax, perTensorScale: scaleAmax / 2688)
+        let codec = NVFP4Codec(scale: scale, numerics: .cpu)
+        let scaleLayout: ScaleLayout = layout == .torchao ? .swizzled : .rowMajor
+        var packed = [UInt8](repeating: 0, count: rows * columns / 2)
+        var scales = [UInt8](repeating: 0, count: scaleLayout.storedByteCount(rows: rows, blocks: columns / 16))
+        var error = QuantizationError()
+        bytes.withUnsafeBytes { source in
+            packed.withUnsafeMutableBytes { p in
+                scales.withUnsafeMutableBytes { s in
+                    codec.quantize(DenseMatrix(bytes: source, dtype: dtype, rows: rows, columns: columns), rows: 0..<rows,
+                                   packed: p, scales: s, layout: scaleLayout, error: &error)
                 }
             }
-            let names = EngineLayoutNames.of(layout)!
-            let pts = scale.perTensorScale!
-            let scalarShape = layout == .compressedTensors ? [1] : []
-            fixture.set(names.name(names.packed, of: module), Tensor(dtype: .u8, shape: [rows, columns / 2], bytes: packed))
-            fixture.set(names.name(names.blockScales, of: module),
-                        Tensor(dtype: .f8E4M3, shape: scaleLayout.storedShape(rows: rows, blocks: columns / 16), bytes: scales))
-            fixture.set(names.name(names.globalScale, of: module),
-                        Tensor(dtype: .f32, shape: scalarShape, bytes: f32Bytes(names.storesReciprocalScales ? 1 / pts : pts)))
-            if w4a4 && layout != .torchao {
-                // A calibrated activation amax: the same for members that read the same input.
-                let leafName = String(module.split(separator: ".").last!)
-                let inputAmax: Float = ["q_proj", "k_proj", "v_proj"].contains(leafName) ? 12 : ["gate_proj", "up_proj"].contains(leafName) ? 9 : 30
-                let inputScale = inputAmax / 2688
-                fixture.set(names.name(names.inputScale, of: module),
-                            Tensor(dtype: .f32, shape: scalarShape, bytes: f32Bytes(names.storesReciprocalScales ? 1 / inputScale : inputScale)))
-            }
-            if layout == .torchao {
-                fixture.metadata.append((module + ".weight", TorchAOLayout(mode: .twoLevel).weightMetadata(originalDtype: t.dtype)))
-            }
         }
-        var config = try JSONParser.parse(Array(try readWholeFile(FixturePaths.root + "/Fixtures/tiny-llama/config.json")))
-        let ignore: [JSONValue] = ["lm_head"] + (listKept ? keep.sorted().map { .string($0) } : [])
+        let names = EngineLayoutNames.of(layout)!
+        let pts = scale.perTensorScale!
+        let scalarShape = layout == .compressedTensors ? [1] : []
+        set(names.name(names.packed, of: module), Tensor(dtype: .u8, shape: [rows, columns / 2], bytes: packed))
+        set(names.name(names.blockScales, of: module),
+            Tensor(dtype: .f8E4M3, shape: scaleLayout.storedShape(rows: rows, blocks: columns / 16), bytes: scales))
+        set(names.name(names.globalScale, of: module),
+            Tensor(dtype: .f32, shape: scalarShape, bytes: f32Bytes(names.storesReciprocalScales ? 1 / pts : pts)))
+        if let inputAmax, layout != .torchao {
+            let inputScale = inputAmax / 2688
+            set(names.name(names.inputScale, of: module),
+                Tensor(dtype: .f32, shape: scalarShape, bytes: f32Bytes(names.storesReciprocalScales ? 1 / inputScale : inputScale)))
+        }
+        if layout == .torchao {
+            metadata.append((module + ".weight", TorchAOLayout(mode: .twoLevel).weightMetadata(originalDtype: dtype)))
+        }
+    }
+
+    /// `base` with the `quantization_config` (and for ModelOpt the hf_quant_config.json) this layout's producers write.
+    mutating func quantizationConfig(base: JSONValue, ignore: [JSONValue], w4a4: Bool) throws -> JSONValue {
+        var config = base
         switch layout {
         case .compressedTensors:
             let args: JSONValue = .object([
@@ -132,7 +219,7 @@ struct LayoutFixture {
                 ("ignore", .array(ignore)), ("quant_algo", algo),
                 ("producer", .object([("name", "modelopt"), ("version", "0.37.0")])), ("quant_method", "modelopt"),
             ]))
-            fixture.hfQuantConfig = .object([
+            hfQuantConfig = .object([
                 ("producer", .object([("name", "modelopt"), ("version", "0.37.0")])),
                 ("quantization", .object([("quant_algo", algo), ("kv_cache_quant_algo", .null), ("group_size", 16), ("exclude_modules", .array(ignore))])),
             ])
@@ -144,8 +231,7 @@ struct LayoutFixture {
         case .unquantized:
             break
         }
-        fixture.config = config
-        return fixture
+        return config
     }
 
     mutating func set(_ name: String, _ tensor: Tensor) {
@@ -263,5 +349,28 @@ extension JSONValue {
             if let index { members[index].value = child } else { members.append((key, child)) }
         }
         return .object(members)
+    }
+}
+
+/// A seeded generator (SplitMix64) with Box–Muller normals, so synthetic weights are the same every run.
+struct SeededRandom {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    /// Uniform in (0, 1).
+    mutating func uniform() -> Float { (Float(next() >> 40) + 0.5) / Float(1 << 24) }
+
+    /// Standard normal.
+    mutating func gaussian() -> Float {
+        let u1 = uniform(), u2 = uniform()
+        return (-2 * logf(u1)).squareRoot() * cosf(2 * Float.pi * u2)
     }
 }
