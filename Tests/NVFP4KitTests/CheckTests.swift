@@ -456,6 +456,21 @@ struct CheckTests {
         (["quantization_config", "quantization_status"], "frozen"),
     ]
 
+    @Test("a stale non-NVFP4 quantization_config left on an unquantized folder (seen on a GGUF-converted SmolLM2)")
+    func staleQuantizationConfig() throws {
+        let scratch = ScratchFolder()
+        defer { scratch.remove() }
+        let folder = scratch.file("m")
+        _ = mkdir(folder, 0o755)
+        let config = try JSONParser.parse(try readWholeFile(FixturePaths.root + "/Fixtures/tiny-llama/config.json"))
+            .setting(["quantization_config"], .object([("quant_method", "gguf"), ("gguf_file", "model.Q4_1.gguf")]))
+        try writeWholeFile(folder + "/config.json", Array(config.serialized().utf8))
+        try writeWholeFile(folder + "/model.safetensors", try readWholeFile(FixturePaths.tinyLlama))
+        let findings = try CheckpointAudit(source: CheckpointSource(path: folder)).findings
+        expectOnly(.configLayoutMismatch, findings, subject: "quantization_config.quant_method")
+        #expect(findings[0].message.contains("\"gguf\""))
+    }
+
     @Test("compressed-tensors config fields vLLM needs", arguments: configEdits)
     func compressedTensorsConfigInvalid(_ path: [String], _ value: JSONValue) throws {
         var f = try LayoutFixture.tinyLlama(.compressedTensors)
@@ -620,6 +635,10 @@ struct CheckTests {
         let clean = scratch.file("clean"), broken = scratch.file("broken")
         try LayoutFixture.tinyLlama(.compressedTensors).writeFolder(clean)
         try LayoutFixture.tinyLlama(.compressedTensors, sharedFusedScales: false).writeFolder(broken, shards: 2)
+
+        let help = try ToolRunner.run(["check", "--help"])
+        #expect(help.status == 0 && help.stdoutText.contains("USAGE: nvfp4 check "), "\(help)")
+        #expect(try ToolRunner.run(["--help"]).stdoutText.contains("\n  check "))
 
         let ok = try ToolRunner.run(["check", clean])
         #expect(ok.status == 0 && ok.stderr.isEmpty, "\(ok)")

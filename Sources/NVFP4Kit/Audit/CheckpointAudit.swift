@@ -250,8 +250,13 @@ public struct CheckpointAudit {
             add(.configLayoutMismatch, configPath, "quantization_config.quant_method",
                 "the config declares \(declared.rawValue) (quant_method \(config.quantMethod.map { "\"\($0)\"" } ?? "none")) but the tensors are \(layout.rawValue); the engine will pick the wrong loader")
         } else if config.isPresent, quantizedLayout == nil {
-            add(.configLayoutMismatch, configPath, "quantization_config",
-                "the config declares quantization (\(config.quantMethod ?? config.quantAlgo ?? "?")) but no tensor is NVFP4")
+            if config.declaredLayout == nil, let method = config.quantMethod {
+                add(.configLayoutMismatch, configPath, "quantization_config.quant_method",
+                    "quant_method \"\(method)\" is left in config.json but the tensors are unquantized; engines route the model to the \(method) loader: remove the stale quantization_config")
+            } else {
+                add(.configLayoutMismatch, configPath, "quantization_config",
+                    "the config declares \(config.declaredLayout?.rawValue ?? config.quantAlgo ?? "?") quantization but no tensor is NVFP4")
+            }
         } else if config.isPresent, config.declaredLayout == nil, let method = config.quantMethod {
             add(.configLayoutMismatch, configPath, "quantization_config.quant_method",
                 "quant_method \"\(method)\" is not an NVFP4 loader (expected compressed-tensors, modelopt or torchao)")
