@@ -527,6 +527,21 @@ struct CheckTests {
         #expect(try audit(try LayoutFixture.tinyLlama(layout, keep: [Self.o1])).isEmpty)
     }
 
+    @Test("compressed-tensors modules that no config group targets")
+    func quantizedNotTargeted() throws {
+        var f = try LayoutFixture.tinyLlama(.compressedTensors)
+        f.config = f.config!.setting(["quantization_config", "config_groups", "group_0", "targets"], .array(["re:.*self_attn.*"]))
+        let findings = try audit(f)
+        expectOnly(.quantizedNotTargeted, findings)
+        #expect(findings.count == 6 && findings.allSatisfy { $0.subject.contains(".mlp.") }, "\(findings.map(\.description))")
+
+        // Kept modules that no group targets need no ignore entry.
+        let downs: Set<String> = ["model.layers.0.mlp.down_proj", "model.layers.1.mlp.down_proj"]
+        var g = try LayoutFixture.tinyLlama(.compressedTensors, keep: downs, listKept: false)
+        g.config = g.config!.setting(["quantization_config", "config_groups", "group_0", "targets"], .array(["re:.*self_attn.*", "re:.*mlp\\.(gate|up)_proj$"]))
+        #expect(try audit(g).isEmpty)
+    }
+
     @Test("shapes that disagree with config.json", arguments: [
         ("num_key_value_heads", 4, "k_proj"), ("intermediate_size", 384, "gate_proj"), ("hidden_size", 256, "q_proj"),
     ])

@@ -31,6 +31,7 @@ public enum CheckRule: String, Sendable, CaseIterable {
     case ignoredButQuantized = "ignored-but-quantized"
     case excludeSubstringMatch = "exclude-substring-match"
     case keptNotIgnored = "kept-not-ignored"
+    case quantizedNotTargeted = "quantized-not-targeted"
     case shapeConfigMismatch = "shape-config-mismatch"
     // Shards
     case duplicateTensor = "duplicate-tensor"

@@ -384,8 +384,16 @@ public struct CheckpointAudit {
                     "ignore/exclude entry \"\(entry)\" matches this module, so engines load it as unquantized, but its tensors are NVFP4; remove the entry or dequantize the module")
             }
         }
+        if layout == .compressedTensors {
+            for m in model.modules where m.layout == layout && config.isTargeted(m.name) == false && config.ignoreMatch(for: m.name, layout: layout) == nil {
+                add(.quantizedNotTargeted, source.file("config.json"), m.name,
+                    "no config group's targets (\(config.targets.joined(separator: ", "))) match this module, so vLLM builds it unquantized and misloads its NVFP4 tensors: add it to a group's targets")
+            }
+        }
         for k in model.kept where k.structuralReason == nil && !CheckpointAudit.isVisionOrAudio(k.name) {
             guard config.ignoreMatch(for: k.name, layout: layout) == nil else { continue }
+            // compressed-tensors: a module no group targets stays unquantized without an ignore entry.
+            if layout == .compressedTensors && config.isTargeted(k.name) == false { continue }
             add(.keptNotIgnored, configFile, k.name,
                 "this Linear weight is unquantized (\(k.weight.info.dtype.rawValue) \(k.weight.info.shape)) but not in the ignore/exclude list, so engines expect NVFP4 tensors for it and fail or misload: add \"\(k.name)\" to the list")
         }

@@ -39,6 +39,11 @@ public struct QuantizationConfigSummary {
     public var activationsQuantized: Bool?
     /// The ignore (compressed-tensors) or exclude (ModelOpt) entries, from every source.
     public var ignore: [String]
+    /// compressed-tensors `targets` of every config group.
+    public var targets: [String]
+
+    /// Compiled `re:` patterns of ``ignore`` and ``targets`` (compiled once: a model has many modules).
+    private var regexes: [String: Regex<AnyRegexOutput>] = [:]
 
     /// Reads the configs; tolerant of any shape (the audit reports bad shapes).
     public init(config: JSONValue?, hfQuantConfig: JSONValue?) {
@@ -60,6 +65,10 @@ public struct QuantizationConfigSummary {
             for entry in list?.arrayValue ?? [] { if let s = entry.stringValue, !ignore.contains(s) { ignore.append(s) } }
         }
         self.ignore = ignore
+        targets = (qc?["config_groups"]?.objectValue ?? []).flatMap { ($0.value["targets"]?.arrayValue ?? []).compactMap(\.stringValue) }
+        for entry in ignore + targets where entry.hasPrefix("re:") {
+            if let regex = try? Regex(String(entry.dropFirst(3))) { regexes[entry] = regex }
+        }
         switch declaredLayout {
         case .compressedTensors?:
             let groups = qc?["config_groups"]?.objectValue ?? []
@@ -94,7 +103,7 @@ public struct QuantizationConfigSummary {
         switch layout {
         case .compressedTensors:
             for entry in ignore where entry.hasPrefix("re:") {
-                if QuantizationConfigSummary.regexMatchesPrefix(String(entry.dropFirst(3)), module) { return .pattern(entry) }
+                if matchesPrefix(entry, module) { return .pattern(entry) }
             }
         case .modelopt:
             for entry in ignore where fnmatch(entry, module, 0) == 0 { return .pattern(entry) }
@@ -105,9 +114,28 @@ public struct QuantizationConfigSummary {
         return nil
     }
 
-    /// Python `re.match(pattern, text)`: a match that starts at the beginning. An invalid pattern matches nothing.
-    static func regexMatchesPrefix(_ pattern: String, _ text: String) -> Bool {
-        guard let regex = try? Regex(pattern) else { return false }
+    /// Whether a compressed-tensors config group targets Linear module `module` (vLLM
+    /// `find_matched_target`): an exact name, a `re:` regex matched from the start, or a class name.
+    /// Every Linear checkpoint module is some `…Linear` class in the engine, so a class name containing
+    /// `Linear` matches all of them; other class names are taken to match (they cannot be resolved
+    /// from the checkpoint). `nil` when there are no targets.
+    public func isTargeted(_ module: String) -> Bool? {
+        guard !targets.isEmpty else { return nil }
+        for target in targets {
+            if target == module { return true }
+            if target.hasPrefix("re:") {
+                if matchesPrefix(target, module) { return true }
+            } else if !target.contains(".") {
+                return true  // a class name: "Linear" matches every Linear layer
+            }
+        }
+        return false
+    }
+
+    /// Python `re.match(pattern, text)` for a `re:` entry: a match that starts at the beginning.
+    /// An invalid pattern matches nothing.
+    func matchesPrefix(_ entry: String, _ text: String) -> Bool {
+        guard let regex = regexes[entry] else { return false }
         return (try? regex.prefixMatch(in: text)) != nil
     }
 }

@@ -78,7 +78,9 @@ public struct CheckpointModel {
     }
 
     /// The quantized module named `name`.
-    public func module(named name: String) -> QuantizedModule? { modules.first { $0.name == name } }
+    public func module(named name: String) -> QuantizedModule? { moduleIndex[name].map { modules[$0] } }
+
+    private var moduleIndex: [String: Int] = [:]
 
     /// Reads the tensor names of `source` and groups them.
     public init(source: CheckpointSource) {
@@ -117,6 +119,7 @@ public struct CheckpointModel {
         }
         self.orphans = orphans
         self.modules = modules
+        moduleIndex = Dictionary(modules.enumerated().map { ($1.name, $0) }, uniquingKeysWith: { a, _ in a })
         layoutsFound = CheckpointLayout.allCases.filter { counts[$0] != nil }
         layout = counts.max { ($0.value, $1.key.rawValue) < ($1.value, $0.key.rawValue) }?.key ?? .unquantized
     }
