@@ -400,7 +400,7 @@ public struct CheckpointAudit {
     }
 
     static func isVisionOrAudio(_ name: String) -> Bool {
-        ["visual", "vision_tower", "vision_model", "multi_modal_projector", "embed_vision", "audio_tower", "mm_projector"].contains { name.contains($0) }
+        ["visual", "vision_tower", "vision_model", "multi_modal_projector", "embed_vision", "audio_tower", "mm_projector"].contains { name.containsBytes($0) }
     }
 
     // MARK: Shapes against config.json
@@ -419,10 +419,10 @@ public struct CheckpointAudit {
         let configPath = source.file("config.json")
         for m in model.modules where m.columns > 0 {
             let name = m.name
-            guard name.contains("layers."), !CheckpointAudit.isVisionOrAudio(name) else { continue }
+            guard name.containsBytes("layers."), !CheckpointAudit.isVisionOrAudio(name) else { continue }
             let leafName = leaf(name)
-            let isExpert = name.contains(".experts.")
-            let isShared = name.contains("shared_expert")
+            let isExpert = name.containsBytes(".experts.")
+            let isShared = name.containsBytes("shared_expert")
             var expectN: (Int, String)?, expectK: (Int, String)?
             switch leafName {
             case "q_proj" where !isMLA:
