@@ -5,9 +5,12 @@ enum CheckCommand {
     static let spec = CommandSpec(
         name: "check",
         overview: "Audit an NVFP4 checkpoint for what makes engines load it wrongly.",
-        usage: "nvfp4 check <checkpoint> [--json]",
+        usage: "nvfp4 check <checkpoint> [--tensor-parallel <n>] [--json]",
         arguments: [("<checkpoint>", "A .safetensors file, '-' for stdin, or a model folder (config.json, shards, index).")],
-        options: [OptionSpec(names: ["--json"], valueName: nil, help: "Print the findings as a JSON array.")],
+        options: [
+            OptionSpec(names: ["--tensor-parallel", "--tp"], valueName: "<n>", help: "Also require row-parallel layers' K / n to be a multiple of 16. (default: 1)"),
+            OptionSpec(names: ["--json"], valueName: nil, help: "Print the findings as a JSON array."),
+        ],
         discussion: """
             Reads torchao, compressed-tensors (nvfp4-pack-quantized) and ModelOpt NVFP4 checkpoints, ours or
             anyone's, without the original weights. Checks fused q/k/v, gate/up, w1/w3 and q_a/kv_a members
@@ -21,8 +24,15 @@ enum CheckCommand {
 
     static func run(_ parsed: ParsedArguments, _ invocation: [String]) throws -> Int32 {
         let path = try positionals(parsed, ["checkpoint"], command: spec.name)[0]
+        var tensorParallel = 1
+        if let text = parsed.value("--tensor-parallel") {
+            guard let n = Int(text), n >= 1, n <= 1024 else {
+                throw UsageError(message: "invalid value '\(text)' for --tensor-parallel; expected a whole number from 1 to 1024")
+            }
+            tensorParallel = n
+        }
         let source = try CheckpointSource(path: path)
-        let audit = try CheckpointAudit(source: source)
+        let audit = try CheckpointAudit(source: source, tensorParallel: tensorParallel)
         let findings = audit.findings
         if parsed.flag("--json") {
             Terminal.out(JSONValue.array(findings.map(\.json)).serialized(.pretty))

@@ -370,6 +370,25 @@ struct CheckTests {
         expectOnly(.kNotMultipleOf16, try audit(f), subject: m)
     }
 
+    @Test("row-parallel K that tensor parallelism splits below 16-column multiples")
+    func tensorParallelK() throws {
+        // tiny-llama: o_proj K = 128, down_proj K = 352 = 16 × 22.
+        let scratch = ScratchFolder()
+        defer { scratch.remove() }
+        let folder = scratch.file("m")
+        try LayoutFixture.tinyLlama(.modelopt).writeFolder(folder)
+        let source = try CheckpointSource(path: folder)
+        #expect(try CheckpointAudit(source: source, tensorParallel: 2).findings.isEmpty)  // 176 = 16 × 11
+        let tp4 = try CheckpointAudit(source: source, tensorParallel: 4).findings  // 352 / 4 = 88
+        expectOnly(.kNotMultipleOf16, tp4)
+        #expect(Set(tp4.map(\.subject)) == ["model.layers.0.mlp.down_proj", "model.layers.1.mlp.down_proj"])
+        let cli = try ToolRunner.run(["check", folder, "--tp", "4", "--json"])
+        let cliFindings = try JSONParser.parse(cli.stdout).arrayValue
+        #expect(cli.status == 1 && cliFindings?.count == 2, "\(cli)")
+        let bad = try ToolRunner.run(["check", folder, "--tensor-parallel", "0"])
+        #expect(bad.status == 2 && bad.stderr.contains("--tensor-parallel"), "\(bad)")
+    }
+
     @Test("packed data that is not a 2-D U8 tensor")
     func badPackedTensor() throws {
         var f = try LayoutFixture.tinyLlama(.compressedTensors)

@@ -16,11 +16,19 @@ public struct CheckpointAudit {
     /// What was found, in rule order within each area.
     public private(set) var findings: [CheckFinding] = []
 
+    /// Row-parallel layers: their K is split across tensor-parallel ranks (vLLM `RowParallelLinear`).
+    public static let rowParallelLeaves: Set<String> = ["o_proj", "down_proj", "w2", "out_proj", "dense_4h_to_h"]
+
+    /// The tensor-parallel degree the checkpoint must load with (1: no split).
+    public let tensorParallel: Int
+
     /// Runs every rule.
     ///
+    /// - Parameter tensorParallel: Also require `(K / tensorParallel) % 16 == 0` for row-parallel layers.
     /// - Throws: ``FileError`` if a shard's bytes cannot be read.
-    public init(source: CheckpointSource) throws {
+    public init(source: CheckpointSource, tensorParallel: Int = 1) throws {
         self.source = source
+        self.tensorParallel = max(1, tensorParallel)
         model = CheckpointModel(source: source)
         config = QuantizationConfigSummary(config: source.config, hfQuantConfig: source.hfQuantConfig)
         checkLayouts()
@@ -65,6 +73,9 @@ public struct CheckpointAudit {
             add(.kNotMultipleOf16, path, m.name,
                 "K = \(columns) (packed [\(rows), \(p.shape[1])]) is not a multiple of 16; vLLM, SGLang and TensorRT-LLM refuse it: keep this module unquantized and list it in the ignore/exclude list")
             blocksUsable = false
+        } else if tensorParallel > 1, CheckpointAudit.rowParallelLeaves.contains(leaf(m.name)), columns % (16 * tensorParallel) != 0 {
+            add(.kNotMultipleOf16, path, m.name,
+                "K = \(columns) split over \(tensorParallel) tensor-parallel ranks gives \(columns % tensorParallel == 0 ? "\(columns / tensorParallel)" : "an uneven split") per rank, not a multiple of 16; vLLM and SGLang refuse row-parallel NVFP4 layers whose per-rank K is not a multiple of 16: use another TP degree or keep this module unquantized")
         }
         if let scales = m.blockScales {
             let s = scales.info
