@@ -701,11 +701,19 @@ struct CheckTests {
         let missing = try ToolRunner.run(["check", scratch.file("nothing-here")])
         #expect(missing.status == 2 && missing.stderr.contains("nothing-here"), "\(missing)")
 
+        // A config.json that is not JSON is an input error naming it.
+        try writeWholeFile(clean + "/config.json", Array("{\"hidden_size\": 128,".utf8))
+        let badConfig = try ToolRunner.run(["check", clean])
+        #expect(badConfig.status == 2 && badConfig.stderrLines.count == 1 && badConfig.stderr.contains(clean + "/config.json"), "\(badConfig)")
+
         // A single file from stdin.
         let file = scratch.file("one.safetensors")
         try LayoutFixture.tinyLlama(.modelopt).writeFile(file)
         let piped = try ToolRunner.run(["check", "-"], stdin: try readWholeFile(file))
         #expect(piped.status == 0, "\(piped)")
+        let inspected = try ToolRunner.run(["inspect", "-", "--json"], stdin: try readWholeFile(file))
+        #expect(inspected.status == 0, "\(inspected)")
+        #expect(try JSONParser.parse(inspected.stdout)["layout"]?.stringValue == "modelopt")
     }
 
     @Test("nvfp4 inspect on folders and on compressed-tensors / ModelOpt files")

@@ -89,7 +89,7 @@ public struct CheckpointModel {
         var consumed = Set<String>()
         var counts: [CheckpointLayout: Int] = [:]
         for t in tensors {
-            guard let (layout, module) = CheckpointModel.packedTensor(t, in: source) else { continue }
+            guard let (layout, module) = CheckpointModel.packedTensor(t) else { continue }
             guard let names = EngineLayoutNames.of(layout), !consumed.contains(t.name) else { continue }
             let scales = source.tensor(named: names.name(names.blockScales, of: module))
             var scaleLayout = ScaleLayout.rowMajor
@@ -127,9 +127,8 @@ public struct CheckpointModel {
     /// The layout and module of a tensor that holds packed NVFP4 data, or `nil`.
     ///
     /// compressed-tensors: `<m>.weight_packed`. torchao: `<m>._weight_qdata`. ModelOpt: a U8
-    /// `<m>.weight` (an unquantized weight is never U8) next to `<m>.weight_scale` or
-    /// `<m>.weight_scale_2`, or any U8 `<m>.weight` when no other layout claims it.
-    static func packedTensor(_ t: LocatedTensor, in source: CheckpointSource) -> (CheckpointLayout, String)? {
+    /// `<m>.weight` (an unquantized weight is never U8, and the name alone is ModelOpt's only marker).
+    static func packedTensor(_ t: LocatedTensor) -> (CheckpointLayout, String)? {
         if let m = EngineLayoutNames.compressedTensors.module(of: t.name, suffix: "weight_packed") { return (.compressedTensors, m) }
         if let m = EngineLayoutNames.torchao.module(of: t.name, suffix: "_weight_qdata") { return (.torchao, m) }
         if let m = EngineLayoutNames.modelopt.module(of: t.name, suffix: "weight"), t.info.dtype == .u8 { return (.modelopt, m) }
