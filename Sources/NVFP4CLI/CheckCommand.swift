@@ -43,9 +43,16 @@ enum CheckCommand {
             let layout = audit.model.layout.rawValue
             text += findings.isEmpty
                 ? "ok: \(modules) NVFP4 modules (\(layout)) in \(source.shards.count) file\(source.shards.count == 1 ? "" : "s"), no findings\n"
-                : "\(findings.count) finding\(findings.count == 1 ? "" : "s") in \(modules) NVFP4 modules (\(layout))\n"
+                : "\(findings.count) finding\(findings.count == 1 ? "" : "s") in \(modules) NVFP4 modules (\(layout)): \(byRule(findings))\n"
             Terminal.out(text)
         }
         return findings.isEmpty ? ExitStatus.success : ExitStatus.checkFailed
+    }
+
+    /// `4 fused-global-scale-mismatch, 1 config-invalid`, in rule order.
+    static func byRule(_ findings: [CheckFinding]) -> String {
+        var counts: [CheckRule: Int] = [:]
+        for f in findings { counts[f.rule, default: 0] += 1 }
+        return CheckRule.allCases.compactMap { rule in counts[rule].map { "\($0) \(rule.rawValue)" } }.joined(separator: ", ")
     }
 }

@@ -38,6 +38,14 @@ struct CheckTests {
         }
     }
 
+    @Test("every rule is documented in docs/check.md")
+    func rulesDocumented() throws {
+        let doc = String(decoding: try readWholeFile(FixturePaths.root + "/docs/check.md"), as: UTF8.self)
+        for rule in CheckRule.allCases {
+            #expect(doc.contains("| `\(rule.rawValue)` |"), "docs/check.md has no row for \(rule.rawValue)")
+        }
+    }
+
     // MARK: Clean checkpoints
 
     @Test("clean checkpoints give no findings", arguments: [
@@ -682,6 +690,7 @@ struct CheckTests {
         #expect(bad.status == 1, "\(bad)")
         let lines = bad.stdoutText.split(separator: "\n")
         #expect(lines.count == 5, "\(bad)")
+        #expect(lines[4] == "4 findings in 14 NVFP4 modules (compressed-tensors): 4 fused-global-scale-mismatch", "\(bad)")
         #expect(lines[0].hasPrefix(broken + "/model-0000"), "\(bad)")
         #expect(lines.contains { $0.contains(": model.layers.0.self_attn.{q_proj,k_proj,v_proj}: global weight scales differ: q_proj ") }, "\(bad)")
 
