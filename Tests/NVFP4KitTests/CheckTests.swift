@@ -46,6 +46,42 @@ struct CheckTests {
         }
     }
 
+    @Test("fused groups: q/k/v, gate/up per expert, Mixtral w1/w3, DeepSeek q_a/kv_a; lone members form no group")
+    func fusedGroupPatterns() {
+        let names = [
+            "model.layers.0.self_attn.q_proj", "model.layers.0.self_attn.k_proj", "model.layers.0.self_attn.v_proj",
+            "model.layers.0.self_attn.o_proj",
+            "model.layers.1.self_attn.q_a_proj", "model.layers.1.self_attn.kv_a_proj_with_mqa", "model.layers.1.self_attn.q_b_proj",
+            "model.layers.1.mlp.experts.0.gate_proj", "model.layers.1.mlp.experts.0.up_proj", "model.layers.1.mlp.experts.0.down_proj",
+            "model.layers.1.mlp.experts.1.up_proj", "model.layers.1.mlp.experts.1.gate_proj",
+            "model.layers.2.block_sparse_moe.experts.3.w3", "model.layers.2.block_sparse_moe.experts.3.w1", "model.layers.2.block_sparse_moe.experts.3.w2",
+            "model.layers.3.self_attn.q_proj",  // DeepSeek-V2-Lite style: q_proj without k/v
+            "model.layers.3.self_attn.kv_a_proj_with_mqa",
+        ]
+        let groups = FusedGroups.groups(in: names)
+        #expect(groups.map(\.displayName) == [
+            "model.layers.0.self_attn.{q_proj,k_proj,v_proj}",
+            "model.layers.1.self_attn.{q_a_proj,kv_a_proj_with_mqa}",
+            "model.layers.1.mlp.experts.0.{gate_proj,up_proj}",
+            "model.layers.1.mlp.experts.1.{gate_proj,up_proj}",
+            "model.layers.2.block_sparse_moe.experts.3.{w1,w3}",
+        ])
+    }
+
+    @Test("a shard with a hostile header makes the whole folder an input error naming that shard")
+    func hostileShard() throws {
+        let scratch = ScratchFolder()
+        defer { scratch.remove() }
+        let folder = scratch.file("m")
+        let files = try LayoutFixture.tinyLlama(.compressedTensors).writeFolder(folder, shards: 2)
+        var bytes = try readWholeFile(folder + "/" + files[1])
+        bytes[0] = 0xFF  // header length far past the end of the file
+        try writeWholeFile(folder + "/" + files[1], bytes)
+        #expect(throws: FileError.self) { try CheckpointSource(path: folder) }
+        let result = try ToolRunner.run(["check", folder])
+        #expect(result.status == 2 && result.stderrLines.count == 1 && result.stderr.contains(files[1]), "\(result)")
+    }
+
     // MARK: Clean checkpoints
 
     @Test("clean checkpoints give no findings", arguments: [
