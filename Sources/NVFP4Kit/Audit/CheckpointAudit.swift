@@ -13,7 +13,7 @@ public struct CheckpointAudit {
     public let source: CheckpointSource
     public let model: CheckpointModel
     public let config: QuantizationConfigSummary
-    /// What was found, in rule order within each area.
+    /// What was found, in the order the checks run.
     public private(set) var findings: [CheckFinding] = []
 
     /// Row-parallel layers: their K is split across tensor-parallel ranks (vLLM `RowParallelLinear`).
