@@ -5,10 +5,11 @@ enum CheckCommand {
     static let spec = CommandSpec(
         name: "check",
         overview: "Audit an NVFP4 checkpoint for what makes engines load it wrongly.",
-        usage: "nvfp4 check <checkpoint> [--tensor-parallel <n>] [--json]",
+        usage: "nvfp4 check <checkpoint> [--tensor-parallel <n>] [--skip <rule> ...] [--json]",
         arguments: [("<checkpoint>", "A .safetensors file, '-' for stdin, or a model folder (config.json, shards, index).")],
         options: [
             OptionSpec(names: ["--tensor-parallel", "--tp"], valueName: "<n>", help: "Also require row-parallel layers' K / n to be a multiple of 16. (default: 1)"),
+            OptionSpec(names: ["--skip"], valueName: "<rule>", help: "Do not report findings of this rule (repeatable; rules: docs/check.md).", repeatable: true),
             OptionSpec(names: ["--json"], valueName: nil, help: "Print the findings as a JSON array."),
         ],
         discussion: """
@@ -33,7 +34,15 @@ enum CheckCommand {
         }
         let source = try CheckpointSource(path: path)
         let audit = try CheckpointAudit(source: source, tensorParallel: tensorParallel)
-        let findings = audit.findings
+        var skipped = Set<CheckRule>()
+        for name in parsed.all("--skip") {
+            guard let rule = CheckRule(rawValue: name) else {
+                throw UsageError(message: "unknown rule '\(name)' for --skip; rules are: \(CheckRule.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            skipped.insert(rule)
+        }
+        let findings = audit.findings.filter { !skipped.contains($0.rule) }
+        let skippedCount = audit.findings.count - findings.count
         if parsed.flag("--json") {
             Terminal.out(JSONValue.array(findings.map(\.json)).serialized(.pretty))
         } else {
@@ -42,7 +51,7 @@ enum CheckCommand {
             let modules = audit.model.modules.count
             let layout = audit.model.layout.rawValue
             text += findings.isEmpty
-                ? "ok: \(modules) NVFP4 modules (\(layout)) in \(source.shards.count) file\(source.shards.count == 1 ? "" : "s"), no findings\n"
+                ? "ok: \(modules) NVFP4 modules (\(layout)) in \(source.shards.count) file\(source.shards.count == 1 ? "" : "s"), no findings\(skippedCount > 0 ? " (\(skippedCount) skipped)" : "")\n"
                 : "\(findings.count) finding\(findings.count == 1 ? "" : "s") in \(modules) NVFP4 modules (\(layout)): \(byRule(findings))\n"
             Terminal.out(text)
         }

@@ -730,6 +730,11 @@ struct CheckTests {
         #expect(lines[0].hasPrefix(broken + "/model-0000"), "\(bad)")
         #expect(lines.contains { $0.contains(": model.layers.0.self_attn.{q_proj,k_proj,v_proj}: global weight scales differ: q_proj ") }, "\(bad)")
 
+        let skipped = try ToolRunner.run(["check", broken, "--skip", "fused-global-scale-mismatch"])
+        #expect(skipped.status == 0 && skipped.stdoutText.hasPrefix("ok: ") && skipped.stdoutText.contains("(4 skipped)"), "\(skipped)")
+        let unknownRule = try ToolRunner.run(["check", broken, "--skip", "fused-scales"])
+        #expect(unknownRule.status == 2 && unknownRule.stderr.contains("unknown rule 'fused-scales'"), "\(unknownRule)")
+
         let json = try ToolRunner.run(["check", broken, "--json"])
         #expect(json.status == 1, "\(json)")
         let array = try #require(try JSONParser.parse(json.stdout).arrayValue)
