@@ -26,6 +26,7 @@ public enum CommandLineTool {
         (QuantizeCommand.spec, QuantizeCommand.run),
         (InspectCommand.spec, InspectCommand.run),
         (VerifyCommand.spec, VerifyCommand.run),
+        (CheckCommand.spec, CheckCommand.run),
         (DequantizeCommand.spec, DequantizeCommand.run),
         ]
     }
@@ -99,7 +100,7 @@ public enum CommandLineTool {
         text += "\nCOMMANDS:\n"
         for c in commands { text += HelpFormatter.row(c.spec.name, c.spec.overview) }
         text += "\n  See 'nvfp4 help <command>' for detailed help.\n"
-        text += "\nEXIT STATUS:\n  0 success, 1 a check failed (verify), 2 usage or input error.\n"
+        text += "\nEXIT STATUS:\n  0 success, 1 a check failed (verify, check), 2 usage or input error.\n"
         return text
     }
 }

@@ -5,14 +5,21 @@ import NVFP4Kit
 enum InspectCommand {
     static let spec = CommandSpec(
         name: "inspect",
-        overview: "List the tensors of a safetensors file, with NVFP4 weights grouped.",
+        overview: "List the tensors of a safetensors file or model folder, with NVFP4 weights grouped.",
         usage: "nvfp4 inspect <file> [--json]",
-        arguments: [("<file>", "A .safetensors or .safetensors.zst file, or '-' for stdin (plain or zstd).")],
+        arguments: [("<file>", "A .safetensors or .safetensors.zst file, '-' for stdin (plain or zstd), or a model folder (config.json, shards, index).")],
         options: [OptionSpec(names: ["--json"], valueName: nil, help: "Print one JSON object instead of a table.")],
-        discussion: "Reads the header (and the 4-byte per-tensor scales), never the tensor data. A .zst file is decompressed only as far as its header; stdin is read to its end (and checked), so the program writing into the pipe can finish.")
+        discussion: """
+            Reads the headers, configs and the 4-byte per-tensor scales, never the tensor data. Understands torchao,
+            compressed-tensors and ModelOpt NVFP4 layouts: reports the layout, the quantization config, fused groups
+            (and whether their global scales match), and which Linear weights stayed unquantized and why.
+            A folder is summarised per shard instead of per tensor. A .zst file is decompressed only as far as its
+            header; stdin is read to its end (and checked), so the program writing into the pipe can finish.
+            """)
 
     static func run(_ parsed: ParsedArguments, _ invocation: [String]) throws -> Int32 {
         let path = try positionals(parsed, ["file"], command: spec.name)[0]
+        if InspectModelReport.isFolder(path) { return try InspectModelReport.runFolder(path: path, json: parsed.flag("--json")) }
         let reader = try SafetensorsReader(path: path, hashing: false)
         let header = reader.header
         let contents: CheckpointContents
@@ -23,8 +30,14 @@ enum InspectCommand {
         if reader.isRandomAccess {
             for w in contents.weights { scales[w.name] = try w.perTensorScaleValue(in: reader) }
         }
+        let inspection = CheckpointInspection(source: try CheckpointSource(singleFile: reader, path: path))
         if parsed.flag("--json") {
-            Terminal.out(json(reader: reader, contents: contents, scales: scales).serialized(.pretty))
+            guard case .object(var members) = json(reader: reader, contents: contents, scales: scales) else { return ExitStatus.success }
+            if contents.weights.isEmpty, let index = members.firstIndex(where: { $0.key == "nvfp4_weights" }) {
+                members[index].value = .array(inspection.model.modules.map(inspection.json(module:)))
+            }
+            members += inspection.jsonMembers
+            Terminal.out(JSONValue.object(members).serialized(.pretty))
             return ExitStatus.success
         }
         var rows: [[String]] = [["NAME", "DTYPE", "SHAPE", "BYTES"]]
@@ -47,6 +60,19 @@ enum InspectCommand {
             if !plainKeys.isEmpty { text += " (" + plainKeys.joined(separator: ", ") + ")" }
             text += "\n"
         }
+        if contents.weights.isEmpty && !inspection.model.modules.isEmpty {
+            text += "\nNVFP4 modules (\(inspection.model.modules.count)):\n"
+            var moduleRows: [[String]] = [["MODULE", "SHAPE", "GLOBAL SCALE (amax/2688)", "INPUT SCALE"]]
+            for m in inspection.model.modules {
+                moduleRows.append([
+                    m.name, shapeText([m.rows, m.columns]),
+                    m.weightScale(in: inspection.source).map { "\($0)" } ?? (m.globalScale == nil ? "none" : "?"),
+                    m.inputScaleValue(in: inspection.source).map { "\($0)" } ?? (m.inputScale == nil ? "-" : "?"),
+                ])
+            }
+            text += Format.table(moduleRows)
+        }
+        text += "\n" + InspectModelReport.summary(inspection)
         Terminal.out(text)
         return ExitStatus.success
     }

@@ -1,0 +1,67 @@
+import NVFP4Kit
+
+/// `nvfp4 check`.
+enum CheckCommand {
+    static let spec = CommandSpec(
+        name: "check",
+        overview: "Audit an NVFP4 checkpoint for what makes engines load it wrongly.",
+        usage: "nvfp4 check <checkpoint> [--tensor-parallel <n>] [--skip <rule> ...] [--json]",
+        arguments: [("<checkpoint>", "A .safetensors file, '-' for stdin, or a model folder (config.json, shards, index).")],
+        options: [
+            OptionSpec(names: ["--tensor-parallel", "--tp"], valueName: "<n>", help: "Also require row-parallel layers' K / n to be a multiple of 16. (default: 1)"),
+            OptionSpec(names: ["--skip"], valueName: "<rule>", help: "Do not report findings of this rule (repeatable; rules: docs/check.md).", repeatable: true),
+            OptionSpec(names: ["--json"], valueName: nil, help: "Print the findings as a JSON array."),
+        ],
+        discussion: """
+            Reads torchao, compressed-tensors (nvfp4-pack-quantized) and ModelOpt NVFP4 checkpoints, ours or
+            anyone's, without the original weights. Checks fused q/k/v, gate/up, w1/w3 and q_a/kv_a members
+            for unequal global or input scales; NaN, negative or zero block scales; invalid global and input
+            scales; missing input scales for W4A4; ignore/exclude entries that match quantized modules (ModelOpt
+            excludes match by substring in vLLM); kept Linear layers missing from the ignore list; K not a
+            multiple of 16; shapes against each other and against config.json; the quantization config; and
+            the shard index. Prints one line per finding: 'path: module: problem [rule]' (rules: docs/check.md).
+            Exit 0 if clean, 1 if anything was found, 2 if the input cannot be read.
+            """)
+
+    static func run(_ parsed: ParsedArguments, _ invocation: [String]) throws -> Int32 {
+        let path = try positionals(parsed, ["checkpoint"], command: spec.name)[0]
+        var tensorParallel = 1
+        if let text = parsed.value("--tensor-parallel") {
+            guard let n = Int(text), n >= 1, n <= 1024 else {
+                throw UsageError(message: "invalid value '\(text)' for --tensor-parallel; expected a whole number from 1 to 1024")
+            }
+            tensorParallel = n
+        }
+        let source = try CheckpointSource(path: path)
+        let audit = try CheckpointAudit(source: source, tensorParallel: tensorParallel)
+        var skipped = Set<CheckRule>()
+        for name in parsed.all("--skip") {
+            guard let rule = CheckRule(rawValue: name) else {
+                throw UsageError(message: "unknown rule '\(name)' for --skip; rules are: \(CheckRule.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            skipped.insert(rule)
+        }
+        let findings = audit.findings.filter { !skipped.contains($0.rule) }
+        let skippedCount = audit.findings.count - findings.count
+        if parsed.flag("--json") {
+            Terminal.out(JSONValue.array(findings.map(\.json)).serialized(.pretty))
+        } else {
+            var text = ""
+            for f in findings { text += f.description + "\n" }
+            let modules = audit.model.modules.count
+            let layout = audit.model.layout.rawValue
+            text += findings.isEmpty
+                ? "ok: \(modules) NVFP4 modules (\(layout)) in \(source.shards.count) file\(source.shards.count == 1 ? "" : "s"), no findings\(skippedCount > 0 ? " (\(skippedCount) skipped)" : "")\n"
+                : "\(findings.count) finding\(findings.count == 1 ? "" : "s") in \(modules) NVFP4 modules (\(layout)): \(byRule(findings))\n"
+            Terminal.out(text)
+        }
+        return findings.isEmpty ? ExitStatus.success : ExitStatus.checkFailed
+    }
+
+    /// `4 fused-global-scale-mismatch, 1 config-invalid`, in rule order.
+    static func byRule(_ findings: [CheckFinding]) -> String {
+        var counts: [CheckRule: Int] = [:]
+        for f in findings { counts[f.rule, default: 0] += 1 }
+        return CheckRule.allCases.compactMap { rule in counts[rule].map { "\($0) \(rule.rawValue)" } }.joined(separator: ", ")
+    }
+}

@@ -1,0 +1,71 @@
+import Glibc
+import NVFP4Kit
+
+/// The model-level part of `nvfp4 inspect`: every layout, and whole model folders.
+enum InspectModelReport {
+    /// Whether `path` is a folder (following links).
+    static func isFolder(_ path: String) -> Bool {
+        var st = stat()
+        return path != "-" && stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
+    }
+
+    /// `nvfp4 inspect FOLDER`.
+    static func runFolder(path: String, json: Bool) throws -> Int32 {
+        let inspection = CheckpointInspection(source: try CheckpointSource(path: path))
+        if json {
+            var members: [(key: String, value: JSONValue)] = [("path", .string(path)), ("folder", true)]
+            members += inspection.jsonMembers
+            members.append(("nvfp4_weights", .array(inspection.model.modules.map(inspection.json(module:)))))
+            Terminal.out(JSONValue.object(members).serialized(.pretty))
+            return ExitStatus.success
+        }
+        var text = "\(path): model folder, \(inspection.source.shards.count) safetensors file\(inspection.source.shards.count == 1 ? "" : "s")\n\n"
+        var rows: [[String]] = [["FILE", "TENSORS", "BYTES", "NVFP4 MODULES"]]
+        for s in inspection.shards { rows.append([s.fileName, String(s.tensors), Format.bytes(s.bytes), String(s.quantizedModules)]) }
+        text += Format.table(rows)
+        text += "\n" + summary(inspection)
+        if !inspection.model.modules.isEmpty {
+            text += "\nNVFP4 modules (\(inspection.model.modules.count)):\n"
+            var moduleRows: [[String]] = [["MODULE", "SHAPE", "GLOBAL SCALE (amax/2688)", "INPUT SCALE", "FILE"]]
+            for m in inspection.model.modules {
+                moduleRows.append([
+                    m.name, InspectCommand.shapeText([m.rows, m.columns]),
+                    m.weightScale(in: inspection.source).map { "\($0)" } ?? (m.globalScale == nil ? "none" : "?"),
+                    m.inputScaleValue(in: inspection.source).map { "\($0)" } ?? (m.inputScale == nil ? "-" : "?"),
+                    inspection.source.shards[m.packed.shard].fileName,
+                ])
+            }
+            text += Format.table(moduleRows)
+        }
+        Terminal.out(text)
+        return ExitStatus.success
+    }
+
+    /// Layout, config, counts, fused groups and kept modules as text.
+    static func summary(_ inspection: CheckpointInspection) -> String {
+        let model = inspection.model
+        var text = "layout: \(model.layout.rawValue)"
+        if model.layoutsFound.count > 1 { text += " (mixed: \(model.layoutsFound.map(\.rawValue).joined(separator: ", ")); run 'nvfp4 check')" }
+        text += "\nquantization config: \(inspection.configLine)\n"
+        let withInput = model.modules.filter { $0.inputScale != nil }.count
+        text += "NVFP4 modules: \(model.modules.count) (\(Format.bytes(UInt64(inspection.packedBytes))) packed, \(withInput) with input scales); kept Linear weights: \(model.kept.count)\n"
+        if !inspection.groups.isEmpty {
+            let mismatched = inspection.groups.filter { $0.globalScalesMatch == false || $0.inputScalesMatch == false }
+            let partial = inspection.groups.filter { !$0.quantizedMembers.isEmpty && $0.quantizedMembers.count < $0.group.members.count }
+            text += "fused groups: \(inspection.groups.count), \(mismatched.count) with unequal scales, \(partial.count) partly quantized\n"
+            for g in mismatched + partial {
+                let what = g.globalScalesMatch == false ? "global scales differ" : g.inputScalesMatch == false ? "input scales differ" : "partly quantized"
+                text += "  \(g.group.displayName): \(what)\n"
+            }
+        }
+        if !inspection.kept.isEmpty {
+            text += "kept (unquantized) Linear weights:\n"
+            var rows: [[String]] = []
+            for k in inspection.kept {
+                rows.append(["  " + k.module.name, k.module.weight.info.dtype.rawValue, InspectCommand.shapeText(k.module.weight.info.shape), k.reason])
+            }
+            text += Format.table(rows)
+        }
+        return text
+    }
+}

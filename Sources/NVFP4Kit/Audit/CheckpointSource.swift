@@ -1,0 +1,245 @@
+import Glibc
+
+/// Why a checkpoint file or folder cannot be read at all.
+public enum CheckpointSourceError: Error, Sendable, CustomStringConvertible {
+    /// Nothing exists at the path.
+    case notFound(path: String)
+    /// A folder holds no `.safetensors` file and no index.
+    case noSafetensors(folder: String)
+    /// A JSON file (config, index) is not valid JSON.
+    case invalidJSON(file: String, reason: String)
+    /// `model.safetensors.index.json` does not have the shape loaders expect.
+    case invalidIndex(file: String, reason: String)
+    /// An index names a shard by a path, `..` or an absolute name instead of a plain file name.
+    case unsafeShardName(file: String, name: String)
+    /// An index names a shard that does not exist in the folder.
+    case missingShard(file: String, shard: String)
+
+    public var description: String {
+        switch self {
+        case .notFound(let path): return "\(path): no such file or folder"
+        case .noSafetensors(let folder): return "\(folder): no .safetensors file and no model.safetensors.index.json in this folder"
+        case .invalidJSON(let file, let reason): return "\(file): not valid JSON: \(reason)"
+        case .invalidIndex(let file, let reason): return "\(file): \(reason)"
+        case .unsafeShardName(let file, let name):
+            return "\(file): weight_map names shard \"\(name)\", which is not a plain file name in this folder (paths, '..' and absolute names are refused)"
+        case .missingShard(let file, let shard): return "\(file): weight_map names shard \"\(shard)\", which does not exist"
+        }
+    }
+}
+
+/// One safetensors file of a checkpoint.
+public struct CheckpointShard {
+    /// The file name inside the folder (or the path as given for a single file).
+    public var fileName: String
+    /// The path used to open it.
+    public var path: String
+    /// The open reader: memory-mapped, so tensors are read lazily, page by page.
+    public var reader: SafetensorsReader
+}
+
+/// A tensor and the shard that holds it.
+public struct LocatedTensor: Sendable, Equatable {
+    /// Index into ``CheckpointSource/shards``.
+    public var shard: Int
+    public var info: TensorInfo
+    /// The tensor's name.
+    public var name: String { info.name }
+}
+
+/// The `weight_map` of `model.safetensors.index.json`.
+public struct ShardIndex: Sendable {
+    /// The index file's path.
+    public var path: String
+    /// Tensor name → shard file name, in file order.
+    public var weightMap: [(tensor: String, shard: String)]
+    /// `metadata.total_size`, if present.
+    public var totalSize: UInt64?
+}
+
+/// A checkpoint to read: a single `.safetensors` file, or a Hugging Face model folder
+/// (`config.json`, `model.safetensors` or shards listed by `model.safetensors.index.json`,
+/// `hf_quant_config.json` for ModelOpt). A Hugging Face cache snapshot, whose files are symbolic
+/// links into `../../blobs`, reads like any folder.
+///
+/// Every shard is memory-mapped and only its header is parsed up front; tensor bytes are touched
+/// only when asked for, so memory stays bounded by what a caller holds.
+public final class CheckpointSource {
+    /// The file or folder as given.
+    public let path: String
+    /// Whether ``path`` is a folder.
+    public let isFolder: Bool
+    /// The shards read, in index order (sorted by file name).
+    public let shards: [CheckpointShard]
+    /// `config.json`, if the folder has one.
+    public let config: JSONValue?
+    /// `hf_quant_config.json`, if the folder has one.
+    public let hfQuantConfig: JSONValue?
+    /// The shard index, if the folder has one.
+    public let index: ShardIndex?
+    /// `.safetensors` files in the folder that loaders will not read (not named by the index, or
+    /// beside `model.safetensors` without an index).
+    public let unreferencedFiles: [String]
+    /// Tensor names that appear in more than one shard, with the shards' file names.
+    public let duplicateTensors: [(name: String, shards: [String])]
+
+    private var locations: [String: LocatedTensor] = [:]
+
+    /// Opens a file, `-` for stdin (spooled to an unlinked temporary file), or a folder.
+    ///
+    /// - Throws: ``CheckpointSourceError`` or ``FileError`` naming the file that cannot be read.
+    public convenience init(path: String) throws {
+        if path == "-" {
+            try self.init(singleFile: try SafetensorsReader.randomAccess(path: "-"), path: "-")
+            return
+        }
+        var st = stat()
+        guard stat(path, &st) == 0 else { throw CheckpointSourceError.notFound(path: path) }
+        if (st.st_mode & S_IFMT) == S_IFDIR {
+            try self.init(folder: path)
+        } else {
+            let reader: SafetensorsReader
+            do { reader = try SafetensorsReader(mappedFile: try MappedFile(path: path), hashing: false) } catch let e as SystemError {
+                throw FileError(path: path, cause: e)
+            }
+            try self.init(singleFile: reader, path: path)
+        }
+    }
+
+    /// Wraps one already-open file (a mapped file or a stream; a stream's tensors cannot be read
+    /// out of order, so scalar values read as unknown).
+    public init(singleFile reader: SafetensorsReader, path: String) throws {
+        self.path = path
+        isFolder = false
+        shards = [CheckpointShard(fileName: reader.displayPath, path: path, reader: reader)]
+        config = nil
+        hfQuantConfig = nil
+        index = nil
+        unreferencedFiles = []
+        duplicateTensors = []
+        buildLocations()
+    }
+
+    private init(folder: String) throws {
+        path = folder
+        isFolder = true
+        let names = try CheckpointSource.listFolder(folder)
+        config = try CheckpointSource.readJSON(folder, "config.json", present: names)
+        hfQuantConfig = try CheckpointSource.readJSON(folder, EngineLayoutNames.ConfigStrings.hfQuantConfigFile, present: names)
+        let safetensors = names.filter { $0.hasSuffix(".safetensors") }.sorted()
+        var shardNames: [String]
+        if let indexJSON = try CheckpointSource.readJSON(folder, "model.safetensors.index.json", present: names) {
+            let parsed = try CheckpointSource.parseIndex(indexJSON, path: folder + "/model.safetensors.index.json")
+            for name in Set(parsed.weightMap.map(\.shard)) where !names.contains(name) {
+                throw CheckpointSourceError.missingShard(file: parsed.path, shard: name)
+            }
+            index = parsed
+            shardNames = Array(Set(parsed.weightMap.map(\.shard))).sorted()
+        } else {
+            index = nil
+            if safetensors.contains("model.safetensors") {
+                shardNames = ["model.safetensors"]
+            } else {
+                shardNames = safetensors
+            }
+        }
+        guard !shardNames.isEmpty else { throw CheckpointSourceError.noSafetensors(folder: folder) }
+        unreferencedFiles = safetensors.filter { !shardNames.contains($0) }
+        var opened: [CheckpointShard] = []
+        for name in shardNames {
+            let file = folder + "/" + name
+            let reader: SafetensorsReader
+            do { reader = try SafetensorsReader(mappedFile: try MappedFile(path: file), hashing: false) } catch let e as SystemError {
+                throw FileError(path: file, cause: e)
+            }
+            opened.append(CheckpointShard(fileName: name, path: file, reader: reader))
+        }
+        shards = opened
+        var seen: [String: [String]] = [:]
+        for shard in opened { for t in shard.reader.header.tensors { seen[t.name, default: []].append(shard.fileName) } }
+        duplicateTensors = seen.filter { $0.value.count > 1 }.map { ($0.key, $0.value) }.sorted { $0.name < $1.name }
+        buildLocations()
+    }
+
+    private func buildLocations() {
+        for (i, shard) in shards.enumerated() {
+            for t in shard.reader.header.tensors where locations[t.name] == nil {
+                locations[t.name] = LocatedTensor(shard: i, info: t)
+            }
+        }
+    }
+
+    /// The tensor named `name` (its first shard if duplicated).
+    public func tensor(named name: String) -> LocatedTensor? { locations[name] }
+
+    /// Every tensor, shard by shard, in file order.
+    public var allTensors: [LocatedTensor] {
+        shards.enumerated().flatMap { i, shard in shard.reader.header.tensors.map { LocatedTensor(shard: i, info: $0) } }
+    }
+
+    /// The path of the shard holding `tensor`.
+    public func path(of tensor: LocatedTensor) -> String { shards[tensor.shard].path }
+
+    /// A folder file's path, for findings about configs.
+    public func file(_ name: String) -> String { isFolder ? path + "/" + name : path }
+
+    /// Gives `body` the bytes of `tensor` (valid only inside `body`).
+    public func withBytes<R>(of tensor: LocatedTensor, _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
+        try shards[tensor.shard].reader.withBytes(of: tensor.info, body)
+    }
+
+    /// The value of a one-element F32 tensor, or `nil` if it is not one or cannot be read out of order.
+    public func scalar(_ tensor: LocatedTensor) -> Float? {
+        guard tensor.info.dtype == .f32, tensor.info.elementCount == 1, shards[tensor.shard].reader.isRandomAccess else { return nil }
+        return try? withBytes(of: tensor) { Float(bitPattern: UInt32(littleEndian: $0.loadUnaligned(as: UInt32.self))) }
+    }
+
+    /// Releases the mapped pages of `tensor` after it has been scanned.
+    public func release(_ tensor: LocatedTensor) { shards[tensor.shard].reader.release(tensor.info) }
+
+    // MARK: Folder reading
+
+    /// A shard name an index may use: a plain file name, never a path, `.` or `..`.
+    public static func isPlainFileName(_ name: String) -> Bool {
+        !name.isEmpty && name != "." && name != ".." && !name.contains("/") && !name.contains("\\") && !name.utf8.contains(0)
+    }
+
+    static func listFolder(_ folder: String) throws -> Set<String> {
+        guard let dir = opendir(folder) else { throw FileError(path: folder, cause: SystemError(call: "opendir", path: folder)) }
+        defer { closedir(dir) }
+        var names = Set<String>()
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+            }
+            if name != "." && name != ".." { names.insert(name) }
+        }
+        return names
+    }
+
+    static func readJSON(_ folder: String, _ name: String, present: Set<String>) throws -> JSONValue? {
+        guard present.contains(name) else { return nil }
+        let file = folder + "/" + name
+        let mapped: MappedFile
+        do { mapped = try MappedFile(path: file) } catch { throw FileError(path: file, cause: error) }
+        do { return try JSONParser.parse(mapped.bytes) } catch {
+            throw CheckpointSourceError.invalidJSON(file: file, reason: "\(error)")
+        }
+    }
+
+    static func parseIndex(_ json: JSONValue, path: String) throws -> ShardIndex {
+        guard json.objectValue != nil else { throw CheckpointSourceError.invalidIndex(file: path, reason: "the index is not a JSON object") }
+        guard let map = json["weight_map"]?.objectValue else {
+            throw CheckpointSourceError.invalidIndex(file: path, reason: "\"weight_map\" is missing or not an object")
+        }
+        var entries: [(tensor: String, shard: String)] = []
+        for (tensor, value) in map {
+            guard let shard = value.stringValue else {
+                throw CheckpointSourceError.invalidIndex(file: path, reason: "weight_map entry \"\(tensor)\" is not a string")
+            }
+            guard isPlainFileName(shard) else { throw CheckpointSourceError.unsafeShardName(file: path, name: shard) }
+            entries.append((tensor, shard))
+        }
+        return ShardIndex(path: path, weightMap: entries, totalSize: json["metadata"]?["total_size"]?.unsignedValue)
+    }
+}

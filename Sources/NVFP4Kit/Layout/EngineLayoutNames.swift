@@ -1,0 +1,104 @@
+/// The on-disk layouts of NVFP4 checkpoints that engines load.
+///
+/// The packed e2m1 bytes and the e4m3 block scales are the same in every layout; the layouts
+/// differ in tensor names, in whether block scales are swizzled, and in how the fp32 per-tensor
+/// ("global") scale is stored. See `docs/check.md` and the reference notes on checkpoint formats.
+public enum CheckpointLayout: String, Sendable, CaseIterable {
+    /// torchao's flattened `NVFP4Tensor`: `<m>._weight_qdata`, swizzled `<m>._weight_scale`.
+    case torchao
+    /// compressed-tensors `nvfp4-pack-quantized` (llm-compressor): `<m>.weight_packed`, `<m>.weight_global_scale = 2688/amax`.
+    case compressedTensors = "compressed-tensors"
+    /// NVIDIA ModelOpt unified HF export: `<m>.weight` (U8), `<m>.weight_scale_2 = amax/2688`.
+    case modelopt
+    /// No NVFP4 tensors at all.
+    case unquantized
+}
+
+/// How one layout names and stores the tensors of a quantized Linear module `<m>`.
+///
+/// Each stored tensor is `<m>` + ``separator`` + a suffix. Shared by readers (``CheckpointReader``,
+/// `nvfp4 check`) and meant for writers too, so that names are spelled in one place.
+public struct EngineLayoutNames: Sendable, Equatable {
+    /// The layout these names belong to.
+    public var layout: CheckpointLayout
+    /// Packed e2m1 pairs, `U8 [N, K/2]`, even column in the low nibble.
+    public var packed: String
+    /// e4m3 block scales, one per 16 elements along K.
+    public var blockScales: String
+    /// The fp32 per-tensor weight scale.
+    public var globalScale: String
+    /// The fp32 per-tensor activation (input) scale of W4A4 checkpoints.
+    public var inputScale: String
+    /// Whether ``globalScale`` and ``inputScale`` store `2688/amax` (compressed-tensors) instead of
+    /// `amax/2688` (ModelOpt, torchao).
+    public var storesReciprocalScales: Bool
+    /// Whether the block scales are stored in cuBLAS's swizzled 128×4 tiles (torchao) rather than
+    /// row-major `[N, K/16]`.
+    public var swizzledBlockScales: Bool
+
+    /// The stored name of `suffix` for module `module` (`a.b` + `weight_packed` → `a.b.weight_packed`).
+    public func name(_ suffix: String, of module: String) -> String { module + "." + suffix }
+
+    /// All suffixes, packed first.
+    public var suffixes: [String] { [packed, blockScales, globalScale, inputScale] }
+
+    /// The module name of a tensor that ends in `.` + `suffix`, or `nil`.
+    public func module(of tensorName: String, suffix: String) -> String? {
+        let tail = "." + suffix
+        guard tensorName.hasSuffix(tail), tensorName.utf8.count > tail.utf8.count else { return nil }
+        return String(tensorName.dropLast(tail.count))
+    }
+
+    /// compressed-tensors `nvfp4-pack-quantized` (`compressors/nvfp4`, vLLM `compressed_tensors_w4a4_nvfp4.py`).
+    public static let compressedTensors = EngineLayoutNames(
+        layout: .compressedTensors, packed: "weight_packed", blockScales: "weight_scale",
+        globalScale: "weight_global_scale", inputScale: "input_global_scale",
+        storesReciprocalScales: true, swizzledBlockScales: false)
+
+    /// ModelOpt unified HF export (`unified_export_hf.py`, vLLM `modelopt.py`).
+    public static let modelopt = EngineLayoutNames(
+        layout: .modelopt, packed: "weight", blockScales: "weight_scale",
+        globalScale: "weight_scale_2", inputScale: "input_scale",
+        storesReciprocalScales: false, swizzledBlockScales: false)
+
+    /// torchao's `flatten_tensor_state_dict` names for the `weight` parameter of an `NVFP4Tensor`.
+    public static let torchao = EngineLayoutNames(
+        layout: .torchao, packed: "_weight_qdata", blockScales: "_weight_scale",
+        globalScale: "_weight_per_tensor_scale", inputScale: "_weight_act_per_tensor_scale",
+        storesReciprocalScales: false, swizzledBlockScales: true)
+
+    /// The names of `layout`, or `nil` for ``CheckpointLayout/unquantized``.
+    public static func of(_ layout: CheckpointLayout) -> EngineLayoutNames? {
+        switch layout {
+        case .torchao: return torchao
+        case .compressedTensors: return compressedTensors
+        case .modelopt: return modelopt
+        case .unquantized: return nil
+        }
+    }
+
+    /// `6 * 448`: e2m1's largest magnitude times e4m3's. A global scale is `amax / 2688`.
+    public static let amaxPerGlobalScale: Float = 2688
+
+    /// Config strings engines look for.
+    public enum ConfigStrings {
+        /// compressed-tensors `quant_method`.
+        public static let compressedTensorsMethod = "compressed-tensors"
+        /// compressed-tensors `format` that vLLM maps to NVFP4.
+        public static let compressedTensorsFormat = "nvfp4-pack-quantized"
+        /// compressed-tensors `strategy` of NVFP4 weights and inputs.
+        public static let tensorGroupStrategy = "tensor_group"
+        /// ModelOpt `quant_method` in config.json.
+        public static let modeloptMethod = "modelopt"
+        /// ModelOpt `quant_algo` for W4A4.
+        public static let modeloptW4A4 = "NVFP4"
+        /// ModelOpt `quant_algo` for weight-only NVFP4.
+        public static let modeloptW4A16 = "W4A16_NVFP4"
+        /// The file ModelOpt writes beside config.json, which TensorRT-LLM prefers.
+        public static let hfQuantConfigFile = "hf_quant_config.json"
+        /// transformers' `quant_method` for torchao.
+        public static let torchaoMethod = "torchao"
+        /// The NVFP4 block size.
+        public static let groupSize = 16
+    }
+}

@@ -1,0 +1,58 @@
+/// Sibling Linear modules that engines fuse into one GEMM, and which therefore must share one
+/// global (per-tensor) weight scale and one input scale.
+///
+/// vLLM loads q/k/v into `qkv_proj` and gate/up into `gate_up_proj` (and w1/w3 into `w13` for
+/// MoE experts); it then uses the max or the first member's global scale for the whole fused
+/// weight, so members quantized against different global scales decode wrongly. TensorRT-LLM
+/// asserts equality. The member lists follow llm-compressor's `FUSED_LAYER_NAMES` and ModelOpt's
+/// `preprocess_linear_fusion`.
+public struct FusedGroup: Sendable, Equatable {
+    /// The parent module (`model.layers.0.self_attn`).
+    public var parent: String
+    /// The leaf names of the pattern that matched, in pattern order (`q_proj`, `k_proj`, `v_proj`).
+    public var leaves: [String]
+    /// Full module names of the members present, in pattern order.
+    public var members: [String]
+
+    /// A readable name: `model.layers.0.self_attn.{q_proj,k_proj,v_proj}`.
+    public var displayName: String {
+        let present = members.map { $0.split(separator: ".").last.map(String.init) ?? $0 }
+        return (parent.isEmpty ? "" : parent + ".") + "{" + present.joined(separator: ",") + "}"
+    }
+}
+
+/// The fused-member patterns and the grouping of module names by them.
+public enum FusedGroups {
+    /// Leaf-name sets that are fused: attention q/k/v, MLP gate/up (dense, shared and routed experts),
+    /// Mixtral-style experts' w1/w3, and DeepSeek MLA's q_a/kv_a.
+    public static let patterns: [[String]] = [
+        ["q_proj", "k_proj", "v_proj"],
+        ["gate_proj", "up_proj"],
+        ["w1", "w3"],
+        ["q_a_proj", "kv_a_proj_with_mqa"],
+    ]
+
+    /// Groups `modules` (full module names) by parent and pattern. Only groups with at least two
+    /// members present are returned, in the order of their first member in `modules`.
+    public static func groups(in modules: [String]) -> [FusedGroup] {
+        var byKey: [String: (order: Int, parent: String, pattern: Int, members: Set<String>)] = [:]
+        for (order, module) in modules.enumerated() {
+            let (parent, leaf) = split(module)
+            guard let pattern = patterns.firstIndex(where: { $0.contains(leaf) }) else { continue }
+            let key = "\(pattern)|\(parent)"
+            if byKey[key] == nil { byKey[key] = (order, parent, pattern, []) }
+            byKey[key]!.members.insert(module)
+        }
+        return byKey.values.filter { $0.members.count >= 2 }.sorted { $0.order < $1.order }.map { entry in
+            let leaves = patterns[entry.pattern]
+            let prefix = entry.parent.isEmpty ? "" : entry.parent + "."
+            return FusedGroup(parent: entry.parent, leaves: leaves, members: leaves.map { prefix + $0 }.filter(entry.members.contains))
+        }
+    }
+
+    /// `a.b.q_proj` → (`a.b`, `q_proj`).
+    static func split(_ module: String) -> (parent: String, leaf: String) {
+        guard let dot = module.lastIndex(of: ".") else { return ("", module) }
+        return (String(module[..<dot]), String(module[module.index(after: dot)...]))
+    }
+}
