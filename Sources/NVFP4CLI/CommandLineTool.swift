@@ -17,6 +17,7 @@ public enum CommandLineTool {
         (InspectCommand.spec, InspectCommand.run),
         (VerifyCommand.spec, VerifyCommand.run),
         (DequantizeCommand.spec, DequantizeCommand.run),
+        (MergeCommand.spec, MergeCommand.run),
         ]
     }
 

@@ -5,9 +5,12 @@ enum QuantizeCommand {
     static let spec = CommandSpec(
         name: "quantize",
         overview: "Quantize the linear-layer weights of a safetensors checkpoint to NVFP4.",
-        usage: "nvfp4 quantize <input> [-o <output>] [--manifest <path>] [--no-global-scale] [--numerics cuda|cpu] [--include <glob> ...] [--exclude <glob> ...] [--threads <n>] [--weight-only] [--force] [--json] [--quiet]",
-        arguments: [("<input>", "A .safetensors file, or '-' for stdin.")],
+        usage: "nvfp4 quantize <input> [-o <output>] [--format torchao|compressed-tensors|modelopt] [--manifest <path>] [--no-global-scale] [--numerics cuda|cpu] [--include <glob> ...] [--exclude <glob> ...] [--threads <n>] [--weight-only] [--calibration <amax.json>] [--shard <i>/<n>] [--force] [--json] [--quiet]",
+        arguments: [("<input>", "A .safetensors file, '-' for stdin, or a Hugging Face model folder (then -o names the output folder).")],
         options: [
+            OptionSpec(names: ["--format"], valueName: "<torchao|compressed-tensors|modelopt>", help: "Checkpoint layout: torchao (default), compressed-tensors (llm-compressor nvfp4-pack-quantized) or modelopt."),
+            OptionSpec(names: ["--calibration"], valueName: "<amax.json>", help: "Module name -> calibrated max |input| (JSON object): writes static input scales (W4A4). Without it, compressed-tensors and modelopt are weight-only."),
+            OptionSpec(names: ["--shard"], valueName: "<i>/<n>", help: "Model folders: write only worker i's share of the output shards (0 <= i < n); then run 'nvfp4 merge <output>'."),
             OptionSpec(names: ["--output", "-o"], valueName: "<output>", help: "Output file, or '-' for stdout. (default: <input stem>.nvfp4.safetensors beside the input)"),
             OptionSpec(names: ["--manifest"], valueName: "<path>", help: "Where to write the manifest. (default: <output stem>.manifest.json; none with -o -)"),
             OptionSpec(names: ["--no-global-scale"], valueName: nil, help: "Single-level scaling: e4m3 block scales only (torchao use_dynamic_per_tensor_scale=False)."),
@@ -29,11 +32,17 @@ enum QuantizeCommand {
 
     static func run(_ parsed: ParsedArguments, _ invocation: [String]) throws -> Int32 {
         let input = try positionals(parsed, ["input"], command: spec.name)[0]
+        if input != "-" && isFolder(input) { return try QuantizeFolderCommand.run(parsed, invocation, input: input) }
+        for option in ["--calibration", "--shard"] where parsed.value(option) != nil {
+            throw UsageError(message: "\(option) needs a model folder as input")
+        }
         var options = QuantizeOptions()
+        options.format = try QuantizeFolderCommand.format(parsed)
         options.mode = parsed.flag("--no-global-scale") ? .singleLevel : .twoLevel
         options.numerics = try choice(parsed.value("--numerics"), option: "--numerics", ["cuda": .cuda, "cpu": .cpu], default: .cuda)
         options.selection = TensorSelection(include: parsed.all("--include"), exclude: parsed.all("--exclude"))
         options.dynamicActivations = !parsed.flag("--weight-only")
+        try QuantizeFolderCommand.checkFormatOptions(parsed, options: options)
         if let text = parsed.value("--threads") {
             guard let n = Int(text), n >= 1, n <= 1024 else {
                 throw UsageError(message: "invalid value '\(text)' for --threads; expected a whole number from 1 to 1024")

@@ -1,0 +1,149 @@
+/// Everything decided about a model folder before any weight is written: the shards and their
+/// headers, each tensor's decision, the fused groups and their shared amax, and the calibrated
+/// activation amax. Deterministic for a given input and options, so every worker of a
+/// `--shard I/N` run derives the same plan.
+public struct FolderPlan: Sendable {
+    /// One input shard.
+    public struct Shard: Sendable {
+        /// The file name inside the model folder (also the output file name).
+        public var name: String
+        public var header: SafetensorsHeader
+    }
+
+    /// A fused group and the amax its members share.
+    public struct Group: Sendable {
+        public var group: FusedGroup
+        /// Whether the members are quantized (all) or kept (all).
+        public var quantized: Bool
+        /// Each member's own amax, in member order (quantized groups only).
+        public var memberAmax: [Float]
+        /// The max over the members (quantized groups only).
+        public var sharedAmax: Float?
+    }
+
+    public var folder: ModelFolder
+    public var shards: [Shard]
+    public var fusion: FusedGroups
+    public var groups: [Group]
+    /// Options with the scale plan filled in.
+    public var options: QuantizeOptions
+    /// Module names kept and quantized (2-D `.weight` tensors only).
+    public var keptModules: [String]
+    public var quantizedModules: [String]
+
+    /// Reads the shards' headers, decides every tensor and runs the amax pre-pass over fused groups.
+    ///
+    /// - Parameters:
+    ///   - folder: The input folder.
+    ///   - options: Selection, format, numerics, threads.
+    ///   - calibration: Module name → calibrated max |input|, or `nil` for weight-only.
+    /// - Throws: ``ModelFolderError`` for an inconsistent folder, ``FileError`` for bad shards or
+    ///   weights, ``CalibrationError`` (wrapped in ``FileError``) for missing calibration entries.
+    public init(folder: ModelFolder, options: QuantizeOptions, calibration: [String: Float]?) throws {
+        self.folder = folder
+        var shards: [Shard] = []
+        var owner: [String: String] = [:]
+        for name in folder.shards {
+            let reader = try SafetensorsReader(path: "\(folder.path)/\(name)", hashing: false)
+            for tensor in reader.header.tensors {
+                if let other = owner[tensor.name] {
+                    throw ModelFolderError(path: "\(folder.path)/\(name)", reason: "tensor \"\(tensor.name)\" is also in \(other)")
+                }
+                owner[tensor.name] = name
+                if folder.indexName != nil, folder.weightMap[tensor.name] != name {
+                    let listed = folder.weightMap[tensor.name].map { "maps it to \($0)" } ?? "does not list it"
+                    throw ModelFolderError(path: "\(folder.path)/\(name)", reason: "holds tensor \"\(tensor.name)\" but the index \(listed)")
+                }
+            }
+            shards.append(Shard(name: name, header: reader.header))
+        }
+        for (tensor, file) in folder.weightMap where owner[tensor] == nil {
+            throw ModelFolderError(path: "\(folder.path)/\(ModelFolder.indexFileName)", reason: "lists tensor \"\(tensor)\" in \(file), which does not hold it")
+        }
+        self.shards = shards
+
+        // Decisions, then whole-group consistency.
+        let all = shards.flatMap(\.header.tensors)
+        var decisions: [String: TensorDecision] = [:]
+        for tensor in all { decisions[tensor.name] = options.selection.decide(tensor) }
+        fusion = FusedGroups(config: folder.config)
+        let found = fusion.groups(in: all.map(\.name))
+        var options = options
+        var groups: [Group] = []
+        for group in found {
+            let quantized = group.weights.allSatisfy { decisions[$0] == .quantize }
+            if !quantized {
+                for member in group.weights where decisions[member] == .quantize {
+                    decisions[member] = .keep(.fusedPartnerKept)
+                    options.scalePlan.forcedDecisions[member] = .keep(.fusedPartnerKept)
+                }
+            }
+            groups.append(Group(group: group, quantized: quantized, memberAmax: [], sharedAmax: nil))
+        }
+
+        // The amax pre-pass: only fused members are read, shard by shard.
+        var memberAmax: [String: Float] = [:]
+        let members = Set(groups.filter(\.quantized).flatMap(\.group.weights))
+        // (The pre-pass also runs for torchao, so that the manifest reports every group's amax.)
+        for shard in shards where shard.header.tensors.contains(where: { members.contains($0.name) }) {
+            let reader = try SafetensorsReader(path: "\(folder.path)/\(shard.name)", hashing: false)
+            for tensor in shard.header.tensors where members.contains(tensor.name) {
+                memberAmax[tensor.name] = try reader.withBytes(of: tensor) { bytes in
+                    let matrix = DenseMatrix(bytes: bytes, dtype: tensor.dtype, rows: tensor.shape[0], columns: tensor.shape[1])
+                    return try QuantizeJob.makeCodec(for: matrix, tensor: tensor, options: options, path: reader.displayPath).scale.amax
+                }
+                reader.release(tensor)
+            }
+        }
+        for i in groups.indices where groups[i].quantized {
+            let amaxes = groups[i].group.weights.map { memberAmax[$0]! }
+            let shared = amaxes.max()!
+            groups[i].memberAmax = amaxes
+            groups[i].sharedAmax = shared
+            // torchao has no fused layers: its weights keep their own per-tensor scales.
+            if options.format != .torchao {
+                for member in groups[i].group.weights { options.scalePlan.sharedAmax[member] = shared }
+            }
+        }
+        self.groups = groups
+
+        // Calibration: every quantized module needs an entry; a group shares the max.
+        var kept: [String] = []
+        var quantized: [String] = []
+        for tensor in all where tensor.name.hasSuffix(".weight") && tensor.shape.count >= 2 {
+            if decisions[tensor.name] == .quantize { quantized.append(moduleName(tensor.name)) } else { kept.append(moduleName(tensor.name)) }
+        }
+        if let calibration {
+            for module in quantized {
+                guard let amax = calibration[module] else {
+                    throw FileError(path: "calibration", cause: CalibrationError.missing(module: module))
+                }
+                guard amax.isFinite, amax > 0 else {
+                    throw FileError(path: "calibration", cause: CalibrationError.invalidAmax(module: module, amax: amax))
+                }
+                options.scalePlan.inputAmax[module + ".weight"] = amax
+            }
+            for group in groups where group.quantized {
+                let shared = group.group.weights.compactMap { options.scalePlan.inputAmax[$0] }.max()!
+                for member in group.group.weights { options.scalePlan.inputAmax[member] = shared }
+            }
+        }
+        self.options = options
+        keptModules = kept
+        quantizedModules = quantized
+    }
+
+    /// The names the ignore list must never be a substring of: quantized modules and the fused
+    /// modules the engines build from them.
+    public var quantizedNamesForMatching: [String] {
+        quantizedModules + groups.filter(\.quantized).compactMap(\.group.fusedModule)
+    }
+
+    /// The `quantization_config` for this plan.
+    public var quantizationConfig: QuantizationConfig {
+        QuantizationConfig(
+            format: options.format, calibrated: !options.scalePlan.inputAmax.isEmpty,
+            dynamicActivations: options.dynamicActivations,
+            ignore: IgnoreList.entries(kept: keptModules, quantized: quantizedNamesForMatching, format: options.format))
+    }
+}
