@@ -68,7 +68,7 @@ enum QuantizeFolderCommand {
         }
         let calibration = try parsed.value("--calibration").map(CalibrationFile.read)
         let folder = try ModelFolder(path: input)
-        let plan = try FolderPlan(folder: folder, options: options, calibration: calibration)
+        let plan = try FolderPlan(folder: folder, options: options, calibration: calibration, calibrationPath: parsed.value("--calibration") ?? "calibration")
         let progress: (String) -> Void = { name in if !quiet && Terminal.stderrIsTerminal { Terminal.err("\r\u{1B}[Kquantize \(name)") } }
         if let share {
             try FolderQuantizeJob.runWorker(plan: plan, share: share, output: output, progress: progress)

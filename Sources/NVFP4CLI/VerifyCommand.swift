@@ -8,7 +8,7 @@ enum VerifyCommand {
         name: "verify",
         overview: "Compare an NVFP4 checkpoint with its original.",
         usage: "nvfp4 verify <original> <quantized> [--tolerance <t>] [--json] [--quiet]",
-        arguments: [("<original>", "The source .safetensors file ('-' for stdin)."), ("<quantized>", "The NVFP4 .safetensors file ('-' for stdin).")],
+        arguments: [("<original>", "The source .safetensors file ('-' for stdin), or model folder."), ("<quantized>", "The NVFP4 .safetensors file ('-' for stdin), or the folder 'nvfp4 quantize' wrote (any --format).")],
         options: [
             OptionSpec(names: ["--tolerance"], valueName: "<t>", help: "Largest relative RMS error allowed per tensor. (default: 0.15)"),
             OptionSpec(names: ["--json"], valueName: nil, help: "Print the report as JSON."),
@@ -30,9 +30,17 @@ enum VerifyCommand {
             }
             tolerance = t
         }
-        let original = try SafetensorsReader.randomAccess(path: paths[0])
-        let quantized = try SafetensorsReader.randomAccess(path: paths[1])
-        let report = try VerifyJob.run(original: original, quantized: quantized, tolerance: tolerance)
+        let report: VerifyReport
+        let displayPaths: (original: String, quantized: String)
+        if isFolder(paths[0]) && isFolder(paths[1]) {
+            report = try FolderVerifyJob.run(original: ModelFolder(path: paths[0]), quantized: ModelFolder(path: paths[1]), tolerance: tolerance)
+            displayPaths = (paths[0], paths[1])
+        } else {
+            let original = try SafetensorsReader.randomAccess(path: paths[0])
+            let quantized = try SafetensorsReader.randomAccess(path: paths[1])
+            report = try VerifyJob.run(original: original, quantized: quantized, tolerance: tolerance)
+            displayPaths = (original.displayPath, quantized.displayPath)
+        }
         let status = report.passed ? ExitStatus.success : report.comparable ? ExitStatus.checkFailed : ExitStatus.usageOrInputError
         if parsed.flag("--json") {
             Terminal.out(json(report).serialized(.pretty))
@@ -40,7 +48,7 @@ enum VerifyCommand {
             Terminal.out(text(report, quiet: parsed.flag("--quiet")))
         }
         if !report.comparable {
-            Terminal.err("error: \(quantized.displayPath) does not match \(original.displayPath): \(report.mismatches[0])" + (report.mismatches.count > 1 ? " (and \(report.mismatches.count - 1) more)" : "") + "\n")
+            Terminal.err("error: \(displayPaths.quantized) does not match \(displayPaths.original): \(report.mismatches[0])" + (report.mismatches.count > 1 ? " (and \(report.mismatches.count - 1) more)" : "") + "\n")
         }
         return status
     }

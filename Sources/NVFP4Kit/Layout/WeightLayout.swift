@@ -24,7 +24,7 @@ public enum CheckpointFormat: String, Sendable, CaseIterable {
 }
 
 /// What one stored tensor of a quantized weight holds.
-public enum LayoutPart: Sendable, Equatable {
+public enum LayoutPart: Sendable, Hashable {
     /// Packed e2m1 pairs, `U8 [N, K/2]`, even column in the low nibble.
     case packed
     /// The e4m3 block scales in the layout's ``WeightLayout/scaleLayout``.

@@ -37,9 +37,10 @@ public struct FolderPlan: Sendable {
     ///   - folder: The input folder.
     ///   - options: Selection, format, numerics, threads.
     ///   - calibration: Module name → calibrated max |input|, or `nil` for weight-only.
+    ///   - calibrationPath: Where the calibration came from, for error messages.
     /// - Throws: ``ModelFolderError`` for an inconsistent folder, ``FileError`` for bad shards or
     ///   weights, ``CalibrationError`` (wrapped in ``FileError``) for missing calibration entries.
-    public init(folder: ModelFolder, options: QuantizeOptions, calibration: [String: Float]?) throws {
+    public init(folder: ModelFolder, options: QuantizeOptions, calibration: [String: Float]?, calibrationPath: String = "calibration") throws {
         self.folder = folder
         var shards: [Shard] = []
         var owner: [String: String] = [:]
@@ -116,10 +117,10 @@ public struct FolderPlan: Sendable {
         if let calibration {
             for module in quantized {
                 guard let amax = calibration[module] else {
-                    throw FileError(path: "calibration", cause: CalibrationError.missing(module: module))
+                    throw FileError(path: calibrationPath, cause: CalibrationError.missing(module: module))
                 }
                 guard amax.isFinite, amax > 0 else {
-                    throw FileError(path: "calibration", cause: CalibrationError.invalidAmax(module: module, amax: amax))
+                    throw FileError(path: calibrationPath, cause: CalibrationError.invalidAmax(module: module, amax: amax))
                 }
                 options.scalePlan.inputAmax[module + ".weight"] = amax
             }
