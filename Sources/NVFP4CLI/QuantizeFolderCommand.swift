@@ -68,7 +68,10 @@ enum QuantizeFolderCommand {
         }
         let calibration = try parsed.value("--calibration").map(CalibrationFile.read)
         let folder = try ModelFolder(path: input)
-        let plan = try FolderPlan(folder: folder, options: options, calibration: calibration, calibrationPath: parsed.value("--calibration") ?? "calibration")
+        let maxShardSize = try parsed.value("--max-shard-size").map(parseSize)
+        let plan = try FolderPlan(
+            folder: folder, options: options, calibration: calibration, calibrationPath: parsed.value("--calibration") ?? "calibration",
+            maxShardSize: maxShardSize)
         let progress: (String) -> Void = { name in if !quiet && Terminal.stderrIsTerminal { Terminal.err("\r\u{1B}[Kquantize \(name)") } }
         if let share {
             try FolderQuantizeJob.runWorker(plan: plan, share: share, output: output, progress: progress)
@@ -88,6 +91,27 @@ enum QuantizeFolderCommand {
         return "quantized \(plan.quantizedModules.count) modules, kept \(plan.keptModules.count) (\(plan.options.format.rawValue)); "
             + "\(shared) fused groups share a global scale; \(plan.shards.count) shard(s) in \(output)\n"
     }
+}
+
+/// `5GB` (10^9), `500MiB` (2^20), `1000` bytes; as `save_pretrained(max_shard_size=)` spells them.
+func parseSize(_ text: String) throws(UsageError) -> Int {
+    let units: [(String, Int)] = [
+        ("KIB", 1 << 10), ("MIB", 1 << 20), ("GIB", 1 << 30), ("TIB", 1 << 40),
+        ("KB", 1_000), ("MB", 1_000_000), ("GB", 1_000_000_000), ("TB", 1_000_000_000_000), ("B", 1),
+    ]
+    let upper = text.uppercased()
+    var number = Substring(upper)
+    var factor = 1
+    if let (suffix, f) = units.first(where: { upper.hasSuffix($0.0) }) {
+        number = upper.dropLast(suffix.count)
+        factor = f
+    }
+    guard let value = Double(number), value.isFinite, value >= 1, value * Double(factor) < 9e18,
+        number.allSatisfy({ $0.isNumber || $0 == "." })
+    else {
+        throw UsageError(message: "invalid value '\(text)' for --max-shard-size; expected a size such as 5GB, 500MiB or 1000000")
+    }
+    return Int(value * Double(factor))
 }
 
 /// `nvfp4 merge OUT_DIR`.

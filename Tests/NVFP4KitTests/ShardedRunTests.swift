@@ -1,3 +1,4 @@
+import Foundation
 import Glibc
 import NVFP4Kit
 import Testing
@@ -30,6 +31,40 @@ struct ShardedRunTests {
         a.removeAll { $0.key == "invocation" }
         b.removeAll { $0.key == "invocation" }
         #expect(JSONValue.object(a) == JSONValue.object(b))
+    }
+
+    @Test("--max-shard-size splits shards; verify and workers + merge still agree")
+    func maxShardSize() throws {
+        let scratch = ScratchFolder()
+        defer { scratch.remove() }
+        var options = QuantizeOptions()
+        options.format = .modelopt
+        let limit = 3000
+        let plan = try FolderPlan(folder: try ModelFolder(path: ModelFixtures.qwenMoE), options: options, calibration: nil, maxShardSize: limit)
+        #expect(plan.outputShards.count > 3)
+        let single = scratch.file("single")
+        try FolderQuantizeJob.run(plan: plan, output: single, replace: false, invocation: [])
+        let names = try listFolder(single).filter { $0.hasSuffix(".safetensors") }
+        #expect(names == (1...names.count).map { "model-\(String(format: "%05d", $0))-of-\(String(format: "%05d", names.count)).safetensors" })
+        for name in names {
+            let header = try SafetensorsReader(path: "\(single)/\(name)").header
+            // A shard goes over the limit only when it holds one input tensor's outputs.
+            let inputs = Set(header.tensors.map { t in
+                ["weight_scale_2", "weight_scale", "weight", "input_scale"].reduce(t.name) { n, s in n.hasSuffix(".\(s)") ? String(n.dropLast(s.count + 1)) : n }
+            })
+            #expect(header.dataByteCount <= UInt64(limit) || inputs.count == 1, "\(name): \(header.dataByteCount) bytes")
+        }
+        let report = try FolderVerifyJob.run(original: try ModelFolder(path: ModelFixtures.qwenMoE), quantized: try ModelFolder(path: single), tolerance: 0.15)
+        #expect(report.passed, "\(report.mismatches)")
+        let merged = scratch.file("merged")
+        for index in 0..<3 {
+            let p = try FolderPlan(folder: try ModelFolder(path: ModelFixtures.qwenMoE), options: options, calibration: nil, maxShardSize: limit)
+            try FolderQuantizeJob.runWorker(plan: p, share: WorkerShare(index: index, count: 3), output: merged)
+        }
+        try FolderQuantizeJob.merge(output: merged, invocation: [])
+        for name in try listFolder(single) where name != FolderQuantizeJob.manifestFileName {
+            #expect(try ModelFixtures.read("\(merged)/\(name)") == ModelFixtures.read("\(single)/\(name)"), "\(name)")
+        }
     }
 
     @Test("merge refuses missing workers and parts from different runs")

@@ -12,8 +12,17 @@ public struct QuantizeOptions: Sendable {
     /// Per-tensor scale inputs decided outside the file: shared amax of fused groups and
     /// calibrated activation amax (see ``ScalePlan``).
     public var scalePlan = ScalePlan()
+    /// Write only these input tensors (in file order); `nil` writes all. Used to split a model
+    /// folder's shard into several output shards.
+    public var onlyTensors: Set<String>?
 
     public init() {}
+
+    /// The tensors of `header` these options write, in file order.
+    func selectedTensors(of header: SafetensorsHeader) -> [TensorInfo] {
+        guard let onlyTensors else { return header.tensors }
+        return header.tensors.filter { onlyTensors.contains($0.name) }
+    }
 
     /// The layout these options write.
     public var layout: any WeightLayout { format.layout(mode: mode, dynamicActivations: dynamicActivations) }
@@ -71,7 +80,7 @@ public enum QuantizeJob {
         var decisions: [TensorDecision] = []
         var planned: [PlannedTensor] = []
         var described: [(tensor: TensorInfo, quantized: Bool, calibrated: Bool)] = []
-        for tensor in header.tensors {
+        for tensor in options.selectedTensors(of: header) {
             let decision = options.scalePlan.decision(for: tensor) ?? options.selection.decide(tensor)
             decisions.append(decision)
             if decision == .quantize {
@@ -118,7 +127,7 @@ public enum QuantizeJob {
         try sink.write(layout.headerBytes)
         var reports: [TensorReport] = []
         var done: UInt64 = 0
-        for (tensor, decision) in zip(header.tensors, decisions) {
+        for (tensor, decision) in zip(options.selectedTensors(of: header), decisions) {
             var report = TensorReport(
                 name: tensor.name, dtype: tensor.dtype, shape: tensor.shape, decision: decision, outputs: [tensor.name])
             if decision == .quantize {

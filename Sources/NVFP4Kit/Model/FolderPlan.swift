@@ -21,8 +21,20 @@ public struct FolderPlan: Sendable {
         public var sharedAmax: Float?
     }
 
+    /// One output shard: the input shard it comes from and which of its tensors it holds.
+    public struct OutputShard: Sendable {
+        /// The output file name.
+        public var name: String
+        /// The input shard's file name.
+        public var input: String
+        /// The input tensors written into it; `nil` for all of the input shard's.
+        public var tensors: Set<String>?
+    }
+
     public var folder: ModelFolder
     public var shards: [Shard]
+    /// The output shards, in order: one per input shard unless `maxShardSize` split them.
+    public var outputShards: [OutputShard]
     public var fusion: FusedGroups
     public var groups: [Group]
     /// Options with the scale plan filled in.
@@ -40,7 +52,13 @@ public struct FolderPlan: Sendable {
     ///   - calibrationPath: Where the calibration came from, for error messages.
     /// - Throws: ``ModelFolderError`` for an inconsistent folder, ``FileError`` for bad shards or
     ///   weights, ``CalibrationError`` (wrapped in ``FileError``) for missing calibration entries.
-    public init(folder: ModelFolder, options: QuantizeOptions, calibration: [String: Float]?, calibrationPath: String = "calibration") throws {
+    ///   - maxShardSize: Split output shards so that each holds at most this many bytes of tensor
+    ///     data (a single larger tensor gets a shard of its own); `nil` keeps the input's sharding.
+    ///     Input shards are split, never merged.
+    public init(
+        folder: ModelFolder, options: QuantizeOptions, calibration: [String: Float]?, calibrationPath: String = "calibration",
+        maxShardSize: Int? = nil
+    ) throws {
         self.folder = folder
         var shards: [Shard] = []
         var owner: [String: String] = [:]
@@ -130,8 +148,41 @@ public struct FolderPlan: Sendable {
             }
         }
         self.options = options
+        outputShards = FolderPlan.split(shards, options: options, maxShardSize: maxShardSize)
         keptModules = kept
         quantizedModules = quantized
+    }
+
+    /// Cuts each input shard into output shards of at most `maxShardSize` data bytes, in file order.
+    static func split(_ shards: [Shard], options: QuantizeOptions, maxShardSize: Int?) -> [OutputShard] {
+        guard let maxShardSize else { return shards.map { OutputShard(name: $0.name, input: $0.name, tensors: nil) } }
+        let layout = options.layout
+        var pieces: [(input: String, tensors: [String])] = []
+        for shard in shards {
+            var current: [String] = []
+            var bytes = 0
+            for tensor in shard.header.tensors {
+                let decision = options.scalePlan.decision(for: tensor) ?? options.selection.decide(tensor)
+                let size = decision == .quantize
+                    ? layout.storedParts(ofWeight: tensor.name, rows: tensor.shape[0], columns: tensor.shape[1],
+                                         calibrated: options.scalePlan.inputAmax[tensor.name] != nil).reduce(0) { $0 + $1.tensor.byteCount }
+                    : tensor.byteCount
+                if !current.isEmpty && bytes + size > maxShardSize {
+                    pieces.append((shard.name, current))
+                    current = []
+                    bytes = 0
+                }
+                current.append(tensor.name)
+                bytes += size
+            }
+            pieces.append((shard.name, current))
+        }
+        if pieces.count == 1 { return [OutputShard(name: ModelFolder.singleFileName, input: pieces[0].input, tensors: nil)] }
+        let digits = max(5, String(pieces.count).count)
+        func padded(_ n: Int) -> String { String(repeating: "0", count: max(0, digits - String(n).count)) + String(n) }
+        return pieces.enumerated().map { i, piece in
+            OutputShard(name: "model-\(padded(i + 1))-of-\(padded(pieces.count)).safetensors", input: piece.input, tensors: Set(piece.tensors))
+        }
     }
 
     /// The names the ignore list must never be a substring of: quantized modules and the fused

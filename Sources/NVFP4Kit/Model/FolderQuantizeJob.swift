@@ -81,7 +81,7 @@ public enum FolderQuantizeJob {
         let folder = try TemporaryFolder(destination: output, replace: replace)
         do {
             var records: [ShardRecord] = []
-            for shard in plan.shards {
+            for shard in plan.outputShards {
                 progress?(shard.name)
                 records.append(try writeShard(shard, plan: plan, into: folder.file(shard.name)))
             }
@@ -100,7 +100,7 @@ public enum FolderQuantizeJob {
         if mkdir(output, 0o777) != 0 && errno != EEXIST { throw SystemError(call: "mkdir", path: output) }
         guard isDirectory(output) else { throw SystemError(call: "mkdir", path: output, code: ENOTDIR) }
         var records: [JSONValue] = []
-        for (position, shard) in plan.shards.enumerated() where share.owns(shardAt: position) {
+        for (position, shard) in plan.outputShards.enumerated() where share.owns(shardAt: position) {
             progress?(shard.name)
             records.append(try writeShard(shard, plan: plan, into: "\(output)/\(shard.name)").json)
         }
@@ -114,13 +114,15 @@ public enum FolderQuantizeJob {
         try sink.publish()
     }
 
-    /// Quantizes one shard with ``QuantizeJob`` into an atomic file.
-    static func writeShard(_ shard: FolderPlan.Shard, plan: FolderPlan, into path: String) throws -> ShardRecord {
-        let reader = try SafetensorsReader(path: "\(plan.folder.path)/\(shard.name)")
+    /// Quantizes one output shard with ``QuantizeJob`` into an atomic file.
+    static func writeShard(_ shard: FolderPlan.OutputShard, plan: FolderPlan, into path: String) throws -> ShardRecord {
+        let reader = try SafetensorsReader(path: "\(plan.folder.path)/\(shard.input)")
+        var options = plan.options
+        options.onlyTensors = shard.tensors
         let sink = try AtomicFileSink(path: path, replace: true)
-        let result = try QuantizeJob.run(reader: reader, sink: sink, options: plan.options)
+        let result = try QuantizeJob.run(reader: reader, sink: sink, options: options)
         try sink.publish()
-        let layout = QuantizeJob.plan(header: shard.header, options: plan.options).layout
+        let layout = QuantizeJob.plan(header: reader.header, options: options).layout
         return ShardRecord(
             name: shard.name, input: result.input, output: result.output, dataBytes: layout.dataByteCount,
             tensorNames: layout.tensors.map(\.name), reports: result.tensors)
@@ -138,7 +140,7 @@ public enum FolderQuantizeJob {
         }
         let folder = summary.folder
         var files: [(name: String, text: String)] = []
-        if folder.indexName != nil {
+        if folder.indexName != nil || parsed.count > 1 {
             var map: [(String, String)] = []
             for p in parsed { for t in p.tensorNames { map.append((t, p.name)) } }
             map.sort { $0.0 < $1.0 }
@@ -209,6 +211,8 @@ public struct FolderSummary: Sendable {
     public var options: JSONValue
     /// The manifest's `fusion` entry.
     public var fusion: JSONValue
+    /// The output shard names, in order.
+    public var outputShards: [String]
 
     /// As stored in a worker's part file.
     public var json: JSONValue {
@@ -220,6 +224,7 @@ public struct FolderSummary: Sendable {
             ("ignore", .array(quantization.ignore.map { .string($0) })),
             ("options", options),
             ("fusion", fusion),
+            ("output_shards", .array(outputShards.map { .string($0) })),
         ])
     }
 
@@ -230,19 +235,22 @@ public struct FolderSummary: Sendable {
             let calibrated = json["calibrated"]?.boolValue,
             let dynamic = json["dynamic_activations"]?.boolValue,
             let ignore = json["ignore"]?.arrayValue?.compactMap(\.stringValue),
-            let options = json["options"], let fusion = json["fusion"]
+            let options = json["options"], let fusion = json["fusion"],
+            let outputShards = json["output_shards"]?.arrayValue?.compactMap(\.stringValue)
         else { throw ModelFolderError(path: path, reason: "not an nvfp4 worker part file (summary missing or malformed)") }
         folder = try ModelFolder(path: input)
         quantization = QuantizationConfig(format: format, calibrated: calibrated, dynamicActivations: dynamic, ignore: ignore)
         self.options = options
         self.fusion = fusion
+        self.outputShards = outputShards
     }
 
-    public init(folder: ModelFolder, quantization: QuantizationConfig, options: JSONValue, fusion: JSONValue) {
+    public init(folder: ModelFolder, quantization: QuantizationConfig, options: JSONValue, fusion: JSONValue, outputShards: [String]) {
         self.folder = folder
         self.quantization = quantization
         self.options = options
         self.fusion = fusion
+        self.outputShards = outputShards
     }
 }
 
@@ -251,7 +259,8 @@ extension FolderPlan {
     public var summary: FolderSummary {
         FolderSummary(
             folder: folder, quantization: quantizationConfig, options: Manifest.optionsEntry(options, folder: true),
-            fusion: .object([("rules_from", .string(fusion.source)), ("groups", .array(groups.map(FolderQuantizeJob.groupEntry)))]))
+            fusion: .object([("rules_from", .string(fusion.source)), ("groups", .array(groups.map(FolderQuantizeJob.groupEntry)))]),
+            outputShards: outputShards.map(\.name))
     }
 }
 
@@ -313,7 +322,7 @@ extension FolderQuantizeJob {
             }
         }
         var records: [JSONValue] = []
-        for name in summary.folder.shards {
+        for name in summary.outputShards {
             guard let record = byName[name] else {
                 throw ModelFolderError(path: output, reason: "no worker wrote shard \(name)")
             }
