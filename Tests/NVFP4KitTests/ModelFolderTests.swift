@@ -243,6 +243,15 @@ struct ModelFolderTests {
         #expect(try listFolder(scratch.path) == ["in"])
     }
 
+    @Test("an already quantized folder is refused (its config would be overwritten)")
+    func alreadyQuantized() throws {
+        let scratch = ScratchFolder()
+        defer { scratch.remove() }
+        let once = try ModelFixtures.quantize(ModelFixtures.llama, format: .compressedTensors, into: scratch).output
+        #expect(throws: ModelFolderError.self) { _ = try ModelFixtures.quantize(once, format: .modelopt, into: scratch, name: "twice") }
+        #expect(!fileExistsAt(scratch.file("twice")))
+    }
+
     @Test("an ignore entry is never a substring of a quantized module (vLLM matches ModelOpt excludes by substring)")
     func ignoreSubstrings() {
         let quantized = ["model.layers.0.mlp.gate_proj", "model.layers.0.mlp.up_proj", "model.layers.0.mlp.gate_up_proj"]

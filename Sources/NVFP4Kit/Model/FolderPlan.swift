@@ -60,6 +60,9 @@ public struct FolderPlan: Sendable {
         maxShardSize: Int? = nil
     ) throws {
         self.folder = folder
+        if let method = folder.config?["quantization_config"]?["quant_method"]?.stringValue, FolderPlan.quantizedMethods.contains(method.lowercased()) {
+            throw ModelFolderError(path: "\(folder.path)/config.json", reason: "the model is already quantized (quant_method \"\(method)\"); start from the bf16/fp16/fp32 checkpoint")
+        }
         var shards: [Shard] = []
         var owner: [String: String] = [:]
         for name in folder.shards {
@@ -152,6 +155,12 @@ public struct FolderPlan: Sendable {
         keptModules = kept
         quantizedModules = quantized
     }
+
+    /// `quant_method`s whose checkpoints hold quantized weights. (`gguf` is not among them: a folder
+    /// converted from GGUF keeps that block, but its safetensors hold dense weights.)
+    static let quantizedMethods: Set<String> = [
+        "compressed-tensors", "modelopt", "modelopt_fp4", "torchao", "fp8", "gptq", "awq", "bitsandbytes", "mxfp4", "quark", "fbgemm_fp8",
+    ]
 
     /// Cuts each input shard into output shards of at most `maxShardSize` data bytes, in file order.
     static func split(_ shards: [Shard], options: QuantizeOptions, maxShardSize: Int?) -> [OutputShard] {
