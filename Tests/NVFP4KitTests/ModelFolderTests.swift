@@ -243,6 +243,23 @@ struct ModelFolderTests {
         #expect(try listFolder(scratch.path) == ["in"])
     }
 
+    @Test("torchao folders describe the whole model in every shard (transformers merges shard metadata)")
+    func torchaoShardMetadata() throws {
+        let scratch = ScratchFolder()
+        defer { scratch.remove() }
+        let output = try ModelFixtures.quantize(ModelFixtures.qwenMoE, format: .torchao, into: scratch).output
+        let inputNames = try ModelFixtures.tensors(in: ModelFixtures.qwenMoE).keys.sorted()
+        var first: [(key: String, value: String)]?
+        for shard in try listFolder(output) where shard.hasSuffix(".safetensors") {
+            let metadata = try SafetensorsReader(path: "\(output)/\(shard)").header.metadata
+            let names = try JSONParser.parse(metadata.first { $0.key == "tensor_names" }!.value).arrayValue!.compactMap(\.stringValue)
+            #expect(names.sorted() == inputNames)
+            for name in inputNames { #expect(metadata.contains { $0.key == name }, "\(shard) describes \(name)") }
+            let described = metadata.filter { $0.key != "format" }
+            if let first { #expect(described.map(\.key) == first.map(\.key) && described.map(\.value) == first.map(\.value)) } else { first = described }
+        }
+    }
+
     @Test("an already quantized folder is refused (its config would be overwritten)")
     func alreadyQuantized() throws {
         let scratch = ScratchFolder()

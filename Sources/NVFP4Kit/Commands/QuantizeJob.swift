@@ -15,6 +15,10 @@ public struct QuantizeOptions: Sendable {
     /// Write only these input tensors (in file order); `nil` writes all. Used to split a model
     /// folder's shard into several output shards.
     public var onlyTensors: Set<String>?
+    /// The tensors a layout describes in each file's `__metadata__`; `nil` for the file's own.
+    /// A torchao model folder describes the whole model in every shard, as transformers'
+    /// `save_pretrained` does (its loader merges the shards' metadata with `dict.update`).
+    public var metadataTensors: [(tensor: TensorInfo, quantized: Bool, calibrated: Bool)]?
 
     public init() {}
 
@@ -92,7 +96,7 @@ public enum QuantizeJob {
                 described.append((tensor, false, false))
             }
         }
-        let metadata = layout.fileMetadata(inputMetadata: header.metadata, tensors: described)
+        let metadata = layout.fileMetadata(inputMetadata: header.metadata, tensors: options.metadataTensors ?? described)
         return (decisions, SafetensorsLayoutPlan(tensors: planned, metadata: metadata))
     }
 

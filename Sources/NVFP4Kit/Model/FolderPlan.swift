@@ -150,6 +150,12 @@ public struct FolderPlan: Sendable {
                 for member in group.group.weights { options.scalePlan.inputAmax[member] = shared }
             }
         }
+        if options.format == .torchao {
+            options.metadataTensors = all.map { tensor in
+                let quantized = (options.scalePlan.decision(for: tensor) ?? options.selection.decide(tensor)) == .quantize
+                return (tensor, quantized, quantized && options.scalePlan.inputAmax[tensor.name] != nil)
+            }
+        }
         self.options = options
         outputShards = FolderPlan.split(shards, options: options, maxShardSize: maxShardSize)
         keptModules = kept
