@@ -28,7 +28,11 @@ enum QuantizeCommand {
             Quantized: 2-D .weight tensors of linear layers whose dimensions are multiples of 16, in bf16, f16 \
             or f32. Kept as they are: embeddings, lm_head, norms, MoE routers, biases and 1-D tensors.
             Output: torchao's safetensors layout (<module>._weight_qdata, _weight_scale, _weight_per_tensor_scale),
-            which torchao.prototype.safetensors.unflatten_tensor_state_dict loads as NVFP4Tensor.
+            which torchao.prototype.safetensors.unflatten_tensor_state_dict loads as NVFP4Tensor; \
+            --format compressed-tensors or modelopt writes the layouts vLLM, SGLang and TensorRT-LLM load.
+            Model folders: 'nvfp4 quantize MODEL_DIR -o OUT_DIR' writes shards, index, config.json (with \
+            quantization_config), copies the other files and writes OUT_DIR/nvfp4-manifest.json; fused layers \
+            (q/k/v, gate/up, w1/w3) share one global scale. See docs/engines.md and docs/distributed.md.
             """)
 
     static func run(_ parsed: ParsedArguments, _ invocation: [String]) throws -> Int32 {
