@@ -89,6 +89,11 @@ public enum QuantizeJob {
             decisions.append(decision)
             if decision == .quantize {
                 let calibrated = options.scalePlan.inputAmax[tensor.name] != nil
+                if tensor.shape.count == 3, let torchao = layout as? TorchAOWeightLayout {
+                    planned += StackedExperts.storedParts(tensor, layout: torchao.torchao).map(\.tensor)
+                    described.append((tensor, true, false))
+                    continue
+                }
                 planned += layout.storedParts(ofWeight: tensor.name, rows: tensor.shape[0], columns: tensor.shape[1], calibrated: calibrated).map(\.tensor)
                 described.append((tensor, true, calibrated))
             } else {
@@ -134,7 +139,14 @@ public enum QuantizeJob {
         for (tensor, decision) in zip(options.selectedTensors(of: header), decisions) {
             var report = TensorReport(
                 name: tensor.name, dtype: tensor.dtype, shape: tensor.shape, decision: decision, outputs: [tensor.name])
-            if decision == .quantize {
+            if decision == .quantize, tensor.shape.count == 3, let torchao = weightLayout as? TorchAOWeightLayout {
+                report.outputs = StackedExperts.storedParts(tensor, layout: torchao.torchao).map(\.tensor.name)
+                let written = try reader.withBytes(of: tensor) { bytes in
+                    try StackedExperts.write(tensor, bytes: bytes, options: options, sink: sink, path: reader.displayPath)
+                }
+                report.amax = written.amax.max()
+                report.error = written.error
+            } else if decision == .quantize {
                 let parts = weightLayout.storedParts(
                     ofWeight: tensor.name, rows: tensor.shape[0], columns: tensor.shape[1],
                     calibrated: options.scalePlan.inputAmax[tensor.name] != nil)

@@ -87,10 +87,19 @@ public struct FolderPlan: Sendable {
         // Decisions, then whole-group consistency.
         let all = shards.flatMap(\.header.tensors)
         var decisions: [String: TensorDecision] = [:]
-        for tensor in all { decisions[tensor.name] = options.selection.decide(tensor) }
+        var options = options
+        for tensor in all {
+            decisions[tensor.name] = options.selection.decide(tensor)
+            // torchao's 3-D path: stacked experts [E, N, K] with one scale per expert (folders only).
+            if options.format == .torchao, options.mode == .twoLevel, calibration == nil,
+                decisions[tensor.name] == .keep(.notTwoDimensional), StackedExperts.isEligible(tensor)
+            {
+                decisions[tensor.name] = .quantize
+                options.scalePlan.forcedDecisions[tensor.name] = .quantize
+            }
+        }
         fusion = FusedGroups(config: folder.config)
         let found = fusion.groups(in: all.map(\.name))
-        var options = options
         var groups: [Group] = []
         for group in found {
             let quantized = group.weights.allSatisfy { decisions[$0] == .quantize }

@@ -35,7 +35,13 @@ public enum FolderVerifyJob {
             let source = try SafetensorsReader.randomAccess(path: "\(original.path)/\(shard)")
             for tensor in source.header.tensors {
                 originalNames.append(tensor.name)
-                if tensor.shape.count == 2, tensor.name.hasSuffix(".weight"), tensor.dtype.isQuantizable,
+                if format == .torchao, tensor.shape.count == 3, let torchao = layout as? TorchAOWeightLayout,
+                    stored[torchao.torchao.storedName(.packed, of: tensor.name)] != nil
+                {
+                    let parts = StackedExperts.storedParts(tensor, layout: torchao.torchao)
+                    report.tensors.append(try compareStacked(tensor, source: source, parts: parts, readers: readers, stored: stored, tolerance: tolerance))
+                    consumed.formUnion(parts.map(\.tensor.name))
+                } else if tensor.shape.count == 2, tensor.name.hasSuffix(".weight"), tensor.dtype.isQuantizable,
                     let parts = quantizedParts(of: tensor, layout: layout, stored: stored)
                 {
                     let verified = try compare(tensor, source: source, parts: parts, layout: layout, readers: readers, stored: stored, tolerance: tolerance)
@@ -80,6 +86,58 @@ public enum FolderVerifyJob {
         // The global scale is what marks a weight as quantized (ModelOpt keeps the name `weight`).
         guard let global = calibrated.first(where: { $0.part == .weightGlobalScale }), stored[global.tensor.name] != nil else { return nil }
         return calibrated.filter { $0.part != .inputGlobalScale || stored[$0.tensor.name] != nil }
+    }
+
+    /// A stacked `[E, N, K]` torchao weight: each expert dequantized with its own scale.
+    private static func compareStacked(
+        _ tensor: TensorInfo, source: SafetensorsReader, parts: [StoredPart],
+        readers: [SafetensorsReader], stored: [String: (reader: Int, tensor: TensorInfo)], tolerance: Double
+    ) throws -> VerifiedTensor {
+        var found: [LayoutPart: (reader: Int, tensor: TensorInfo)] = [:]
+        for part in parts {
+            guard let f = stored[part.tensor.name], f.tensor.dtype == part.tensor.dtype, f.tensor.shape == part.tensor.shape else {
+                return VerifiedTensor(name: tensor.name, kind: .quantized, shape: tensor.shape, error: nil,
+                                      failures: ["part \"\(part.tensor.name)\" is missing or has the wrong dtype or shape"])
+            }
+            found[part.part] = f
+        }
+        let (packed, scales, global) = (found[.packed]!, found[.blockScales]!, found[.weightGlobalScale]!)
+        guard packed.reader == scales.reader, packed.reader == global.reader else {
+            return VerifiedTensor(name: tensor.name, kind: .quantized, shape: tensor.shape, error: nil, failures: ["parts are split across shards"])
+        }
+        let (experts, rows, columns) = (tensor.shape[0], tensor.shape[1], tensor.shape[2])
+        let reader = readers[packed.reader]
+        var failures: [String] = []
+        var error = QuantizationError()
+        let weight = NVFP4Weight(
+            name: tensor.name, rows: rows, columns: columns, packed: packed.tensor, scales: scales.tensor,
+            scaleLayout: .swizzled, perTensorScale: nil, activationScale: nil, originalDtype: tensor.dtype)
+        let scaleBytes = ScaleLayout.swizzled.storedByteCount(rows: rows, blocks: columns / 16)
+        let sourceBytes = rows * columns * tensor.dtype.bitWidth / 8
+        try reader.withBytes(of: global.tensor) { ptsBytes in
+            try reader.withBytes(of: scales.tensor) { allScales in
+                try reader.withBytes(of: packed.tensor) { allPacked in
+                    try source.withBytes(of: tensor) { bytes in
+                        for e in 0..<experts {
+                            let pts = Float(bitPattern: UInt32(littleEndian: ptsBytes.loadUnaligned(fromByteOffset: 4 * e, as: UInt32.self)))
+                            if !(pts.isFinite && pts > 0) { failures.append("expert \(e): per-tensor scale \(pts) is not a positive finite number") }
+                            let s = UnsafeRawBufferPointer(rebasing: allScales[(e * scaleBytes)..<((e + 1) * scaleBytes)])
+                            let invalid = weight.invalidScaleCodes(s)
+                            if invalid.count > 0 { failures.append("expert \(e): \(invalid.count) invalid block-scale codes") }
+                            let p = UnsafeRawBufferPointer(rebasing: allPacked[(e * rows * columns / 2)..<((e + 1) * rows * columns / 2)])
+                            let matrix = DenseMatrix(
+                                bytes: UnsafeRawBufferPointer(rebasing: bytes[(e * sourceBytes)..<((e + 1) * sourceBytes)]),
+                                dtype: tensor.dtype, rows: rows, columns: columns)
+                            weight.dequantize(packed: p, scaleBytes: s, perTensorScale: pts, rows: 0..<rows) { row, values in
+                                for (i, v) in values.enumerated() { error.add(original: matrix.element(row * columns + i), reconstructed: v) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if !(error.relativeRMSE <= tolerance) { failures.append("relative RMSE \(error.relativeRMSE) exceeds tolerance \(tolerance)") }
+        return VerifiedTensor(name: tensor.name, kind: .quantized, shape: tensor.shape, error: error, failures: failures)
     }
 
     private static func compare(
