@@ -22,7 +22,7 @@ public enum Manifest {
             ("schema_version", .int(schemaVersion)),
             ("tool", .object([("name", "nvfp4"), ("version", .string(nvfp4Version))])),
             ("invocation", .array((["nvfp4"] + arguments.dropFirst()).map { .string($0) })),
-            ("options", optionsEntry(options, folder: false)),
+            ("options", optionsEntry(options)),
             ("input", file(result.input)),
             ("output", file(result.output)),
             ("summary", .object([
@@ -38,7 +38,7 @@ public enum Manifest {
     }
 
     /// The `options` member: the settings that decide the output bytes.
-    static func optionsEntry(_ options: QuantizeOptions, folder: Bool) -> JSONValue {
+    static func optionsEntry(_ options: QuantizeOptions) -> JSONValue {
         let activations: JSONValue
         if !options.scalePlan.inputAmax.isEmpty {
             activations = "calibrated-nvfp4"

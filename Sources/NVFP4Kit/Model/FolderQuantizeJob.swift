@@ -258,7 +258,7 @@ extension FolderPlan {
     /// The folder-level summary of this plan.
     public var summary: FolderSummary {
         FolderSummary(
-            folder: folder, quantization: quantizationConfig, options: Manifest.optionsEntry(options, folder: true),
+            folder: folder, quantization: quantizationConfig, options: Manifest.optionsEntry(options),
             fusion: .object([("rules_from", .string(fusion.source)), ("groups", .array(groups.map(FolderQuantizeJob.groupEntry)))]),
             outputShards: outputShards.map(\.name))
     }

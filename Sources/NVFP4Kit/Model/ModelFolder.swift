@@ -29,8 +29,6 @@ public struct ModelFolder: Sendable {
     public var config: JSONValue?
     /// The index file name, when the weights are sharded through one.
     public var indexName: String?
-    /// The index's `metadata` members other than `total_size`, kept in the output.
-    public var indexMetadata: [(key: String, value: JSONValue)]
     /// The weight files in index order (first appearance in `weight_map`), or the single file.
     public var shards: [String]
     /// Tensor name → shard, from the index (empty without one).
@@ -58,7 +56,6 @@ public struct ModelFolder: Sendable {
         }
         var weightMap: [String: String] = [:]
         var shards: [String] = []
-        var indexMetadata: [(key: String, value: JSONValue)] = []
         if entries.contains(ModelFolder.indexFileName) {
             indexName = ModelFolder.indexFileName
             let indexPath = "\(path)/\(ModelFolder.indexFileName)"
@@ -72,9 +69,6 @@ public struct ModelFolder: Sendable {
             }
             guard let map = index["weight_map"]?.objectValue else {
                 throw ModelFolderError(path: indexPath, reason: "no \"weight_map\" object")
-            }
-            for (key, value) in index["metadata"]?.objectValue ?? [] where key != "total_size" {
-                indexMetadata.append((key, value))
             }
             for (tensor, file) in map {
                 guard let file = file.stringValue else {
@@ -95,7 +89,6 @@ public struct ModelFolder: Sendable {
         }
         self.weightMap = weightMap
         self.shards = shards
-        self.indexMetadata = indexMetadata
         let weights = Set(shards + [ModelFolder.indexFileName, "config.json"])
         otherFiles = entries.filter { name in
             !weights.contains(name) && !name.hasSuffix(".safetensors") && isRegularFile("\(path)/\(name)")
