@@ -186,3 +186,69 @@ struct TemporaryFolderTests {
         #expect(try listFolder(scratch.path) == ["out"], "the replaced folder was removed")
     }
 }
+
+@Suite("interrupting a folder run")
+struct InterruptTests {
+    @Test("Ctrl-C while shards are being written leaves no output and no temporary folder")
+    func sigint() throws {
+        guard let executable = ToolRunner.executable?.path else {
+            Issue.record("the nvfp4 executable is not built")
+            return
+        }
+        let scratch = ScratchFolder()
+        defer { scratch.remove() }
+        // Four 2048×2048 bf16 shards: long enough in a debug build to be interrupted mid-run.
+        let input = scratch.file("in")
+        mkdir(input, 0o755)
+        var map: [(key: String, value: JSONValue)] = []
+        for shard in 1...4 {
+            let name = "model-0000\(shard)-of-00004.safetensors"
+            let tensor = "model.layers.\(shard).mlp.down_proj.weight"
+            var bytes = [UInt8](repeating: 0, count: 2048 * 2048 * 2)
+            for i in stride(from: 0, to: bytes.count, by: 2) { bytes[i + 1] = UInt8(0x3C + (i / 2) % 3) }
+            let plan = SafetensorsLayoutPlan(tensors: [PlannedTensor(name: tensor, dtype: .bf16, shape: [2048, 2048])], metadata: [("format", "pt")])
+            let sink = try AtomicFileSink(path: "\(input)/\(name)", replace: false)
+            try sink.write(plan.headerBytes + bytes)
+            _ = try sink.commit()
+            map.append((tensor, .string(name)))
+        }
+        let index = JSONValue.object([("metadata", .object([])), ("weight_map", .object(map))]).serialized(.pretty)
+        try sealedTextFile(index, to: "\(input)/model.safetensors.index.json", replace: false).publish()
+        try sealedTextFile(#"{"architectures":["LlamaForCausalLM"]}"#, to: "\(input)/config.json", replace: false).publish()
+
+        var pid: pid_t = 0
+        let output = scratch.file("out")
+        let argv = [executable, "quantize", input, "-o", output, "--format", "modelopt", "--threads", "1", "-q"]
+        var cargs = argv.map { strdup($0) } + [nil]
+        defer { for p in cargs { free(p) } }
+        // The test runner's threads may block or ignore SIGINT; give the child a clean slate.
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var empty = sigset_t()
+        sigemptyset(&empty)
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        sigaddset(&defaults, SIGINT)
+        posix_spawnattr_setsigmask(&attributes, &empty)
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        #expect(posix_spawn(&pid, executable, nil, &attributes, &cargs, environ) == 0)
+        // Wait until the hidden temporary folder holds a finished shard, then interrupt.
+        var sawTemporary = false
+        for _ in 0..<2000 {
+            let hidden = (try? listFolder(scratch.path))?.first { $0.hasPrefix(".out.") }
+            if let hidden, let files = try? listFolder("\(scratch.path)/\(hidden)"), files.contains(where: { !$0.hasPrefix(".") }) {
+                sawTemporary = true
+                break
+            }
+            usleep(5000)
+        }
+        kill(pid, SIGINT)
+        var status: Int32 = 0
+        waitpid(pid, &status, 0)
+        #expect(sawTemporary, "the run finished before it could be interrupted")
+        #expect((status & 0x7F) == SIGINT, "killed by SIGINT (status \(status))")
+        #expect(try listFolder(scratch.path) == ["in"], "nothing but the input is left")
+    }
+}
