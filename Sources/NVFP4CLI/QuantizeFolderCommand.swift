@@ -82,7 +82,10 @@ enum QuantizeFolderCommand {
         let manifest = try FolderQuantizeJob.run(plan: plan, output: output, replace: force, invocation: invocation, progress: progress)
         if !quiet && Terminal.stderrIsTerminal { Terminal.err("\r\u{1B}[K") }
         if parsed.flag("--json") { Terminal.out(manifest.serialized(.pretty)) }
-        if !quiet { Terminal.err(summary(plan: plan, output: output)) }
+        if !quiet {
+            for entry in folder.skippedEntries { Terminal.err("not copied: \(entry) (only regular files at the top of the folder are copied)\n") }
+            Terminal.err(summary(plan: plan, output: output))
+        }
         return ExitStatus.success
     }
 

@@ -35,6 +35,9 @@ public struct ModelFolder: Sendable {
     public var weightMap: [String: String]
     /// Other regular files at the top of the folder, copied as they are (sorted).
     public var otherFiles: [String]
+    /// Entries that are not copied: subfolders and anything else that is not a regular file, and
+    /// `.safetensors` files the index does not list (sorted).
+    public var skippedEntries: [String]
 
     /// The standard index and single-file names.
     public static let indexFileName = "model.safetensors.index.json"
@@ -93,6 +96,8 @@ public struct ModelFolder: Sendable {
         otherFiles = entries.filter { name in
             !weights.contains(name) && !name.hasSuffix(".safetensors") && isRegularFile("\(path)/\(name)")
         }.sorted()
+        let copied = Set(otherFiles)
+        skippedEntries = entries.filter { !weights.contains($0) && !copied.contains($0) }.sorted()
     }
 
     /// A shard name must be a plain file name inside the folder.
