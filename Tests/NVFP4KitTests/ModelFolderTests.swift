@@ -260,6 +260,31 @@ struct ModelFolderTests {
         }
     }
 
+    @Test("an all-zero member of a fused group takes the group's scale (engine layouts)")
+    func zeroMember() throws {
+        let scratch = ScratchFolder()
+        defer { scratch.remove() }
+        let input = scratch.file("in")
+        mkdir(input, 0o755)
+        for name in try listFolder(ModelFixtures.llama) where name != "model-00002-of-00003.safetensors" {
+            symlink("\(ModelFixtures.llama)/\(name)", "\(input)/\(name)")
+        }
+        // Shard 2 holds k_proj: zero it.
+        var bytes = try ModelFixtures.read("\(ModelFixtures.llama)/model-00002-of-00003.safetensors")
+        let reader = try SafetensorsReader(path: "\(ModelFixtures.llama)/model-00002-of-00003.safetensors")
+        let k = reader.header.tensor(named: "model.layers.0.self_attn.k_proj.weight")!
+        for i in (reader.dataStart + Int(k.dataOffsets.lowerBound))..<(reader.dataStart + Int(k.dataOffsets.upperBound)) { bytes[i] = 0 }
+        let sink = try AtomicFileSink(path: "\(input)/model-00002-of-00003.safetensors", replace: false)
+        try sink.write(bytes)
+        _ = try sink.commit()
+        let out = try ModelFixtures.tensors(in: try ModelFixtures.quantize(input, format: .modelopt, into: scratch).output)
+        let m = "model.layers.0.self_attn"
+        #expect(out["\(m).k_proj.weight_scale_2"]?.bytes == out["\(m).q_proj.weight_scale_2"]?.bytes)
+        #expect(out["\(m).k_proj.weight"]?.bytes.allSatisfy { $0 == 0 } == true)
+        // torchao has no shared scale, so the zero weight is an error there, as for single files.
+        #expect(throws: FileError.self) { _ = try ModelFixtures.quantize(input, format: .torchao, into: scratch) }
+    }
+
     @Test("an already quantized folder is refused (its config would be overwritten)")
     func alreadyQuantized() throws {
         let scratch = ScratchFolder()

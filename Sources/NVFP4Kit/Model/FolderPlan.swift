@@ -119,9 +119,15 @@ public struct FolderPlan: Sendable {
         for shard in shards where shard.header.tensors.contains(where: { members.contains($0.name) }) {
             let reader = try SafetensorsReader(path: "\(folder.path)/\(shard.name)", hashing: false)
             for tensor in shard.header.tensors where members.contains(tensor.name) {
+                // Only finiteness is checked here: a member may be all zero, as long as its group is not.
                 memberAmax[tensor.name] = try reader.withBytes(of: tensor) { bytes in
                     let matrix = DenseMatrix(bytes: bytes, dtype: tensor.dtype, rows: tensor.shape[0], columns: tensor.shape[1])
-                    return try QuantizeJob.makeCodec(for: matrix, tensor: tensor, options: options, path: reader.displayPath).scale.amax
+                    let (amax, bad) = ParallelLoop.magnitudeMaximum(matrix, threads: options.threads)
+                    if let bad {
+                        throw FileError(path: reader.displayPath, cause: WeightError.nonFinite(
+                            tensor: tensor.name, index: bad, row: bad / matrix.columns, column: bad % matrix.columns))
+                    }
+                    return amax
                 }
                 reader.release(tensor)
             }
