@@ -28,6 +28,7 @@ public enum CommandLineTool {
         (VerifyCommand.spec, VerifyCommand.run),
         (CheckCommand.spec, CheckCommand.run),
         (DequantizeCommand.spec, DequantizeCommand.run),
+        (MergeCommand.spec, MergeCommand.run),
         ]
     }
 

@@ -5,9 +5,13 @@ enum QuantizeCommand {
     static let spec = CommandSpec(
         name: "quantize",
         overview: "Quantize the linear-layer weights of a safetensors checkpoint to NVFP4.",
-        usage: "nvfp4 quantize <input> [-o <output>] [--manifest <path>] [--no-global-scale] [--numerics cuda|cpu] [--include <glob> ...] [--exclude <glob> ...] [--threads <n>] [--compress <zstd[:level]|none>] [--hash all|output|none] [--weight-only] [--force] [--json] [--quiet]",
-        arguments: [("<input>", "A .safetensors or .safetensors.zst file, or '-' for stdin (plain or zstd).")],
+        usage: "nvfp4 quantize <input> [-o <output>] [--format torchao|compressed-tensors|modelopt] [--manifest <path>] [--no-global-scale] [--numerics cuda|cpu] [--include <glob> ...] [--exclude <glob> ...] [--threads <n>] [--hash all|output|none] [--compress <zstd[:level]|none>] [--weight-only] [--calibration <amax.json>] [--max-shard-size <size>] [--shard <i>/<n>] [--force] [--json] [--quiet]",
+        arguments: [("<input>", "A .safetensors or .safetensors.zst file, '-' for stdin (plain or zstd), or a Hugging Face model folder (then -o names the output folder).")],
         options: [
+            OptionSpec(names: ["--format"], valueName: "<torchao|compressed-tensors|modelopt>", help: "Checkpoint layout: torchao (default), compressed-tensors (llm-compressor nvfp4-pack-quantized) or modelopt."),
+            OptionSpec(names: ["--calibration"], valueName: "<amax.json>", help: "Module name -> calibrated max |input| (JSON object): writes static input scales (W4A4). Without it, compressed-tensors and modelopt are weight-only."),
+            OptionSpec(names: ["--max-shard-size"], valueName: "<size>", help: "Model folders: split output shards above this much tensor data (e.g. 5GB, 500MiB, 1000000). (default: the input's sharding)"),
+            OptionSpec(names: ["--shard"], valueName: "<i>/<n>", help: "Model folders: write only worker i's share of the output shards (0 <= i < n); then run 'nvfp4 merge <output>'."),
             OptionSpec(names: ["--output", "-o"], valueName: "<output>", help: "Output file, or '-' for stdout. (default: <input stem>.nvfp4.safetensors beside the input)"),
             OptionSpec(names: ["--manifest"], valueName: "<path>", help: "Where to write the manifest. (default: <output stem>.manifest.json; none with -o -)"),
             OptionSpec(names: ["--no-global-scale"], valueName: nil, help: "Single-level scaling: e4m3 block scales only (torchao use_dynamic_per_tensor_scale=False)."),
@@ -26,16 +30,27 @@ enum QuantizeCommand {
             Quantized: 2-D .weight tensors of linear layers whose dimensions are multiples of 16, in bf16, f16 \
             or f32. Kept as they are: embeddings, lm_head, norms, MoE routers, biases and 1-D tensors.
             Output: torchao's safetensors layout (<module>._weight_qdata, _weight_scale, _weight_per_tensor_scale),
-            which torchao.prototype.safetensors.unflatten_tensor_state_dict loads as NVFP4Tensor.
+            which torchao.prototype.safetensors.unflatten_tensor_state_dict loads as NVFP4Tensor; \
+            --format compressed-tensors or modelopt writes the layouts vLLM, SGLang and TensorRT-LLM load.
+            Model folders: 'nvfp4 quantize MODEL_DIR -o OUT_DIR' writes shards, index, config.json (with \
+            quantization_config), copies the other files and writes OUT_DIR/nvfp4-manifest.json; fused layers \
+            (q/k/v, gate/up, w1/w3) share one global scale. See docs/engines.md and docs/distributed.md.
             """)
 
     static func run(_ parsed: ParsedArguments, _ invocation: [String]) throws -> Int32 {
         let input = try positionals(parsed, ["input"], command: spec.name)[0]
+        if input != "-" && isFolder(input) { return try QuantizeFolderCommand.run(parsed, invocation, input: input) }
+        for option in ["--calibration", "--shard", "--max-shard-size"] where parsed.value(option) != nil {
+            throw UsageError(message: "\(option) needs a model folder as input")
+        }
         var options = QuantizeOptions()
+        options.format = try QuantizeFolderCommand.format(parsed)
         options.mode = parsed.flag("--no-global-scale") ? .singleLevel : .twoLevel
         options.numerics = try choice(parsed.value("--numerics"), option: "--numerics", ["cuda": .cuda, "cpu": .cpu], default: .cuda)
         options.selection = TensorSelection(include: parsed.all("--include"), exclude: parsed.all("--exclude"))
         options.dynamicActivations = !parsed.flag("--weight-only")
+        options.hashes = try hashScope(parsed)
+        try QuantizeFolderCommand.checkFormatOptions(parsed, options: options)
         if let text = parsed.value("--threads") {
             guard let n = Int(text), n >= 1, n <= 1024 else {
                 throw UsageError(message: "invalid value '\(text)' for --threads; expected a whole number from 1 to 1024")
@@ -72,11 +87,8 @@ enum QuantizeCommand {
         }
 
         let compression = try OutputCompression.parse(parsed.value("--compress"), output: output)
-        let hashes = try choice(
-            parsed.value("--hash"), option: "--hash", Dictionary(uniqueKeysWithValues: HashScope.allCases.map { ($0.rawValue, $0) }),
-            default: .output)
-        let reader = try SafetensorsReader(path: input, hashing: hashes.hashesInput)
-        let sink = try compression.makeSink(path: output, replace: force, threads: options.threads, hashing: hashes.hashesOutput)
+        let reader = try SafetensorsReader(path: input, hashing: options.hashes.hashesInput)
+        let sink = try compression.makeSink(path: output, replace: force, threads: options.threads, hashing: options.hashes.hashesOutput)
         let progress = ProgressLine(label: "quantize", enabled: !quiet && Terminal.stderrIsTerminal)
         let result = try QuantizeJob.run(reader: reader, sink: sink, options: options, progress: progress.update)
         progress.finish()
@@ -95,6 +107,13 @@ enum QuantizeCommand {
         if parsed.flag("--json") { Terminal.out(manifest.serialized(.pretty)) }
         if !quiet { Terminal.err(summary(result, output: output, manifest: manifestPath)) }
         return ExitStatus.success
+    }
+
+    /// `--hash all|output|none`.
+    static func hashScope(_ parsed: ParsedArguments) throws(UsageError) -> HashScope {
+        try choice(
+            parsed.value("--hash"), option: "--hash", Dictionary(uniqueKeysWithValues: HashScope.allCases.map { ($0.rawValue, $0) }),
+            default: .output)
     }
 
     /// `dir/model.safetensors` → `dir/model.nvfp4.safetensors`.

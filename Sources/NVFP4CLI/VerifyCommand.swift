@@ -8,7 +8,7 @@ enum VerifyCommand {
         name: "verify",
         overview: "Compare an NVFP4 checkpoint with its original.",
         usage: "nvfp4 verify <original> <quantized> [--tolerance <t>] [--manifest <path>] [--json] [--quiet]",
-        arguments: [("<original>", "The source .safetensors file ('-' for stdin)."), ("<quantized>", "The NVFP4 .safetensors file ('-' for stdin).")],
+        arguments: [("<original>", "The source .safetensors file ('-' for stdin), or model folder."), ("<quantized>", "The NVFP4 .safetensors file ('-' for stdin), or the folder 'nvfp4 quantize' wrote (any --format).")],
         options: [
             OptionSpec(names: ["--tolerance"], valueName: "<t>", help: "Largest relative RMS error allowed per tensor. (default: 0.15)"),
             OptionSpec(names: ["--manifest"], valueName: "<path>", help: "Also check both files' SHA-256 and size against this quantize manifest."),
@@ -33,17 +33,27 @@ enum VerifyCommand {
         }
         let manifestPath = parsed.value("--manifest")
         if manifestPath == "-" && paths.contains("-") { throw UsageError(message: "only one of <original>, <quantized> and --manifest can be '-'") }
-        let manifest = try manifestPath.map(readManifest)
-        let original = try SafetensorsReader.randomAccess(path: paths[0], hashing: manifest != nil)
-        let quantized = try SafetensorsReader.randomAccess(path: paths[1], hashing: manifest != nil)
-        var report = try VerifyJob.run(original: original, quantized: quantized, tolerance: tolerance)
-        if let manifest, let manifestPath {
-            do {
-                let failures = try ManifestCheck.failures(manifest: manifest, original: try original.finish(), quantized: try quantized.finish())
-                report.manifestFailures = failures.map { "\(manifestPath): \($0)" }
-            } catch let error as ManifestCheck.InvalidManifest {
-                throw FileError(path: manifestPath, cause: error)
+        let report: VerifyReport
+        let displayPaths: (original: String, quantized: String)
+        if isFolder(paths[0]) && isFolder(paths[1]) {
+            if manifestPath != nil { throw UsageError(message: "--manifest checks single files; a folder's manifest is <quantized>/nvfp4-manifest.json") }
+            report = try FolderVerifyJob.run(original: ModelFolder(path: paths[0]), quantized: ModelFolder(path: paths[1]), tolerance: tolerance)
+            displayPaths = (paths[0], paths[1])
+        } else {
+            let manifest = try manifestPath.map(readManifest)
+            let original = try SafetensorsReader.randomAccess(path: paths[0], hashing: manifest != nil)
+            let quantized = try SafetensorsReader.randomAccess(path: paths[1], hashing: manifest != nil)
+            var fileReport = try VerifyJob.run(original: original, quantized: quantized, tolerance: tolerance)
+            if let manifest, let manifestPath {
+                do {
+                    let failures = try ManifestCheck.failures(manifest: manifest, original: try original.finish(), quantized: try quantized.finish())
+                    fileReport.manifestFailures = failures.map { "\(manifestPath): \($0)" }
+                } catch let error as ManifestCheck.InvalidManifest {
+                    throw FileError(path: manifestPath, cause: error)
+                }
             }
+            report = fileReport
+            displayPaths = (original.displayPath, quantized.displayPath)
         }
         let status = report.passed ? ExitStatus.success : report.comparable ? ExitStatus.checkFailed : ExitStatus.usageOrInputError
         if parsed.flag("--json") {
@@ -52,7 +62,7 @@ enum VerifyCommand {
             Terminal.out(text(report, quiet: parsed.flag("--quiet")))
         }
         if !report.comparable {
-            Terminal.err("error: \(quantized.displayPath) does not match \(original.displayPath): \(report.mismatches[0])" + (report.mismatches.count > 1 ? " (and \(report.mismatches.count - 1) more)" : "") + "\n")
+            Terminal.err("error: \(displayPaths.quantized) does not match \(displayPaths.original): \(report.mismatches[0])" + (report.mismatches.count > 1 ? " (and \(report.mismatches.count - 1) more)" : "") + "\n")
         }
         return status
     }

@@ -58,7 +58,7 @@ struct CheckTests {
             "model.layers.3.self_attn.q_proj",  // DeepSeek-V2-Lite style: q_proj without k/v
             "model.layers.3.self_attn.kv_a_proj_with_mqa",
         ]
-        let groups = FusedGroups.groups(in: names)
+        let groups = FusedModulePatterns.groups(in: names)
         #expect(groups.map(\.displayName) == [
             "model.layers.0.self_attn.{q_proj,k_proj,v_proj}",
             "model.layers.1.self_attn.{q_a_proj,kv_a_proj_with_mqa}",

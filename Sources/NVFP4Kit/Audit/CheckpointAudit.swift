@@ -225,7 +225,7 @@ public struct CheckpointAudit {
     }
 
     private mutating func compareScales(
-        _ group: FusedGroup, _ members: [QuantizedModule], role: String, rule: CheckRule, _ tensor: (QuantizedModule) -> LocatedTensor?
+        _ group: FusedModuleGroup, _ members: [QuantizedModule], role: String, rule: CheckRule, _ tensor: (QuantizedModule) -> LocatedTensor?
     ) {
         let values = members.compactMap { m in tensor(m).flatMap(source.scalar).map { (m, $0) } }
         guard values.count >= 2 else { return }
@@ -497,4 +497,4 @@ public struct CheckpointAudit {
 }
 
 /// `a.b.q_proj` → `q_proj`.
-func leaf(_ module: String) -> String { FusedGroups.split(module).leaf }
+func leaf(_ module: String) -> String { FusedModulePatterns.split(module).leaf }

@@ -3,7 +3,7 @@
 public struct CheckpointInspection {
     /// A fused group and whether its members agree.
     public struct GroupSummary {
-        public var group: FusedGroup
+        public var group: FusedModuleGroup
         /// Members stored as NVFP4.
         public var quantizedMembers: [String]
         /// Whether every member has the same global weight scale; `nil` if not all are quantized or

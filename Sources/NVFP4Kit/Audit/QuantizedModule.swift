@@ -73,8 +73,8 @@ public struct CheckpointModel {
     public var orphans: [LocatedTensor]
 
     /// Fused groups among quantized and kept modules.
-    public var fusedGroups: [FusedGroup] {
-        FusedGroups.groups(in: modules.map(\.name) + kept.map(\.name))
+    public var fusedGroups: [FusedModuleGroup] {
+        FusedModulePatterns.groups(in: modules.map(\.name) + kept.map(\.name))
     }
 
     /// The quantized module named `name`.

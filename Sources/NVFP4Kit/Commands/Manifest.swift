@@ -22,16 +22,7 @@ public enum Manifest {
             ("schema_version", .int(schemaVersion)),
             ("tool", .object([("name", "nvfp4"), ("version", .string(nvfp4Version))])),
             ("invocation", .array((["nvfp4"] + arguments.dropFirst()).map { .string($0) })),
-            ("options", .object([
-                ("format", "torchao"),
-                ("scaling", .string(options.mode.rawValue)),
-                ("numerics", .string(options.numerics.rawValue)),
-                ("activations", options.dynamicActivations ? "dynamic-nvfp4" : "none"),
-                ("method", "rtn"),
-                ("block_size", 16),
-                ("include", .array(options.selection.include.map { .string($0) })),
-                ("exclude", .array(options.selection.exclude.map { .string($0) })),
-            ])),
+            ("options", optionsEntry(options)),
             ("input", file(result.input)),
             ("output", file(result.output)),
             ("summary", .object([
@@ -42,7 +33,29 @@ public enum Manifest {
                 ("relative_rmse", .finite(total.relativeRMSE)),
                 ("sqnr_db", .finite(total.sqnrDB)),
             ])),
-            ("tensors", .array(result.tensors.map(tensor))),
+            ("tensors", .array(result.tensors.map(tensorEntry))),
+        ])
+    }
+
+    /// The `options` member: the settings that decide the output bytes.
+    static func optionsEntry(_ options: QuantizeOptions) -> JSONValue {
+        let activations: JSONValue
+        if !options.scalePlan.inputAmax.isEmpty {
+            activations = "calibrated-nvfp4"
+        } else if options.format == .torchao {
+            activations = options.dynamicActivations ? "dynamic-nvfp4" : "none"
+        } else {
+            activations = "none"
+        }
+        return .object([
+            ("format", .string(options.format.rawValue)),
+            ("scaling", .string(options.mode.rawValue)),
+            ("numerics", .string(options.numerics.rawValue)),
+            ("activations", activations),
+            ("method", "rtn"),
+            ("block_size", 16),
+            ("include", .array(options.selection.include.map { .string($0) })),
+            ("exclude", .array(options.selection.exclude.map { .string($0) })),
         ])
     }
 
@@ -50,7 +63,7 @@ public enum Manifest {
         .object([("path", .string(f.path)), ("bytes", .int(f.byteCount)), ("sha256", f.sha256.map { .string($0) } ?? .null)])
     }
 
-    private static func tensor(_ t: TensorReport) -> JSONValue {
+    static func tensorEntry(_ t: TensorReport) -> JSONValue {
         var members: [(key: String, value: JSONValue)] = [
             ("name", .string(t.name)),
             ("dtype", .string(t.dtype.rawValue)),
@@ -63,6 +76,10 @@ public enum Manifest {
             members.append(("amax", .finite(Double(t.amax ?? 0))))
             members.append(("per_tensor_scale", t.perTensorScale.map { .finite(Double($0)) } ?? .null))
             members.append(("per_tensor_scale_bits", t.perTensorScale.map { .string(hex32($0.bitPattern)) } ?? .null))
+            if let input = t.inputScale {
+                members.append(("input_scale", .finite(Double(input))))
+                members.append(("input_scale_bits", .string(hex32(input.bitPattern))))
+            }
             if let e = t.error {
                 members.append(("error", .object([
                     ("relative_rmse", .finite(e.relativeRMSE)),

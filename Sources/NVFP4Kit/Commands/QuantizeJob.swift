@@ -7,11 +7,34 @@ public struct QuantizeOptions: Sendable {
     public var dynamicActivations = true
     /// Worker threads; the output does not depend on it.
     public var threads = ParallelLoop.availableCores
+    /// Which SHA-256 sums the run computes (for the manifest); the output does not depend on it.
+    public var hashes: HashScope = .output
     /// Packed output produced between two writes (two such buffers exist); the output does not
     /// depend on it. At least one 128-row chunk is produced per write.
     public var waveBytes = 8 << 20
+    /// The checkpoint layout written (`--format`).
+    public var format: CheckpointFormat = .torchao
+    /// Per-tensor scale inputs decided outside the file: shared amax of fused groups and
+    /// calibrated activation amax (see ``ScalePlan``).
+    public var scalePlan = ScalePlan()
+    /// Write only these input tensors (in file order); `nil` writes all. Used to split a model
+    /// folder's shard into several output shards.
+    public var onlyTensors: Set<String>?
+    /// The tensors a layout describes in each file's `__metadata__`; `nil` for the file's own.
+    /// A torchao model folder describes the whole model in every shard, as transformers'
+    /// `save_pretrained` does (its loader merges the shards' metadata with `dict.update`).
+    public var metadataTensors: [(tensor: TensorInfo, quantized: Bool, calibrated: Bool)]?
 
     public init() {}
+
+    /// The tensors of `header` these options write, in file order.
+    func selectedTensors(of header: SafetensorsHeader) -> [TensorInfo] {
+        guard let onlyTensors else { return header.tensors }
+        return header.tensors.filter { onlyTensors.contains($0.name) }
+    }
+
+    /// The layout these options write.
+    public var layout: any WeightLayout { format.layout(mode: mode, dynamicActivations: dynamicActivations) }
 }
 
 /// Which files' SHA-256 a run computes for the manifest.
@@ -42,6 +65,8 @@ public struct TensorReport: Sendable {
     public var amax: Float?
     /// The fp32 per-tensor scale (two-level only).
     public var perTensorScale: Float?
+    /// The activation's per-tensor scale (calibrated amax / 2688), when calibrated.
+    public var inputScale: Float?
     /// The reconstruction error measured while quantizing.
     public var error: QuantizationError?
 }
@@ -75,27 +100,28 @@ public enum QuantizeJob {
     public static func plan(
         header: SafetensorsHeader, options: QuantizeOptions
     ) -> (decisions: [TensorDecision], layout: SafetensorsLayoutPlan) {
-        let torchao = TorchAOLayout(mode: options.mode, dynamicActivations: options.dynamicActivations)
+        let layout = options.layout
         var decisions: [TensorDecision] = []
         var planned: [PlannedTensor] = []
-        var described: [(key: String, value: String)] = []
-        for tensor in header.tensors {
-            let decision = options.selection.decide(tensor)
+        var described: [(tensor: TensorInfo, quantized: Bool, calibrated: Bool)] = []
+        for tensor in options.selectedTensors(of: header) {
+            let decision = options.scalePlan.decision(for: tensor) ?? options.selection.decide(tensor)
             decisions.append(decision)
             if decision == .quantize {
-                for part in torchao.parts {
-                    planned.append(torchao.plannedTensor(part, of: tensor.name, rows: tensor.shape[0], columns: tensor.shape[1]))
+                let calibrated = options.scalePlan.inputAmax[tensor.name] != nil
+                if tensor.shape.count == 3, let torchao = layout as? TorchAOWeightLayout {
+                    planned += StackedExperts.storedParts(tensor, layout: torchao.torchao).map(\.tensor)
+                    described.append((tensor, true, false))
+                    continue
                 }
-                described.append((tensor.name, torchao.weightMetadata(originalDtype: tensor.dtype)))
+                planned += layout.storedParts(ofWeight: tensor.name, rows: tensor.shape[0], columns: tensor.shape[1], calibrated: calibrated).map(\.tensor)
+                described.append((tensor, true, calibrated))
             } else {
                 planned.append(PlannedTensor(name: tensor.name, dtype: tensor.dtype, shape: tensor.shape))
-                described.append((tensor.name, TorchAOLayout.plainTensorMetadata))
+                described.append((tensor, false, false))
             }
         }
-        let ours = Set(described.map(\.key) + ["tensor_names"])
-        var metadata = header.metadata.filter { !ours.contains($0.key) }
-        metadata += described
-        metadata.append(("tensor_names", JSONValue.array(header.tensors.map { .string($0.name) }).serialized(.python)))
+        let metadata = layout.fileMetadata(inputMetadata: header.metadata, tensors: options.metadataTensors ?? described)
         return (decisions, SafetensorsLayoutPlan(tensors: planned, metadata: metadata))
     }
 
@@ -126,24 +152,36 @@ public enum QuantizeJob {
     ) throws -> QuantizeResult {
         let header = reader.header
         let (decisions, layout) = plan(header: header, options: options)
-        let torchao = TorchAOLayout(mode: options.mode, dynamicActivations: options.dynamicActivations)
+        let weightLayout = options.layout
         try sink.write(layout.headerBytes)
         let scratch = ScratchBuffers()
         var reports: [TensorReport] = []
         var done: UInt64 = 0
-        for (tensor, decision) in zip(header.tensors, decisions) {
+        for (tensor, decision) in zip(options.selectedTensors(of: header), decisions) {
             var report = TensorReport(
                 name: tensor.name, dtype: tensor.dtype, shape: tensor.shape, decision: decision, outputs: [tensor.name])
-            if decision == .quantize {
-                report.outputs = torchao.parts.map { torchao.storedName($0, of: tensor.name) }
+            if decision == .quantize, tensor.shape.count == 3, let torchao = weightLayout as? TorchAOWeightLayout {
+                report.outputs = StackedExperts.storedParts(tensor, layout: torchao.torchao).map(\.tensor.name)
+                let written = try reader.withBytes(of: tensor) { bytes in
+                    try StackedExperts.write(tensor, bytes: bytes, options: options, sink: sink, path: reader.displayPath)
+                }
+                report.amax = written.amax.max()
+                report.error = written.error
+            } else if decision == .quantize {
+                let parts = weightLayout.storedParts(
+                    ofWeight: tensor.name, rows: tensor.shape[0], columns: tensor.shape[1],
+                    calibrated: options.scalePlan.inputAmax[tensor.name] != nil)
+                report.outputs = parts.map(\.tensor.name)
                 try reader.withBytes(of: tensor) { bytes in
                     let matrix = DenseMatrix(bytes: bytes, dtype: tensor.dtype, rows: tensor.shape[0], columns: tensor.shape[1])
                     let codec = try makeCodec(for: matrix, tensor: tensor, options: options, path: reader.displayPath)
+                    let scales = try options.scalePlan.scales(for: tensor.name, codec: codec, numerics: options.numerics, path: reader.displayPath)
                     report.amax = codec.scale.amax
                     report.perTensorScale = codec.scale.perTensorScale
+                    report.inputScale = scales.input
                     report.error = try writeQuantized(
-                        matrix, codec: codec, layout: torchao, sink: sink, threads: options.threads, waveBytes: options.waveBytes,
-                        scratch: scratch)
+                        matrix, codec: codec, layout: weightLayout, parts: parts, scales: scales, sink: sink, threads: options.threads,
+                        waveBytes: options.waveBytes, scratch: scratch)
                 }
             } else {
                 try reader.withBytes(of: tensor) { try sink.write($0) }
@@ -171,7 +209,9 @@ public enum QuantizeJob {
                 tensor: tensor.name, index: bad, row: bad / matrix.columns, column: bad % matrix.columns))
         }
         do {
-            let scale = try TensorScale(amax: amax, mode: options.mode, numerics: options.numerics, tensor: tensor.name)
+            // A fused group's members share the group's amax (never below the member's own).
+            let shared = options.scalePlan.sharedAmax[tensor.name].map { Swift.max($0, amax) } ?? amax
+            let scale = try TensorScale(amax: shared, mode: options.mode, numerics: options.numerics, tensor: tensor.name)
             return NVFP4Codec(scale: scale, numerics: options.numerics)
         } catch {
             throw FileError(path: path, cause: error)
@@ -184,8 +224,8 @@ public enum QuantizeJob {
     /// ``waveBytes`` of packed output) run on `threads` threads, then the wave is written. The
     /// chunking never depends on the thread count, so bytes and error sums are identical for every N.
     static func writeQuantized(
-        _ matrix: DenseMatrix, codec: NVFP4Codec, layout: TorchAOLayout, sink: any OutputSink, threads: Int,
-        waveBytes: Int = QuantizeOptions().waveBytes, scratch: ScratchBuffers = ScratchBuffers()
+        _ matrix: DenseMatrix, codec: NVFP4Codec, layout: any WeightLayout, parts: [StoredPart], scales: WeightScales,
+        sink: any OutputSink, threads: Int, waveBytes: Int = QuantizeOptions().waveBytes, scratch: ScratchBuffers = ScratchBuffers()
     ) throws -> QuantizationError {
         let blocks = matrix.columns / NVFP4Codec.blockSize
         let scaleByteCount = layout.scaleLayout.storedByteCount(rows: matrix.rows, blocks: blocks)
@@ -194,10 +234,10 @@ public enum QuantizeJob {
         let waveRows = max(rowsPerChunk, waveBytes / max(1, rowBytes) / rowsPerChunk * rowsPerChunk)
         let wave = scratch.wave(byteCount: min(matrix.rows, waveRows) * rowBytes)
         var error = QuantizationError()
-        for part in layout.parts {
+        for part in parts.map(\.part) {
             switch part {
-            case .perTensorScale:
-                var bits = codec.scale.perTensorScale!.bitPattern.littleEndian
+            case .weightGlobalScale, .inputGlobalScale:
+                var bits = layout.scalarValue(part, scales: scales).bitPattern.littleEndian
                 try withUnsafeBytes(of: &bits) { try sink.write($0) }
             case .packed:
                 // Two wave buffers: the codec fills one while the writer thread hashes and writes the other.

@@ -65,5 +65,82 @@ public enum TemporaryFileRegistry {
         for i in 0..<capacity {
             if let p = slots[i] { unlink(p) }
         }
+        for i in 0..<folderCapacity {
+            if let p = folderSlots[i] { removeFlatFolder(p) }
+        }
+    }
+
+    // MARK: Temporary folders
+
+    private static let folderCapacity = 8
+    nonisolated(unsafe) private static let folderSlots: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?> = {
+        let p = UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>.allocate(capacity: folderCapacity)
+        p.initialize(repeating: nil, count: folderCapacity)
+        return p
+    }()
+    /// A preallocated buffer for `getdents64`, so the signal handler allocates nothing.
+    nonisolated(unsafe) private static let direntBuffer = UnsafeMutableRawPointer.allocate(byteCount: 32768, alignment: 8)
+
+    /// Registers a temporary folder that holds only files: on a signal its files are unlinked
+    /// and the folder removed. Returns a slot for ``unregisterFolder(_:)``.
+    static func registerFolder(_ path: String) -> Int? {
+        _ = folderSlots
+        _ = direntBuffer
+        for i in 0..<folderCapacity where folderSlots[i] == nil {
+            folderSlots[i] = strdup(path)
+            return i
+        }
+        return nil
+    }
+
+    /// Forgets a registered folder (after it was renamed or removed).
+    static func unregisterFolder(_ slot: Int?) {
+        guard let slot, let p = folderSlots[slot] else { return }
+        folderSlots[slot] = nil
+        free(p)
+    }
+
+    /// Unlinks every entry of a flat folder and removes it, with system calls only
+    /// (`open`, `getdents64`, `unlinkat`, `rmdir`), which are async-signal-safe.
+    static func removeFlatFolder(_ path: UnsafePointer<CChar>) {
+        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if fd >= 0 {
+            while true {
+                let n = LinuxSyscall.getdents64(fd, direntBuffer, 32768)
+                if n <= 0 { break }
+                var offset = 0
+                while offset < n {
+                    let record = direntBuffer + offset
+                    let length = Int(record.load(fromByteOffset: 16, as: UInt16.self))
+                    let name = (record + 19).assumingMemoryBound(to: CChar.self)
+                    let isDot = name[0] == 0x2E && (name[1] == 0 || (name[1] == 0x2E && name[2] == 0))
+                    if !isDot { unlinkat(fd, name, 0) }
+                    offset += length
+                }
+            }
+            close(fd)
+        }
+        rmdir(path)
+    }
+}
+
+/// Linux calls that glibc (≥ 2.30) exports but Swift's Glibc module hides behind `_GNU_SOURCE`.
+enum LinuxSyscall {
+    /// `ssize_t getdents64(int fd, void *buffer, size_t length)`: async-signal-safe directory reading.
+    @_silgen_name("getdents64")
+    static func getdents64(_ fd: Int32, _ buffer: UnsafeMutableRawPointer, _ length: Int) -> Int
+
+    @_silgen_name("renameat2")
+    private static func renameat2(
+        _ olddirfd: Int32, _ oldpath: UnsafePointer<CChar>, _ newdirfd: Int32, _ newpath: UnsafePointer<CChar>, _ flags: UInt32
+    ) -> Int32
+
+    /// `renameat2` flags.
+    static let renameNoReplace: UInt32 = 1
+    static let renameExchange: UInt32 = 2
+
+    /// `renameat2(AT_FDCWD, from, AT_FDCWD, to, flags)`: 0, or -1 with `errno`.
+    static func rename(_ from: String, _ to: String, flags: UInt32) -> Int32 {
+        renameat2(AT_FDCWD, from, AT_FDCWD, to, flags)
     }
 }

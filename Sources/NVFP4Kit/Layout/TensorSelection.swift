@@ -12,6 +12,10 @@ public enum KeepReason: String, Sendable, CaseIterable {
     case notMultipleOf16 = "a dimension is not a multiple of 16"
     case excluded = "matched --exclude"
     case notIncluded = "not matched by --include"
+    case visionOrAudio = "vision or audio tower"
+    case multiTokenPrediction = "MTP / draft layer"
+    case linearAttention = "linear-attention or convolution layer"
+    case fusedPartnerKept = "a fused partner (q/k/v, gate/up, w1/w3) is kept"
 }
 
 /// What happens to one input tensor.
@@ -54,6 +58,7 @@ public struct TensorSelection: Sendable {
     static func structuralReason(module: String) -> KeepReason? {
         let parts = module.split(separator: ".").map { $0.lowercased() }
         guard let last = parts.last else { return nil }
+        if let reason = towerReason(parts) { return reason }
         if last == "lm_head" || last == "output" && parts.count == 1 { return .lmHead }
         if last.contains("embed") || ["wte", "wpe", "shared", "tok_embeddings"].contains(last) { return .embedding }
         let words = last.split(separator: "_")
@@ -64,9 +69,18 @@ public struct TensorSelection: Sendable {
         }) {
             return .norm
         }
-        if last == "router" || (last == "gate" && parts.dropLast().last.map { ["mlp", "moe", "block_sparse_moe", "feed_forward"].contains($0) } == true) {
+        if last == "router" || last == "shared_expert_gate" || (last == "gate" && parts.dropLast().last.map { ["mlp", "moe", "block_sparse_moe", "feed_forward"].contains($0) } == true) {
             return .router
         }
+        return nil
+    }
+
+    /// Vision/audio towers, MTP layers and linear-attention blocks, which the engines build unquantized.
+    static func towerReason(_ parts: [String]) -> KeepReason? {
+        let towers: Set<String> = ["visual", "vision_tower", "vision_model", "multi_modal_projector", "audio_tower"]
+        if parts.contains(where: { towers.contains($0) || $0.hasPrefix("embed_vision") }) { return .visionOrAudio }
+        if parts.first == "mtp" || parts.contains("mtp") { return .multiTokenPrediction }
+        if parts.contains("linear_attn") || parts.last?.contains("conv1d") == true { return .linearAttention }
         return nil
     }
 

@@ -56,7 +56,7 @@ struct LayoutFixture {
             guard sharedFusedScales else { return amax[module]! }
             let parts = module.split(separator: ".").map(String.init)
             let parent = parts.dropLast().joined(separator: ".")
-            for group in FusedGroups.patterns where group.contains(parts.last!) {
+            for group in FusedModulePatterns.patterns where group.contains(parts.last!) {
                 return group.compactMap { amax[parent + "." + $0] }.max()!
             }
             return amax[module]!
@@ -133,7 +133,7 @@ struct LayoutFixture {
         plain("model.norm.weight", [hidden])
         plain("model.layers.0.input_layernorm.weight", [hidden])
         plain("\(block).gate.weight", [experts, hidden])
-        let groups = FusedGroups.groups(in: linears.map(\.0))
+        let groups = FusedModulePatterns.groups(in: linears.map(\.0))
         for (name, rows, columns) in linears {
             let group = groups.first { $0.members.contains(name) }
             let scaleAmax = sharedFusedScales ? (group?.members.compactMap { amax[$0] }.max() ?? amax[name]!) : amax[name]!

@@ -6,7 +6,7 @@
 /// weight, so members quantized against different global scales decode wrongly. TensorRT-LLM
 /// asserts equality. The member lists follow llm-compressor's `FUSED_LAYER_NAMES` and ModelOpt's
 /// `preprocess_linear_fusion`.
-public struct FusedGroup: Sendable, Equatable {
+public struct FusedModuleGroup: Sendable, Equatable {
     /// The parent module (`model.layers.0.self_attn`).
     public var parent: String
     /// The leaf names of the pattern that matched, in pattern order (`q_proj`, `k_proj`, `v_proj`).
@@ -21,20 +21,17 @@ public struct FusedGroup: Sendable, Equatable {
     }
 }
 
-/// The fused-member patterns and the grouping of module names by them.
-public enum FusedGroups {
+/// The fused-member patterns and the grouping of module names by them, for reading checkpoints of
+/// any architecture (`check`, `inspect`): every rule applies. (Quantizing picks the rules of the
+/// model's architecture: ``FusedGroups``.)
+public enum FusedModulePatterns {
     /// Leaf-name sets that are fused: attention q/k/v, MLP gate/up (dense, shared and routed experts),
-    /// Mixtral-style experts' w1/w3, and DeepSeek MLA's q_a/kv_a.
-    public static let patterns: [[String]] = [
-        ["q_proj", "k_proj", "v_proj"],
-        ["gate_proj", "up_proj"],
-        ["w1", "w3"],
-        ["q_a_proj", "kv_a_proj_with_mqa"],
-    ]
+    /// Mixtral-style experts' w1/w3, and DeepSeek MLA's q_a/kv_a (``FusionRule/all``).
+    public static let patterns: [[String]] = FusionRule.all.map(\.members)
 
     /// Groups `modules` (full module names) by parent and pattern. Only groups with at least two
     /// members present are returned, in the order of their first member in `modules`.
-    public static func groups(in modules: [String]) -> [FusedGroup] {
+    public static func groups(in modules: [String]) -> [FusedModuleGroup] {
         var byKey: [String: (order: Int, parent: String, pattern: Int, members: Set<String>)] = [:]
         for (order, module) in modules.enumerated() {
             let (parent, leaf) = split(module)
@@ -46,7 +43,7 @@ public enum FusedGroups {
         return byKey.values.filter { $0.members.count >= 2 }.sorted { $0.order < $1.order }.map { entry in
             let leaves = patterns[entry.pattern]
             let prefix = entry.parent.isEmpty ? "" : entry.parent + "."
-            return FusedGroup(parent: entry.parent, leaves: leaves, members: leaves.map { prefix + $0 }.filter(entry.members.contains))
+            return FusedModuleGroup(parent: entry.parent, leaves: leaves, members: leaves.map { prefix + $0 }.filter(entry.members.contains))
         }
     }
 

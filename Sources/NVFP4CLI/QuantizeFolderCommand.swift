@@ -1,0 +1,146 @@
+import Glibc
+import NVFP4Kit
+
+/// Whether `path` is (or links to) a folder.
+func isFolder(_ path: String) -> Bool {
+    var st = stat()
+    return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
+}
+
+/// `nvfp4 quantize MODEL_DIR -o OUT_DIR`: a whole Hugging Face folder.
+enum QuantizeFolderCommand {
+    static func format(_ parsed: ParsedArguments) throws(UsageError) -> CheckpointFormat {
+        try choice(parsed.value("--format"), option: "--format",
+                   Dictionary(uniqueKeysWithValues: CheckpointFormat.allCases.map { ($0.rawValue, $0) }), default: .torchao)
+    }
+
+    /// Options that only make sense for some layouts.
+    static func checkFormatOptions(_ parsed: ParsedArguments, options: QuantizeOptions) throws(UsageError) {
+        guard options.format != .torchao else { return }
+        if parsed.flag("--no-global-scale") {
+            throw UsageError(message: "--no-global-scale is torchao-only; \(options.format.rawValue) needs the per-tensor scale")
+        }
+        if parsed.flag("--weight-only") {
+            throw UsageError(message: "--weight-only is torchao-only; \(options.format.rawValue) is weight-only unless --calibration is given")
+        }
+    }
+
+    static func run(_ parsed: ParsedArguments, _ invocation: [String], input: String) throws -> Int32 {
+        guard let output = parsed.value("--output"), output != "-" else {
+            throw UsageError(message: "a model folder needs -o <output folder>")
+        }
+        if parsed.value("--manifest") != nil {
+            throw UsageError(message: "--manifest is for single files; a folder's manifest is <output>/\(FolderQuantizeJob.manifestFileName)")
+        }
+        if parsed.flag("--json") && parsed.value("--shard") != nil {
+            throw UsageError(message: "--json prints the manifest, which a --shard worker does not write; use it with 'nvfp4 merge'")
+        }
+        var options = QuantizeOptions()
+        options.format = try format(parsed)
+        options.mode = parsed.flag("--no-global-scale") ? .singleLevel : .twoLevel
+        options.numerics = try choice(parsed.value("--numerics"), option: "--numerics", ["cuda": .cuda, "cpu": .cpu], default: .cuda)
+        options.selection = TensorSelection(include: parsed.all("--include"), exclude: parsed.all("--exclude"))
+        options.dynamicActivations = !parsed.flag("--weight-only")
+        options.hashes = try QuantizeCommand.hashScope(parsed)
+        try checkFormatOptions(parsed, options: options)
+        if let text = parsed.value("--threads") {
+            guard let n = Int(text), n >= 1, n <= 1024 else {
+                throw UsageError(message: "invalid value '\(text)' for --threads; expected a whole number from 1 to 1024")
+            }
+            options.threads = n
+        }
+        var share: WorkerShare?
+        if let text = parsed.value("--shard") {
+            guard let s = WorkerShare(text) else {
+                throw UsageError(message: "invalid value '\(text)' for --shard; expected <i>/<n> with 0 <= i < n")
+            }
+            share = s
+        }
+        let force = parsed.flag("--force")
+        let quiet = parsed.flag("--quiet")
+        if let a = FileIdentity.of(path: input), let b = FileIdentity.of(path: output), a == b {
+            throw UsageError(message: "\(output) is the input folder; choose another output")
+        }
+        if share == nil, fileExists(output) {
+            guard force else { throw UsageError(message: "\(output) already exists; use --force to replace it") }
+            guard fileExists("\(output)/\(FolderQuantizeJob.manifestFileName)") else {
+                throw UsageError(message: "\(output) exists and is not an nvfp4 output folder (no \(FolderQuantizeJob.manifestFileName)); --force replaces only those")
+            }
+        }
+        let calibration = try parsed.value("--calibration").map(CalibrationFile.read)
+        let folder = try ModelFolder(path: input)
+        let maxShardSize = try parsed.value("--max-shard-size").map(parseSize)
+        let plan = try FolderPlan(
+            folder: folder, options: options, calibration: calibration, calibrationPath: parsed.value("--calibration") ?? "calibration",
+            maxShardSize: maxShardSize)
+        let progress: (String) -> Void = { name in if !quiet && Terminal.stderrIsTerminal { Terminal.err("\r\u{1B}[Kquantize \(name)") } }
+        if let share {
+            try FolderQuantizeJob.runWorker(plan: plan, share: share, output: output, progress: progress)
+            if !quiet && Terminal.stderrIsTerminal { Terminal.err("\r\u{1B}[K") }
+            if !quiet { Terminal.err("worker \(share.index)/\(share.count): wrote its shards and \(share.partFileName) in \(output)\n") }
+            return ExitStatus.success
+        }
+        let manifest = try FolderQuantizeJob.run(plan: plan, output: output, replace: force, invocation: invocation, progress: progress)
+        if !quiet && Terminal.stderrIsTerminal { Terminal.err("\r\u{1B}[K") }
+        if parsed.flag("--json") { Terminal.out(manifest.serialized(.pretty)) }
+        if !quiet {
+            for entry in folder.skippedEntries { Terminal.err("not copied: \(entry) (only regular files at the top of the folder are copied)\n") }
+            Terminal.err(summary(plan: plan, output: output))
+        }
+        return ExitStatus.success
+    }
+
+    static func summary(plan: FolderPlan, output: String) -> String {
+        let shared = plan.groups.filter(\.quantized).count
+        return "quantized \(plan.quantizedModules.count) modules, kept \(plan.keptModules.count) (\(plan.options.format.rawValue)); "
+            + "\(shared) fused groups share a global scale; \(plan.shards.count) shard(s) in \(output)\n"
+    }
+}
+
+/// `5GB` (10^9), `500MiB` (2^20), `1000` bytes; as `save_pretrained(max_shard_size=)` spells them.
+func parseSize(_ text: String) throws(UsageError) -> Int {
+    let units: [(String, Int)] = [
+        ("KIB", 1 << 10), ("MIB", 1 << 20), ("GIB", 1 << 30), ("TIB", 1 << 40),
+        ("KB", 1_000), ("MB", 1_000_000), ("GB", 1_000_000_000), ("TB", 1_000_000_000_000), ("B", 1),
+    ]
+    let upper = text.uppercased()
+    var number = Substring(upper)
+    var factor = 1
+    if let (suffix, f) = units.first(where: { upper.hasSuffix($0.0) }) {
+        number = upper.dropLast(suffix.count)
+        factor = f
+    }
+    guard let value = Double(number), value.isFinite, value >= 1, value * Double(factor) < 9e18,
+        number.allSatisfy({ $0.isNumber || $0 == "." })
+    else {
+        throw UsageError(message: "invalid value '\(text)' for --max-shard-size; expected a size such as 5GB, 500MiB or 1000000")
+    }
+    return Int(value * Double(factor))
+}
+
+/// `nvfp4 merge OUT_DIR`.
+enum MergeCommand {
+    static let spec = CommandSpec(
+        name: "merge",
+        overview: "Finish a folder written by 'nvfp4 quantize --shard i/n' workers: index, config and manifest.",
+        usage: "nvfp4 merge <output folder> [--json] [--quiet]",
+        arguments: [("<output folder>", "The folder the workers wrote into (their common -o).")],
+        options: [
+            OptionSpec(names: ["--json"], valueName: nil, help: "Print the manifest as JSON on stdout."),
+            OptionSpec(names: ["--quiet", "-q"], valueName: nil, help: "Print nothing but errors."),
+        ],
+        discussion: """
+            Checks that every worker's nvfp4-part-<i>-of-<n>.json is present, from the same run, and that each \
+            shard file has the size its worker recorded; then writes model.safetensors.index.json, config.json \
+            (and hf_quant_config.json), copies the other files, writes nvfp4-manifest.json and removes the part \
+            files. The result is byte-identical to a single run apart from the manifest's recorded invocation.
+            """)
+
+    static func run(_ parsed: ParsedArguments, _ invocation: [String]) throws -> Int32 {
+        let output = try positionals(parsed, ["output folder"], command: spec.name)[0]
+        let manifest = try FolderQuantizeJob.merge(output: output, invocation: invocation)
+        if parsed.flag("--json") { Terminal.out(manifest.serialized(.pretty)) }
+        if !parsed.flag("--quiet") { Terminal.err("merged \(manifest["shards"]?.arrayValue?.count ?? 0) shard(s) in \(output)\n") }
+        return ExitStatus.success
+    }
+}

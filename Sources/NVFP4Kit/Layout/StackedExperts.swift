@@ -1,0 +1,80 @@
+/// Stacked MoE expert weights `[E, N, K]` in torchao's layout: one per-tensor scale per expert.
+///
+/// torchao's 3-D path (`NVFP4Tensor.to_nvfp4` on a 3-D weight with `per_tensor_scale` of shape
+/// `(E, 1, 1)`) quantizes each expert against its own scale, packs `qdata` as `[E, N, K/2]`, and
+/// swizzles the flattened `(E·N, K/16)` block scales with `to_blocked` before viewing them as
+/// `(E, scale_M, scale_K)`. That view only exists when `N % 128 == 0`, and then the swizzled
+/// tiles of each expert are contiguous, so the result equals per-expert 2-D quantization
+/// concatenated (pytorch/ao `test_nvfp4_per_expert_scale` asserts exactly that).
+///
+/// Only the torchao layout writes them (the engine layouts have no stacked-expert tensors: their
+/// MoE checkpoints store one 2-D tensor per expert projection), and only in model folders, where
+/// ``FolderPlan`` marks eligible tensors; the single-file default is unchanged.
+public enum StackedExperts {
+    /// Whether `tensor` is a stacked expert weight torchao can quantize: `.weight`, 3-D, bf16/f16/f32,
+    /// `N % 128 == 0` and `K % 16 == 0`.
+    public static func isEligible(_ tensor: TensorInfo) -> Bool {
+        tensor.name.hasSuffix(".weight") && tensor.shape.count == 3 && tensor.dtype.isQuantizable
+            && tensor.shape[0] > 0 && tensor.shape[1] > 0 && tensor.shape[1] % 128 == 0 && tensor.shape[2] % 16 == 0
+            && TensorSelection.structuralReason(module: moduleName(tensor.name)) == nil
+    }
+
+    /// The stored parts, in write order: per-expert scales `F32 [E,1,1]`, `U8 [E, N, K/2]`, and
+    /// swizzled `F8_E4M3 [E, N/128·32, ⌈K/64⌉·16]`.
+    static func storedParts(_ tensor: TensorInfo, layout: TorchAOLayout) -> [StoredPart] {
+        let (e, n, k) = (tensor.shape[0], tensor.shape[1], tensor.shape[2])
+        let scale = ScaleLayout.swizzled.storedShape(rows: n, blocks: k / 16)
+        return [
+            StoredPart(part: .weightGlobalScale, tensor: PlannedTensor(name: layout.storedName(.perTensorScale, of: tensor.name), dtype: .f32, shape: [e, 1, 1])),
+            StoredPart(part: .packed, tensor: PlannedTensor(name: layout.storedName(.packed, of: tensor.name), dtype: .u8, shape: [e, n, k / 2])),
+            StoredPart(part: .blockScales, tensor: PlannedTensor(name: layout.storedName(.blockScales, of: tensor.name), dtype: .f8E4M3, shape: [e] + scale)),
+        ]
+    }
+
+    /// Quantizes every expert against its own scale and writes the three parts.
+    static func write(
+        _ tensor: TensorInfo, bytes: UnsafeRawBufferPointer, options: QuantizeOptions, sink: any OutputSink, path: String
+    ) throws -> (amax: [Float], scales: [Float], error: QuantizationError) {
+        let (experts, rows, columns) = (tensor.shape[0], tensor.shape[1], tensor.shape[2])
+        let expertBytes = rows * columns * tensor.dtype.bitWidth / 8
+        let matrices = (0..<experts).map { e in
+            DenseMatrix(bytes: UnsafeRawBufferPointer(rebasing: bytes[(e * expertBytes)..<((e + 1) * expertBytes)]),
+                        dtype: tensor.dtype, rows: rows, columns: columns)
+        }
+        var codecs: [NVFP4Codec] = []
+        for (e, matrix) in matrices.enumerated() {
+            var expert = tensor
+            expert.name = "\(tensor.name)[\(e)]"
+            codecs.append(try QuantizeJob.makeCodec(for: matrix, tensor: expert, options: options, path: path))
+        }
+        for codec in codecs {
+            var bits = codec.scale.perTensorScale!.bitPattern.littleEndian
+            try withUnsafeBytes(of: &bits) { try sink.write($0) }
+        }
+        let scaleBytes = ScaleLayout.swizzled.storedByteCount(rows: rows, blocks: columns / 16)
+        let allScales = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, experts * scaleBytes), alignment: 64)
+        defer { allScales.deallocate() }
+        allScales.initializeMemory(as: UInt8.self, repeating: 0)
+        let packed = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, rows * columns / 2), alignment: 64)
+        defer { packed.deallocate() }
+        var total = QuantizationError()
+        for (e, (matrix, codec)) in zip(matrices, codecs).enumerated() {
+            let chunks = ceilDiv(rows, QuantizeJob.rowsPerChunk)
+            var errors = [QuantizationError](repeating: QuantizationError(), count: chunks)
+            let scales = UnsafeMutableRawBufferPointer(rebasing: allScales[(e * scaleBytes)..<((e + 1) * scaleBytes)])
+            errors.withUnsafeMutableBufferPointer { partial in
+                let results = partial
+                ParallelLoop.run(iterations: chunks, threads: options.threads) { chunk in
+                    let chunkRows = (chunk * QuantizeJob.rowsPerChunk)..<min(rows, (chunk + 1) * QuantizeJob.rowsPerChunk)
+                    let target = UnsafeMutableRawBufferPointer(
+                        rebasing: packed[(chunkRows.lowerBound * columns / 2)..<(chunkRows.upperBound * columns / 2)])
+                    codec.quantize(matrix, rows: chunkRows, packed: target, scales: scales, layout: .swizzled, error: &results[chunk])
+                }
+            }
+            for error in errors { total.merge(error) }
+            try sink.write(UnsafeRawBufferPointer(packed))
+        }
+        try sink.write(UnsafeRawBufferPointer(rebasing: allScales[0..<(experts * scaleBytes)]))
+        return (codecs.map(\.scale.amax), codecs.map { $0.scale.perTensorScale! }, total)
+    }
+}
