@@ -5,12 +5,13 @@ enum QuantizeCommand {
     static let spec = CommandSpec(
         name: "quantize",
         overview: "Quantize the linear-layer weights of a safetensors checkpoint to NVFP4.",
-        usage: "nvfp4 quantize <input> [-o <output>] [--format torchao|compressed-tensors|modelopt] [--manifest <path>] [--no-global-scale] [--numerics cuda|cpu] [--include <glob> ...] [--exclude <glob> ...] [--threads <n>] [--hash all|output|none] [--compress <zstd[:level]|none>] [--weight-only] [--calibration <amax.json>] [--max-shard-size <size>] [--shard <i>/<n>] [--force] [--json] [--quiet]",
+        usage: "nvfp4 quantize <input> [-o <output>] [--format torchao|compressed-tensors|modelopt] [--manifest <path>] [--no-global-scale] [--numerics cuda|cpu] [--include <glob> ...] [--exclude <glob> ...] [--threads <n>] [--hash all|output|none] [--compress <zstd[:level]|none>] [--weight-only] [--calibration <amax.json>] [--max-shard-size <size>] [--tensor-parallel <n>] [--shard <i>/<n>] [--force] [--json] [--quiet]",
         arguments: [("<input>", "A .safetensors or .safetensors.zst file, '-' for stdin (plain or zstd), or a Hugging Face model folder (then -o names the output folder).")],
         options: [
             OptionSpec(names: ["--format"], valueName: "<torchao|compressed-tensors|modelopt>", help: "Checkpoint layout: torchao (default), compressed-tensors (llm-compressor nvfp4-pack-quantized) or modelopt."),
             OptionSpec(names: ["--calibration"], valueName: "<amax.json>", help: "Module name -> calibrated max |input| (JSON object): writes static input scales (W4A4). Without it, compressed-tensors and modelopt are weight-only."),
             OptionSpec(names: ["--max-shard-size"], valueName: "<size>", help: "Model folders: split output shards above this much tensor data (e.g. 5GB, 500MiB, 1000000). (default: the input's sharding)"),
+            OptionSpec(names: ["--tensor-parallel"], valueName: "<n>", help: "Model folders: keep row-parallel layers (o_proj, down_proj, w2…) whose K/n is not a multiple of 16. (default: 1)"),
             OptionSpec(names: ["--shard"], valueName: "<i>/<n>", help: "Model folders: write only worker i's share of the output shards (0 <= i < n); then run 'nvfp4 merge <output>'."),
             OptionSpec(names: ["--output", "-o"], valueName: "<output>", help: "Output file, or '-' for stdout. (default: <input stem>.nvfp4.safetensors beside the input)"),
             OptionSpec(names: ["--manifest"], valueName: "<path>", help: "Where to write the manifest. (default: <output stem>.manifest.json; none with -o -)"),
@@ -40,7 +41,7 @@ enum QuantizeCommand {
     static func run(_ parsed: ParsedArguments, _ invocation: [String]) throws -> Int32 {
         let input = try positionals(parsed, ["input"], command: spec.name)[0]
         if input != "-" && isFolder(input) { return try QuantizeFolderCommand.run(parsed, invocation, input: input) }
-        for option in ["--calibration", "--shard", "--max-shard-size"] where parsed.value(option) != nil {
+        for option in ["--calibration", "--shard", "--max-shard-size", "--tensor-parallel"] where parsed.value(option) != nil {
             throw UsageError(message: "\(option) needs a model folder as input")
         }
         var options = QuantizeOptions()

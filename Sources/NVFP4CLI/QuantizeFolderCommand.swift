@@ -70,9 +70,16 @@ enum QuantizeFolderCommand {
         let calibration = try parsed.value("--calibration").map(CalibrationFile.read)
         let folder = try ModelFolder(path: input)
         let maxShardSize = try parsed.value("--max-shard-size").map(parseSize)
+        var tensorParallel = 1
+        if let text = parsed.value("--tensor-parallel") {
+            guard let n = Int(text), n >= 1, n <= 1024 else {
+                throw UsageError(message: "invalid value '\(text)' for --tensor-parallel; expected a whole number from 1 to 1024")
+            }
+            tensorParallel = n
+        }
         let plan = try FolderPlan(
             folder: folder, options: options, calibration: calibration, calibrationPath: parsed.value("--calibration") ?? "calibration",
-            maxShardSize: maxShardSize)
+            maxShardSize: maxShardSize, tensorParallel: tensorParallel)
         let progress: (String) -> Void = { name in if !quiet && Terminal.stderrIsTerminal { Terminal.err("\r\u{1B}[Kquantize \(name)") } }
         if let share {
             try FolderQuantizeJob.runWorker(plan: plan, share: share, output: output, progress: progress)

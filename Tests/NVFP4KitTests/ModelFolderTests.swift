@@ -285,6 +285,18 @@ struct ModelFolderTests {
         #expect(throws: FileError.self) { _ = try ModelFixtures.quantize(input, format: .torchao, into: scratch) }
     }
 
+    @Test("--tensor-parallel keeps row-parallel layers whose K/TP is not a multiple of 16")
+    func tensorParallel() throws {
+        var options = QuantizeOptions()
+        options.format = .modelopt
+        // Llama fixture: o_proj K = 32, down_proj K = 64. TP 4 → 8 and 16.
+        let plan = try FolderPlan(folder: try ModelFolder(path: ModelFixtures.llama), options: options, calibration: nil, tensorParallel: 4)
+        #expect(plan.keptModules.contains("model.layers.0.self_attn.o_proj"))
+        #expect(plan.quantizedModules.contains("model.layers.0.mlp.down_proj"))
+        #expect(plan.quantizedModules.contains("model.layers.0.self_attn.q_proj"), "column-parallel layers are unaffected")
+        #expect(plan.quantizationConfig.ignore.contains("model.layers.1.self_attn.o_proj"))
+    }
+
     @Test("an already quantized folder is refused (its config would be overwritten)")
     func alreadyQuantized() throws {
         let scratch = ScratchFolder()

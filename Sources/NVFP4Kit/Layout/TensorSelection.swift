@@ -16,6 +16,7 @@ public enum KeepReason: String, Sendable, CaseIterable {
     case multiTokenPrediction = "MTP / draft layer"
     case linearAttention = "linear-attention or convolution layer"
     case fusedPartnerKept = "a fused partner (q/k/v, gate/up, w1/w3) is kept"
+    case notMultipleOf16AfterTensorParallel = "K / tensor-parallel size is not a multiple of 16 (row-parallel layer)"
 }
 
 /// What happens to one input tensor.

@@ -40,6 +40,8 @@ public struct FolderPlan: Sendable {
     /// Options with the scale plan filled in.
     public var options: QuantizeOptions
     /// Module names kept and quantized (2-D `.weight` tensors only).
+    /// The tensor-parallel size row-parallel layers were checked against.
+    public var tensorParallel: Int
     public var keptModules: [String]
     public var quantizedModules: [String]
 
@@ -55,11 +57,15 @@ public struct FolderPlan: Sendable {
     ///   - maxShardSize: Split output shards so that each holds at most this many bytes of tensor
     ///     data (a single larger tensor gets a shard of its own); `nil` keeps the input's sharding.
     ///     Input shards are split, never merged.
+    ///   - tensorParallel: The tensor-parallel size the model will be served with: row-parallel
+    ///     layers (o_proj, down_proj, w2, …) whose `K / tensorParallel` is not a multiple of 16 are
+    ///     kept, since vLLM and SGLang reject them.
     public init(
         folder: ModelFolder, options: QuantizeOptions, calibration: [String: Float]?, calibrationPath: String = "calibration",
-        maxShardSize: Int? = nil
+        maxShardSize: Int? = nil, tensorParallel: Int = 1
     ) throws {
         self.folder = folder
+        self.tensorParallel = tensorParallel
         if let method = folder.config?["quantization_config"]?["quant_method"]?.stringValue, FolderPlan.quantizedMethods.contains(method.lowercased()) {
             throw ModelFolderError(path: "\(folder.path)/config.json", reason: "the model is already quantized (quant_method \"\(method)\"); start from the bf16/fp16/fp32 checkpoint")
         }
@@ -90,6 +96,13 @@ public struct FolderPlan: Sendable {
         var options = options
         for tensor in all {
             decisions[tensor.name] = options.selection.decide(tensor)
+            if tensorParallel > 1, decisions[tensor.name] == .quantize, tensor.shape.count == 2,
+                FolderPlan.rowParallelLeaves.contains(String(moduleName(tensor.name).split(separator: ".").last ?? "")),
+                tensor.shape[1] % (16 * tensorParallel) != 0
+            {
+                decisions[tensor.name] = .keep(.notMultipleOf16AfterTensorParallel)
+                options.scalePlan.forcedDecisions[tensor.name] = .keep(.notMultipleOf16AfterTensorParallel)
+            }
             // torchao's 3-D path: stacked experts [E, N, K] with one scale per expert (folders only).
             if options.format == .torchao, options.mode == .twoLevel, calibration == nil,
                 decisions[tensor.name] == .keep(.notTwoDimensional), StackedExperts.isEligible(tensor)
@@ -176,6 +189,9 @@ public struct FolderPlan: Sendable {
         keptModules = kept
         quantizedModules = quantized
     }
+
+    /// Leaf names of layers engines split along K (row-parallel) under tensor parallelism.
+    static let rowParallelLeaves: Set<String> = ["o_proj", "down_proj", "w2", "out_proj", "wo", "dense_4h_to_h", "fc2", "c_proj"]
 
     /// `quant_method`s whose checkpoints hold quantized weights. (`gguf` is not among them: a folder
     /// converted from GGUF keeps that block, but its safetensors hold dense weights.)

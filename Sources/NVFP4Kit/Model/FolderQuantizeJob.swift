@@ -258,9 +258,18 @@ extension FolderPlan {
     /// The folder-level summary of this plan.
     public var summary: FolderSummary {
         FolderSummary(
-            folder: folder, quantization: quantizationConfig, options: Manifest.optionsEntry(options),
+            folder: folder, quantization: quantizationConfig, options: folderOptionsEntry,
             fusion: .object([("rules_from", .string(fusion.source)), ("groups", .array(groups.map(FolderQuantizeJob.groupEntry)))]),
             outputShards: outputShards.map(\.name))
+    }
+}
+
+extension FolderPlan {
+    /// The manifest's `options`, plus `tensor_parallel` when it is not 1.
+    var folderOptionsEntry: JSONValue {
+        var members = Manifest.optionsEntry(options).objectValue ?? []
+        if tensorParallel > 1 { members.append(("tensor_parallel", .int(tensorParallel))) }
+        return .object(members)
     }
 }
 
