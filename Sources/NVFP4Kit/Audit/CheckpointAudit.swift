@@ -212,6 +212,8 @@ public struct CheckpointAudit {
         for group in model.fusedGroups {
             let quantized = group.members.filter(quantizedNames.contains)
             guard !quantized.isEmpty else { continue }
+            // torchao has no fused layers: its loaders keep each NVFP4Tensor with its own scale.
+            if quantized.compactMap(model.module(named:)).allSatisfy({ $0.layout == .torchao }) { continue }
             if quantized.count != group.members.count {
                 let kept = group.members.filter { !quantizedNames.contains($0) }
                 add(.fusedPartiallyQuantized, source.path, group.displayName,
