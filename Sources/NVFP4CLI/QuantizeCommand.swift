@@ -5,7 +5,7 @@ enum QuantizeCommand {
     static let spec = CommandSpec(
         name: "quantize",
         overview: "Quantize the linear-layer weights of a safetensors checkpoint to NVFP4.",
-        usage: "nvfp4 quantize <input> [-o <output>] [--manifest <path>] [--no-global-scale] [--numerics cuda|cpu] [--include <glob> ...] [--exclude <glob> ...] [--threads <n>] [--weight-only] [--force] [--json] [--quiet]",
+        usage: "nvfp4 quantize <input> [-o <output>] [--manifest <path>] [--no-global-scale] [--numerics cuda|cpu] [--include <glob> ...] [--exclude <glob> ...] [--threads <n>] [--method rtn|mse] [--importance <stats.json>] [--weight-only] [--force] [--json] [--quiet]",
         arguments: [("<input>", "A .safetensors file, or '-' for stdin.")],
         options: [
             OptionSpec(names: ["--output", "-o"], valueName: "<output>", help: "Output file, or '-' for stdout. (default: <input stem>.nvfp4.safetensors beside the input)"),
@@ -15,6 +15,9 @@ enum QuantizeCommand {
             OptionSpec(names: ["--include"], valueName: "<glob>", help: "Quantize only matching tensors (name or module; repeatable).", repeatable: true),
             OptionSpec(names: ["--exclude"], valueName: "<glob>", help: "Keep matching tensors unquantized (repeatable; wins over --include).", repeatable: true),
             OptionSpec(names: ["--threads", "-j"], valueName: "<n>", help: "Worker threads; the output is identical for any n. (default: all cores)"),
+            OptionSpec(names: ["--method"], valueName: "<rtn|mse>", help: "Block scales: rtn = round to nearest, torchao's bytes; mse = search the codes near RTN for the lowest block error (same format). (default: rtn)"),
+            OptionSpec(names: ["--importance"], valueName: "<stats.json>", help: "With --method mse: weight the block error by per-channel activation statistics (scripts/quality/collect_importance.py)."),
+            OptionSpec(names: ["--search-radius"], valueName: "<n>", help: "With --method mse: e4m3 codes searched on each side of the RTN code, 0 to 126. (default: 8)"),
             OptionSpec(names: ["--weight-only"], valueName: nil, help: "Describe the weights as torchao NVFP4WeightOnlyConfig (no activation quantization)."),
             OptionSpec(names: ["--force"], valueName: nil, help: "Replace an existing output file."),
             OptionSpec(names: ["--json"], valueName: nil, help: "Print the manifest as JSON on stdout."),
@@ -40,6 +43,7 @@ enum QuantizeCommand {
             }
             options.threads = n
         }
+        try parseMethod(parsed, into: &options)
         let quiet = parsed.flag("--quiet")
         let force = parsed.flag("--force")
 
@@ -87,6 +91,7 @@ enum QuantizeCommand {
         }
         try manifestSink?.publish()
         if parsed.flag("--json") { Terminal.out(manifest.serialized(.pretty)) }
+        if !quiet, let warning = importanceWarning(result, options: options) { Terminal.err(warning) }
         if !quiet { Terminal.err(summary(result, output: output, manifest: manifestPath)) }
         return ExitStatus.success
     }

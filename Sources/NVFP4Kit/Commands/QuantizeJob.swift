@@ -7,6 +7,13 @@ public struct QuantizeOptions: Sendable {
     public var dynamicActivations = true
     /// Worker threads; the output does not depend on it.
     public var threads = ParallelLoop.availableCores
+    /// How block scales are chosen: torchao's round-to-nearest, or the error-minimizing search.
+    public var method: QuantizationMethod = .rtn
+    /// Codes searched on each side of the RTN code by `.mse`.
+    public var searchRadius = ScaleSearch.defaultRadius
+    /// Activation statistics that weight the `.mse` search (`--importance`), and their file.
+    public var importance: ImportanceStatistics?
+    public var importancePath: String?
 
     public init() {}
 }
@@ -25,6 +32,8 @@ public struct TensorReport: Sendable {
     public var perTensorScale: Float?
     /// The reconstruction error measured while quantizing.
     public var error: QuantizationError?
+    /// Whether the `.mse` search was weighted by this module's activation statistics.
+    public var importanceWeighted = false
 }
 
 /// A file's identity for the manifest.
@@ -109,6 +118,7 @@ public enum QuantizeJob {
         let header = reader.header
         let (decisions, layout) = plan(header: header, options: options)
         let torchao = TorchAOLayout(mode: options.mode, dynamicActivations: options.dynamicActivations)
+        try checkImportance(header: header, decisions: decisions, options: options)
         try sink.write(layout.headerBytes)
         var reports: [TensorReport] = []
         var done: UInt64 = 0
@@ -122,7 +132,10 @@ public enum QuantizeJob {
                     let codec = try makeCodec(for: matrix, tensor: tensor, options: options, path: reader.displayPath)
                     report.amax = codec.scale.amax
                     report.perTensorScale = codec.scale.perTensorScale
-                    report.error = try writeQuantized(matrix, codec: codec, layout: torchao, sink: sink, threads: options.threads)
+                    let search = try scaleSearch(for: tensor, options: options)
+                    report.importanceWeighted = search?.importance != nil
+                    report.error = try writeQuantized(
+                        matrix, codec: codec, layout: torchao, sink: sink, threads: options.threads, search: search)
                 }
             } else {
                 try reader.withBytes(of: tensor) { try sink.write($0) }
@@ -163,7 +176,8 @@ public enum QuantizeJob {
     /// ``waveBytes`` of packed output) run on `threads` threads, then the wave is written. The
     /// chunking never depends on the thread count, so bytes and error sums are identical for every N.
     static func writeQuantized(
-        _ matrix: DenseMatrix, codec: NVFP4Codec, layout: TorchAOLayout, sink: any OutputSink, threads: Int
+        _ matrix: DenseMatrix, codec: NVFP4Codec, layout: TorchAOLayout, sink: any OutputSink, threads: Int,
+        search: ScaleSearch? = nil
     ) throws -> QuantizationError {
         let blocks = matrix.columns / NVFP4Codec.blockSize
         let scaleByteCount = layout.scaleLayout.storedByteCount(rows: matrix.rows, blocks: blocks)
@@ -193,7 +207,11 @@ public enum QuantizeJob {
                             let chunkRows = start..<min(rows.upperBound, start + rowsPerChunk)
                             let target = UnsafeMutableRawBufferPointer(
                                 rebasing: wave[((start - rows.lowerBound) * rowBytes)..<((chunkRows.upperBound - rows.lowerBound) * rowBytes)])
-                            codec.quantize(matrix, rows: chunkRows, packed: target, scales: scaleBytes, layout: layout.scaleLayout, error: &results[chunk])
+                            if let search {
+                                codec.quantize(matrix, rows: chunkRows, packed: target, scales: scaleBytes, layout: layout.scaleLayout, search: search, error: &results[chunk])
+                            } else {
+                                codec.quantize(matrix, rows: chunkRows, packed: target, scales: scaleBytes, layout: layout.scaleLayout, error: &results[chunk])
+                            }
                         }
                     }
                     for e in errors { error.merge(e) }
