@@ -55,7 +55,7 @@ def main() -> int:
         replaced = 0
         for name, tensor in load_file(path).items():
             if name not in state:
-                raise SystemExit(f"error: {path}: tensor {name} is not in the model")
+                continue  # buffers the checkpoint carries but the model does not persist (position_ids)
             if not torch.equal(tensor.float(), original[name].float()):
                 replaced += 1
             state[name].copy_(tensor.float())

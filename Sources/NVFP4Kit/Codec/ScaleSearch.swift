@@ -182,26 +182,23 @@ enum ScaleSearchKernel {
     /// Chooses the codes of 16 transposed blocks.
     ///
     /// Codes below c₀ are tried in decreasing order and the descent stops once, in every lane, the
-    /// clipping error of the block maximum alone, `w_min (amax − RN(6·f))²`, already reaches the
-    /// best error: every element's error is at least its clipping error, and a smaller code only
-    /// clips more, so no skipped code could win (the bound is computed with monotone roundings,
-    /// so this holds in `Float` too).
+    /// clipping error of the block maximum alone, `w_max (amax − RN(6·f))²` (w_max: the weight of
+    /// the maximum's channel), already reaches the best error: the block error includes that
+    /// element's term, which is at least its clipping error, and a smaller code only clips more,
+    /// so no skipped code could win (the bound uses monotone roundings, so this holds in `Float` too).
     @inline(__always)
     static func choose(
         _ magnitudes: UnsafeRawPointer, _ weights: UnsafeRawPointer, weighted: Bool, _ p: Parameters
     ) -> SIMD16<UInt32> {
+        // The block maxima and, when weighted, the weight of (one of) the elements holding them.
         var amax = magnitudes.load(as: SIMD16<Float>.self)
+        var weightAtMaximum = SIMD16<Float>(repeating: 1)
+        if weighted { weightAtMaximum = weights.load(as: SIMD16<Float>.self) }
         for k in 1..<NVFP4Codec.blockSize {
             let a = magnitudes.load(fromByteOffset: k * 64, as: SIMD16<Float>.self)
-            amax = amax.replacing(with: a, where: a .> amax)
-        }
-        var minimumWeight = SIMD16<Float>(repeating: 1)
-        if weighted {
-            minimumWeight = weights.load(as: SIMD16<Float>.self)
-            for k in 1..<NVFP4Codec.blockSize {
-                let w = weights.load(fromByteOffset: k * 64, as: SIMD16<Float>.self)
-                minimumWeight = minimumWeight.replacing(with: w, where: w .< minimumWeight)
-            }
+            let larger = a .> amax
+            amax = amax.replacing(with: a, where: larger)
+            if weighted { weightAtMaximum.replace(with: weights.load(fromByteOffset: k * 64, as: SIMD16<Float>.self), where: larger) }
         }
         let blockValue = p.cpuDivision ? amax / 6 : amax * NVFP4Codec.sixReciprocal
         let rtn = encodeClampedNormal(p.twoLevel ? blockValue / p.pts : blockValue)
@@ -217,7 +214,7 @@ enum ScaleSearchKernel {
             let candidate = scaling(down, p)
             let clip = amax - 6 * candidate.factor
             let clipped = clip.replacing(with: zero, where: clip .< zero)
-            if all(minimumWeight * (clipped * clipped) .>= bestError) { break }
+            if all(weightAtMaximum * (clipped * clipped) .>= bestError) { break }
             let e = errors(magnitudes, weights, weighted: weighted, scaling: candidate)
             let better = e .< bestError
             best.replace(with: down, where: better)
