@@ -191,7 +191,7 @@ private let configurations: [(ScalingMode, DivisionNumerics)] = [(.twoLevel, .cu
     func importanceWeighted() throws {
         var g = SeededGenerator(state: 42)
         let columns = 64
-        let rows = 40
+        let rows = 41 // chunks of 20 and 21 rows: 80 and 84 blocks, so a partial group of 4
         let values = (0..<(rows * columns)).map { _ in g.normal() }
         // Channel 3 of each block dominates.
         let importance = (0..<columns).map { $0 % 16 == 3 ? Float(1000) : Float.random(in: 0.01...1, using: &g) }
@@ -235,6 +235,36 @@ private let configurations: [(ScalingMode, DivisionNumerics)] = [(.twoLevel, .cu
             #"{"format":"nvfp4-importance","version":1,"modules":{"m":[1,1e300]}}"#,
         ] {
             #expect(throws: ImportanceStatistics.Problem.self, "\(bad)") { try ImportanceStatistics(json: JSONParser.parse(bad)) }
+        }
+    }
+
+    @Test("f16 and bf16 inputs give the same choice as the same values in f32")
+    func halfPrecisionInputs() throws {
+        var g = SeededGenerator(state: 77)
+        let rows = 24, columns = 80
+        let values = (0..<(rows * columns)).map { _ in Float(Float16(g.normal())) }
+        let reference = try quantize(values, rows: rows, mode: .twoLevel, numerics: .cuda, search: ScaleSearch())
+        for dtype in [DType.f16, .bf16] {
+            var raw = [UInt8]()
+            for v in values {
+                let bits: UInt16 = dtype == .f16 ? Float16(v).bitPattern : BFloat16.fromFloat(v)
+                withUnsafeBytes(of: bits.littleEndian) { raw.append(contentsOf: $0) }
+            }
+            let exact = dtype == .f16 ? values : values.map { BFloat16.toFloat(BFloat16.fromFloat($0)) }
+            let expected = dtype == .f16 ? reference : try quantize(exact, rows: rows, mode: .twoLevel, numerics: .cuda, search: ScaleSearch())
+            var packed = [UInt8](repeating: 0, count: values.count / 2)
+            var scales = [UInt8](repeating: 0, count: values.count / 16)
+            var error = QuantizationError()
+            raw.withUnsafeBytes { bytes in
+                let matrix = DenseMatrix(bytes: bytes, dtype: dtype, rows: rows, columns: columns)
+                packed.withUnsafeMutableBytes { p in
+                    scales.withUnsafeMutableBytes { s in
+                        expected.codec.quantize(matrix, rows: 0..<rows, packed: p, scales: s, layout: .rowMajor, search: ScaleSearch(), error: &error)
+                    }
+                }
+            }
+            #expect(scales == expected.scales, "\(dtype)")
+            #expect(packed == expected.packed, "\(dtype)")
         }
     }
 
