@@ -5,7 +5,7 @@ enum QuantizeCommand {
     static let spec = CommandSpec(
         name: "quantize",
         overview: "Quantize the linear-layer weights of a safetensors checkpoint to NVFP4.",
-        usage: "nvfp4 quantize <input> [-o <output>] [--format torchao|compressed-tensors|modelopt] [--manifest <path>] [--no-global-scale] [--numerics cuda|cpu] [--include <glob> ...] [--exclude <glob> ...] [--threads <n>] [--hash all|output|none] [--compress <zstd[:level]|none>] [--weight-only] [--calibration <amax.json>] [--max-shard-size <size>] [--tensor-parallel <n>] [--shard <i>/<n>] [--force] [--json] [--quiet]",
+        usage: "nvfp4 quantize <input> [-o <output>] [--format torchao|compressed-tensors|modelopt] [--manifest <path>] [--no-global-scale] [--numerics cuda|cpu] [--include <glob> ...] [--exclude <glob> ...] [--threads <n>] [--method rtn|mse] [--importance <stats.json>] [--hash all|output|none] [--compress <zstd[:level]|none>] [--weight-only] [--calibration <amax.json>] [--max-shard-size <size>] [--tensor-parallel <n>] [--shard <i>/<n>] [--force] [--json] [--quiet]",
         arguments: [("<input>", "A .safetensors or .safetensors.zst file, '-' for stdin (plain or zstd), or a Hugging Face model folder (then -o names the output folder).")],
         options: [
             OptionSpec(names: ["--format"], valueName: "<torchao|compressed-tensors|modelopt>", help: "Checkpoint layout: torchao (default), compressed-tensors (llm-compressor nvfp4-pack-quantized) or modelopt."),
@@ -20,6 +20,9 @@ enum QuantizeCommand {
             OptionSpec(names: ["--include"], valueName: "<glob>", help: "Quantize only matching tensors (name or module; repeatable).", repeatable: true),
             OptionSpec(names: ["--exclude"], valueName: "<glob>", help: "Keep matching tensors unquantized (repeatable; wins over --include).", repeatable: true),
             OptionSpec(names: ["--threads", "-j"], valueName: "<n>", help: "Worker threads; the output is identical for any n. (default: all cores)"),
+            OptionSpec(names: ["--method"], valueName: "<rtn|mse>", help: "Block scales: rtn = round to nearest, torchao's bytes; mse = search the codes near RTN for the lowest block error (same format). (default: rtn)"),
+            OptionSpec(names: ["--importance"], valueName: "<stats.json>", help: "With --method mse: weight the block error by per-channel activation statistics (scripts/quality/collect_importance.py)."),
+            OptionSpec(names: ["--search-radius"], valueName: "<n>", help: "With --method mse: e4m3 codes searched on each side of the RTN code, 0 to 126. (default: 8)"),
             OutputCompression.option,
             OptionSpec(names: ["--hash"], valueName: "<all|output|none>", help: "Which SHA-256 sums the manifest records: the output's (what verify checks), also the input's (one more full read), or none. (default: output)"),
             OptionSpec(names: ["--weight-only"], valueName: nil, help: "Describe the weights as torchao NVFP4WeightOnlyConfig (no activation quantization)."),
@@ -58,6 +61,7 @@ enum QuantizeCommand {
             }
             options.threads = n
         }
+        try parseMethod(parsed, into: &options)
         let quiet = parsed.flag("--quiet")
         let force = parsed.flag("--force")
 
@@ -106,6 +110,7 @@ enum QuantizeCommand {
         }
         try manifestSink?.publish()
         if parsed.flag("--json") { Terminal.out(manifest.serialized(.pretty)) }
+        if !quiet, let warning = importanceWarning(result, options: options) { Terminal.err(warning) }
         if !quiet { Terminal.err(summary(result, output: output, manifest: manifestPath)) }
         return ExitStatus.success
     }

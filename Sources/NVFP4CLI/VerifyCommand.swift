@@ -7,11 +7,12 @@ enum VerifyCommand {
     static let spec = CommandSpec(
         name: "verify",
         overview: "Compare an NVFP4 checkpoint with its original.",
-        usage: "nvfp4 verify <original> <quantized> [--tolerance <t>] [--manifest <path>] [--json] [--quiet]",
+        usage: "nvfp4 verify <original> <quantized> [--tolerance <t>] [--manifest <path>] [--compare-method rtn|mse] [--json] [--quiet]",
         arguments: [("<original>", "The source .safetensors file ('-' for stdin), or model folder."), ("<quantized>", "The NVFP4 .safetensors file ('-' for stdin), or the folder 'nvfp4 quantize' wrote (any --format).")],
         options: [
             OptionSpec(names: ["--tolerance"], valueName: "<t>", help: "Largest relative RMS error allowed per tensor. (default: 0.15)"),
             OptionSpec(names: ["--manifest"], valueName: "<path>", help: "Also check both files' SHA-256 and size against this quantize manifest."),
+            OptionSpec(names: ["--compare-method"], valueName: "<rtn|mse>", help: "Also quantize each original with this method in memory and show the error change against it (single files)."),
             OptionSpec(names: ["--json"], valueName: nil, help: "Print the report as JSON."),
             OptionSpec(names: ["--quiet", "-q"], valueName: nil, help: "Print only failures."),
         ],
@@ -33,17 +34,21 @@ enum VerifyCommand {
         }
         let manifestPath = parsed.value("--manifest")
         if manifestPath == "-" && paths.contains("-") { throw UsageError(message: "only one of <original>, <quantized> and --manifest can be '-'") }
+        let comparison: QuantizationMethod? = try parsed.value("--compare-method").map {
+            try choice($0, option: "--compare-method", ["rtn": QuantizationMethod.rtn, "mse": .mse], default: .rtn)
+        }
         let report: VerifyReport
         let displayPaths: (original: String, quantized: String)
         if isFolder(paths[0]) && isFolder(paths[1]) {
             if manifestPath != nil { throw UsageError(message: "--manifest checks single files; a folder's manifest is <quantized>/nvfp4-manifest.json") }
+            if comparison != nil { throw UsageError(message: "--compare-method compares single files") }
             report = try FolderVerifyJob.run(original: ModelFolder(path: paths[0]), quantized: ModelFolder(path: paths[1]), tolerance: tolerance)
             displayPaths = (paths[0], paths[1])
         } else {
             let manifest = try manifestPath.map(readManifest)
             let original = try SafetensorsReader.randomAccess(path: paths[0], hashing: manifest != nil)
             let quantized = try SafetensorsReader.randomAccess(path: paths[1], hashing: manifest != nil)
-            var fileReport = try VerifyJob.run(original: original, quantized: quantized, tolerance: tolerance)
+            var fileReport = try VerifyJob.run(original: original, quantized: quantized, tolerance: tolerance, comparisonMethod: comparison)
             if let manifest, let manifestPath {
                 do {
                     let failures = try ManifestCheck.failures(manifest: manifest, original: try original.finish(), quantized: try quantized.finish())
@@ -90,18 +95,32 @@ enum VerifyCommand {
     }
 
     static func text(_ report: VerifyReport, quiet: Bool) -> String {
-        var rows: [[String]] = [["TENSOR", "KIND", "REL RMSE", "SQNR dB", "MAX ABS ERR", "STATUS"]]
+        let method = report.comparisonMethod
+        var header = ["TENSOR", "KIND", "REL RMSE", "SQNR dB", "MAX ABS ERR"]
+        if let method { header += ["\(method.rawValue.uppercased()) SQNR dB", "MSE VS \(method.rawValue.uppercased())"] }
+        var rows: [[String]] = [header + ["STATUS"]]
         for t in report.tensors where !quiet || !t.failures.isEmpty {
             let e = t.error
-            rows.append([
+            var row = [
                 t.name, t.kind.rawValue,
                 e.map { Format.fixed($0.relativeRMSE, 5) } ?? "-",
                 e.map { Format.fixed($0.sqnrDB, 2) } ?? "-",
                 e.map { "\($0.maxAbsoluteError)" } ?? "-",
-                t.failures.isEmpty ? "ok" : "FAIL: " + t.failures.joined(separator: "; "),
-            ])
+            ]
+            if method != nil {
+                let c = t.comparisonError
+                row.append(c.map { Format.fixed($0.sqnrDB, 2) } ?? "-")
+                row.append(e.flatMap { e in c.map { mseChange(e, $0) } } ?? "-")
+            }
+            rows.append(row + [t.failures.isEmpty ? "ok" : "FAIL: " + t.failures.joined(separator: "; ")])
         }
         var text = rows.count > 1 ? Format.table(rows) : ""
+        if let method {
+            var ours = QuantizationError()
+            var theirs = QuantizationError()
+            for t in report.tensors { if let e = t.error, let c = t.comparisonError { ours.merge(e); theirs.merge(c) } }
+            text += "all NVFP4 weights: SQNR \(Format.fixed(ours.sqnrDB, 2)) dB vs \(Format.fixed(theirs.sqnrDB, 2)) dB with \(method.rawValue); total squared error \(mseChange(ours, theirs)) vs \(method.rawValue)\n"
+        }
         for m in report.mismatches { text += "MISMATCH: \(m)\n" }
         for m in report.manifestFailures { text += "MANIFEST: \(m)\n" }
         let failed = report.tensors.filter { !$0.failures.isEmpty }.count
@@ -127,10 +146,26 @@ enum VerifyCommand {
                     members.append(("sqnr_db", .finite(e.sqnrDB)))
                     members.append(("max_abs_error", .finite(e.maxAbsoluteError)))
                 }
+                if let method = report.comparisonMethod, let c = t.comparisonError {
+                    members.append(("comparison", .object([
+                        ("method", .string(method.rawValue)),
+                        ("relative_rmse", .finite(c.relativeRMSE)),
+                        ("sqnr_db", .finite(c.sqnrDB)),
+                        ("max_abs_error", .finite(c.maxAbsoluteError)),
+                        ("error_square_sum_ratio", .finite(t.error.map { $0.errorSquareSum / c.errorSquareSum } ?? .nan)),
+                    ])))
+                }
                 members.append(("passed", .bool(t.failures.isEmpty)))
                 members.append(("failures", .array(t.failures.map { .string($0) })))
                 return .object(members)
             })),
         ])
+    }
+
+    /// The change of the total squared error against the comparison, as a signed percentage.
+    static func mseChange(_ ours: QuantizationError, _ theirs: QuantizationError) -> String {
+        guard theirs.errorSquareSum > 0 else { return ours.errorSquareSum == 0 ? "+0.0%" : "-" }
+        let change = (ours.errorSquareSum / theirs.errorSquareSum - 1) * 100
+        return (change >= 0 ? "+" : "") + Format.fixed(change, 1) + "%"
     }
 }

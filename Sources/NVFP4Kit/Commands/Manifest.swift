@@ -52,7 +52,9 @@ public enum Manifest {
             ("scaling", .string(options.mode.rawValue)),
             ("numerics", .string(options.numerics.rawValue)),
             ("activations", activations),
-            ("method", "rtn"),
+            ("method", .string(options.method.rawValue)),
+            ("search_radius", options.method == .mse ? .int(options.searchRadius) : .null),
+            ("importance", options.method == .mse ? options.importancePath.map { .string($0) } ?? .null : .null),
             ("block_size", 16),
             ("include", .array(options.selection.include.map { .string($0) })),
             ("exclude", .array(options.selection.exclude.map { .string($0) })),
@@ -87,6 +89,7 @@ public enum Manifest {
                     ("max_abs_error", .finite(e.maxAbsoluteError)),
                 ])))
             }
+            if t.importanceWeighted { members.append(("importance_weighted", true)) }
         case .keep(let reason):
             members.append(("action", "kept"))
             members.append(("reason", .string(reason.rawValue)))

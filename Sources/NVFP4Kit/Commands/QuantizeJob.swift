@@ -24,6 +24,13 @@ public struct QuantizeOptions: Sendable {
     /// A torchao model folder describes the whole model in every shard, as transformers'
     /// `save_pretrained` does (its loader merges the shards' metadata with `dict.update`).
     public var metadataTensors: [(tensor: TensorInfo, quantized: Bool, calibrated: Bool)]?
+    /// How block scales are chosen: torchao's round-to-nearest, or the error-minimizing search.
+    public var method: QuantizationMethod = .rtn
+    /// Codes searched on each side of the RTN code by `.mse`.
+    public var searchRadius = ScaleSearch.defaultRadius
+    /// Activation statistics that weight the `.mse` search (`--importance`), and their file.
+    public var importance: ImportanceStatistics?
+    public var importancePath: String?
 
     public init() {}
 
@@ -69,6 +76,8 @@ public struct TensorReport: Sendable {
     public var inputScale: Float?
     /// The reconstruction error measured while quantizing.
     public var error: QuantizationError?
+    /// Whether the `.mse` search was weighted by this module's activation statistics.
+    public var importanceWeighted = false
 }
 
 /// A file's identity for the manifest.
@@ -153,6 +162,7 @@ public enum QuantizeJob {
         let header = reader.header
         let (decisions, layout) = plan(header: header, options: options)
         let weightLayout = options.layout
+        try checkImportance(header: header, decisions: decisions, options: options)
         try sink.write(layout.headerBytes)
         let scratch = ScratchBuffers()
         var reports: [TensorReport] = []
@@ -179,9 +189,11 @@ public enum QuantizeJob {
                     report.amax = codec.scale.amax
                     report.perTensorScale = codec.scale.perTensorScale
                     report.inputScale = scales.input
+                    let search = try scaleSearch(for: tensor, options: options)
+                    report.importanceWeighted = search?.importance != nil
                     report.error = try writeQuantized(
                         matrix, codec: codec, layout: weightLayout, parts: parts, scales: scales, sink: sink, threads: options.threads,
-                        waveBytes: options.waveBytes, scratch: scratch)
+                        waveBytes: options.waveBytes, scratch: scratch, search: search)
                 }
             } else {
                 try reader.withBytes(of: tensor) { try sink.write($0) }
@@ -225,7 +237,8 @@ public enum QuantizeJob {
     /// chunking never depends on the thread count, so bytes and error sums are identical for every N.
     static func writeQuantized(
         _ matrix: DenseMatrix, codec: NVFP4Codec, layout: any WeightLayout, parts: [StoredPart], scales: WeightScales,
-        sink: any OutputSink, threads: Int, waveBytes: Int = QuantizeOptions().waveBytes, scratch: ScratchBuffers = ScratchBuffers()
+        sink: any OutputSink, threads: Int, waveBytes: Int = QuantizeOptions().waveBytes, scratch: ScratchBuffers = ScratchBuffers(),
+        search: ScaleSearch? = nil
     ) throws -> QuantizationError {
         let blocks = matrix.columns / NVFP4Codec.blockSize
         let scaleByteCount = layout.scaleLayout.storedByteCount(rows: matrix.rows, blocks: blocks)
@@ -257,7 +270,11 @@ public enum QuantizeJob {
                             let chunkRows = start..<min(rows.upperBound, start + rowsPerChunk)
                             let target = UnsafeMutableRawBufferPointer(
                                 rebasing: wave[((start - rows.lowerBound) * rowBytes)..<((chunkRows.upperBound - rows.lowerBound) * rowBytes)])
-                            codec.quantize(matrix, rows: chunkRows, packed: target, scales: scaleBytes, layout: layout.scaleLayout, error: &results[chunk])
+                            if let search {
+                                codec.quantize(matrix, rows: chunkRows, packed: target, scales: scaleBytes, layout: layout.scaleLayout, search: search, error: &results[chunk])
+                            } else {
+                                codec.quantize(matrix, rows: chunkRows, packed: target, scales: scaleBytes, layout: layout.scaleLayout, error: &results[chunk])
+                            }
                         }
                     }
                     for e in errors { error.merge(e) }

@@ -14,6 +14,8 @@ public struct VerifiedTensor: Sendable {
     public var error: QuantizationError?
     /// Check failures for this tensor (invalid scale codes, altered bytes, over tolerance).
     public var failures: [String]
+    /// The error of ``VerifyReport/comparisonMethod`` on the same original (quantized tensors).
+    public var comparisonError: QuantizationError? = nil
 }
 
 /// The outcome of ``VerifyJob/run(original:quantized:tolerance:)``.
@@ -22,6 +24,8 @@ public struct VerifyReport: Sendable {
     public var tensors: [VerifiedTensor]
     /// Structural mismatches that prevent a comparison (missing, extra or reshaped tensors).
     public var mismatches: [String]
+    /// The method each original was also quantized with in memory, for comparison (`--compare-method`).
+    public var comparisonMethod: QuantizationMethod? = nil
 
     /// Differences from a quantize manifest (`verify --manifest`): SHA-256 or size.
     public var manifestFailures: [String] = []
@@ -42,10 +46,13 @@ public enum VerifyJob {
     ///   - original: The source checkpoint (random access).
     ///   - quantized: The NVFP4 checkpoint (random access).
     ///   - tolerance: The largest relative RMSE that passes.
+    ///   - comparisonMethod: Also quantize each original with this method in memory and report its
+    ///     error (``VerifiedTensor/comparisonError``).
     /// - Throws: ``FileError`` when a file is unreadable or its NVFP4 parts are malformed.
     ///   - threads: Worker threads; the report does not depend on it.
     public static func run(
-        original: SafetensorsReader, quantized: SafetensorsReader, tolerance: Double, threads: Int = ParallelLoop.availableCores
+        original: SafetensorsReader, quantized: SafetensorsReader, tolerance: Double,
+        comparisonMethod: QuantizationMethod? = nil, threads: Int = ParallelLoop.availableCores
     ) throws -> VerifyReport {
         let contents: CheckpointContents
         do { contents = try CheckpointContents(header: quantized.header) } catch {
@@ -53,7 +60,7 @@ public enum VerifyJob {
         }
         let weights = Dictionary(contents.weights.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         let plain = Dictionary(contents.plain.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
-        var report = VerifyReport(tolerance: tolerance, tensors: [], mismatches: [])
+        var report = VerifyReport(tolerance: tolerance, tensors: [], mismatches: [], comparisonMethod: comparisonMethod)
         var matched = Set<String>()
         for source in original.header.tensors {
             if let weight = weights[source.name] {
@@ -66,8 +73,17 @@ public enum VerifyJob {
                     report.mismatches.append("tensor \"\(source.name)\": original dtype \(source.dtype.rawValue) cannot have been quantized")
                     continue
                 }
-                report.tensors.append(try compare(
-                    source, weight, original: original, quantized: quantized, tolerance: tolerance, threads: threads))
+                var verified = try compare(
+                    source, weight, original: original, quantized: quantized, tolerance: tolerance, threads: threads)
+                if let comparisonMethod {
+                    let pts = try weight.perTensorScaleValue(in: quantized)
+                    verified.comparisonError = try original.withBytes(of: source) { bytes in
+                        MethodComparison.error(
+                            of: DenseMatrix(bytes: bytes, dtype: source.dtype, rows: weight.rows, columns: weight.columns),
+                            perTensorScale: pts, method: comparisonMethod)
+                    }
+                }
+                report.tensors.append(verified)
                 original.release(source)
                 weight.parts.forEach(quantized.release)
             } else if let kept = plain[source.name] {
