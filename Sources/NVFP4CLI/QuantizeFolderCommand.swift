@@ -29,6 +29,9 @@ enum QuantizeFolderCommand {
         guard let output = parsed.value("--output"), output != "-" else {
             throw UsageError(message: "a model folder needs -o <output folder>")
         }
+        if parsed.value("--compress") != nil {
+            throw UsageError(message: "--compress is for single files; a model folder is written as plain safetensors shards, as the engines load them")
+        }
         if parsed.value("--manifest") != nil {
             throw UsageError(message: "--manifest is for single files; a folder's manifest is <output>/\(FolderQuantizeJob.manifestFileName)")
         }
@@ -42,6 +45,7 @@ enum QuantizeFolderCommand {
         options.selection = TensorSelection(include: parsed.all("--include"), exclude: parsed.all("--exclude"))
         options.dynamicActivations = !parsed.flag("--weight-only")
         options.hashes = try QuantizeCommand.hashScope(parsed)
+        try QuantizeCommand.parseMethod(parsed, into: &options)
         try checkFormatOptions(parsed, options: options)
         if let text = parsed.value("--threads") {
             guard let n = Int(text), n >= 1, n <= 1024 else {

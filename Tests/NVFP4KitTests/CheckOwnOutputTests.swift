@@ -30,4 +30,21 @@ struct CheckOwnOutputTests {
             #expect(check.status == 0, "\(check)")
         }
     }
+
+    @Test("folders honour --method mse (recorded, different bytes, still clean) and refuse --compress")
+    func folderOptions() throws {
+        try ToolRunner.withTemporaryDirectory { dir in
+            let model = ToolRunner.fixture("models/llama")
+            #expect(try ToolRunner.run(["quantize", model, "-o", dir.file("rtn"), "--format", "modelopt", "-q"]).status == 0)
+            let mse = try ToolRunner.run(["quantize", model, "-o", dir.file("mse"), "--format", "modelopt", "--method", "mse", "-q"])
+            #expect(mse.status == 0, "\(mse)")
+            let manifest = String(decoding: try ToolRunner.readFile(dir.file("mse/nvfp4-manifest.json")), as: UTF8.self)
+            #expect(manifest.contains("\"method\": \"mse\""), "the folder manifest records the method")
+            let shard = "model-00001-of-00003.safetensors"
+            #expect(try ToolRunner.readFile(dir.file("rtn/" + shard)) != (try ToolRunner.readFile(dir.file("mse/" + shard))))
+            #expect(try ToolRunner.run(["check", dir.file("mse")]).status == 0)
+            let compressed = try ToolRunner.run(["quantize", model, "-o", dir.file("z"), "--compress", "zstd"])
+            #expect(compressed.status == 2 && compressed.stderrLines.count == 1 && compressed.stderr.contains("--compress"), "\(compressed)")
+        }
+    }
 }

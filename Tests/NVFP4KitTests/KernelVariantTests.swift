@@ -110,7 +110,9 @@ import Testing
             for params in parameterSets {
                 let baseline = try #require(Self.run(variant: 0, bytes: input.bytes, elementBytes: input.elementBytes, params: params))
                 #expect(baseline.codes.contains { $0 != 0 }, "\(input.name): the kernel wrote scale codes")
+                #expect(Array(baseline.compared[0..<16]) == baseline.signal, "\(input.name): comparing reproduces the quantizer's signal lanes")
                 #expect(Array(baseline.compared[16..<32]) == baseline.error, "\(input.name): comparing reproduces the quantizer's error lanes")
+                #expect(Array(baseline.compared[32..<48]) == baseline.maxAbs.map(UInt64.init), "\(input.name): and its max-abs lanes")
                 for variant in runnable.dropFirst() {
                     let name = String(cString: nvfp4_kernel_variant_name(variant))
                     let other = Self.run(variant: variant, bytes: input.bytes, elementBytes: input.elementBytes, params: params)

@@ -39,6 +39,9 @@ typedef struct {
 
 /// Quantizes `groups` groups of 16 contiguous blocks (256 elements each).
 ///
+/// The values must be finite (the Swift caller rejects NaN and infinity first, as torchao's
+/// result for them is not a valid checkpoint); a NaN block would get a meaningless scale code.
+///
 /// - `source`: bf16 (`element_bytes` 2) or fp32 (`element_bytes` 4) little-endian values, any alignment.
 /// - `packed`: receives 128 bytes per group (two e2m1 codes a byte, even element low).
 /// - `codes`: receives 16 e4m3 scale codes per group, in block order.

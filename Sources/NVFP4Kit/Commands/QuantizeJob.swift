@@ -247,7 +247,11 @@ public enum QuantizeJob {
         let waveRows = max(rowsPerChunk, waveBytes / max(1, rowBytes) / rowsPerChunk * rowsPerChunk)
         let wave = scratch.wave(byteCount: min(matrix.rows, waveRows) * rowBytes)
         var error = QuantizationError()
-        for part in parts.map(\.part) {
+        let order = parts.map(\.part)
+        precondition(
+            (order.firstIndex(of: .packed) ?? -1) < (order.firstIndex(of: .blockScales) ?? Int.max),
+            "a layout must store the packed data before the block scales, which the codec fills while packing")
+        for part in order {
             switch part {
             case .weightGlobalScale, .inputGlobalScale:
                 var bits = layout.scalarValue(part, scales: scales).bitPattern.littleEndian

@@ -54,6 +54,9 @@ public enum VerifyJob {
         original: SafetensorsReader, quantized: SafetensorsReader, tolerance: Double,
         comparisonMethod: QuantizationMethod? = nil, threads: Int = ParallelLoop.availableCores
     ) throws -> VerifyReport {
+        precondition(
+            original.isRandomAccess && quantized.isRandomAccess,
+            "VerifyJob reads tensors in any order: open both files with SafetensorsReader.randomAccess(path:)")
         let contents: CheckpointContents
         do { contents = try CheckpointContents(header: quantized.header) } catch {
             throw FileError(path: quantized.displayPath, cause: error)

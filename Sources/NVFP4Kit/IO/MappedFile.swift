@@ -44,7 +44,11 @@ public final class MappedFile: @unchecked Sendable {
             return
         }
         let base = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0)
-        guard let base, base != MAP_FAILED else { throw SystemError(call: "mmap", path: path) }
+        guard let base, base != MAP_FAILED else {
+            let error = SystemError(call: "mmap", path: path)
+            if descriptor >= 0 { close(descriptor) }  // deinit does not run for a failed init
+            throw error
+        }
         madvise(base, size, MADV_SEQUENTIAL)
         bytes = UnsafeRawBufferPointer(start: base, count: size)
         regionSlot = MappedRegionRegistry.register(UnsafeRawBufferPointer(bytes), path: path)
@@ -70,17 +74,6 @@ public final class MappedFile: @unchecked Sendable {
     /// Drops the pages of `range` from this process (they stay in the page cache).
     ///
     /// The corresponding C function is `madvise(MADV_DONTNEED)`.
-    /// Maps the pages of `range` in one call (`MADV_POPULATE_READ`, Linux 5.14+) instead of one
-    /// page fault per 64 KiB as they are first touched. Advisory: older kernels ignore it.
-    public func prefault(_ range: Range<Int>) {
-        guard let base = bytes.baseAddress else { return }
-        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
-        let start = (range.lowerBound / page) * page
-        let end = min(bytes.count, range.upperBound)
-        guard end > start else { return }
-        madvise(UnsafeMutableRawPointer(mutating: base + start), end - start, 22 /* MADV_POPULATE_READ */)
-    }
-
     public func release(_ range: Range<Int>) {
         guard let base = bytes.baseAddress else { return }
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))

@@ -152,8 +152,18 @@ public final class AtomicFileSink: OutputSink {
         do {
             try writer.flush()
             try retryingInterrupts("fsync", path: displayPath) { fsync(writer.fd) }
-            try retryingInterrupts("close", path: displayPath) { close(writer.fd) }
         } catch {
+            finished = true
+            close(writer.fd)
+            unlink(temporaryPath)
+            TemporaryFileRegistry.unregister(slot)
+            throw error
+        }
+        // Never retried: on Linux the descriptor is released even when close reports EINTR, and a
+        // retry could close a descriptor another thread has just opened. (fsync above reported
+        // any write error.)
+        if close(writer.fd) != 0 && errno != EINTR {
+            let error = SystemError(call: "close", path: displayPath)
             finished = true
             unlink(temporaryPath)
             TemporaryFileRegistry.unregister(slot)

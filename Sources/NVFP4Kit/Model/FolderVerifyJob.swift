@@ -188,9 +188,11 @@ public enum FolderVerifyJob {
             try reader.withBytes(of: packed.tensor) { packedBytes in
                 try source.withBytes(of: tensor) { bytes in
                     let matrix = DenseMatrix(bytes: bytes, dtype: tensor.dtype, rows: weight.rows, columns: weight.columns)
-                    weight.dequantize(packed: packedBytes, scaleBytes: scaleBytes, perTensorScale: pts, rows: 0..<weight.rows) { row, values in
-                        for (i, v) in values.enumerated() { error.add(original: matrix.element(row * weight.columns + i), reconstructed: v) }
-                    }
+                    // The vectorized comparison: for a torchao or ModelOpt folder (pts stored as is) it gives
+                    // back the error sums recorded while quantizing.
+                    error = VerifyJob.measure(
+                        matrix, packed: packedBytes, scales: scaleBytes, layout: weight.scaleLayout, perTensorScale: pts,
+                        threads: ParallelLoop.availableCores)
                 }
             }
         }

@@ -154,7 +154,6 @@ public final class SafetensorsReader {
     public func withBytes<R>(of tensor: TensorInfo, _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
         let range = Int(tensor.dataOffsets.lowerBound)..<Int(tensor.dataOffsets.upperBound)
         if let file = mappedFile {
-            file.prefault((dataStart + range.lowerBound)..<(dataStart + range.upperBound))
             let bytes = UnsafeRawBufferPointer(rebasing: file.bytes[(dataStart + range.lowerBound)..<(dataStart + range.upperBound)])
             return try body(bytes)
         }
