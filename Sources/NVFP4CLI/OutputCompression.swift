@@ -22,12 +22,12 @@ enum OutputCompression: Equatable {
 
     /// Opens the output: a temporary file beside `path` (or stdout for `-`), compressed if asked.
     func makeSink(path: String, replace: Bool, threads: Int, hashing: Bool = true) throws -> any OutputSink {
-        // A compressed output is hashed (if at all) before compression, by the zstd sink.
-        let hashesFile = hashing && self == .none
+        // The file sink never hashes: a plain output is hashed beside the writing, on another thread
+        // (ConcurrentHashingSink); a compressed one before compression, by the zstd sink.
         let plain: any OutputSink = path == "-"
-            ? StandardOutputSink(hashing: hashesFile) : try AtomicFileSink(path: path, replace: replace, hashing: hashesFile)
+            ? StandardOutputSink(hashing: false) : try AtomicFileSink(path: path, replace: replace, hashing: false)
         switch self {
-        case .none: return plain
+        case .none: return hashing ? ConcurrentHashingSink(wrapping: plain) : plain
         case .zstd(let level):
             do { return try ZstdCompressingSink(wrapping: plain, level: level, threads: threads, hashing: hashing) } catch {
                 plain.abort()
