@@ -199,6 +199,21 @@ INLINE void block_pair(u32x16 evens, u32x16 odds, f32x16 reciprocal, f32x16 fact
     group_error_add(g, ae, ao, de, dodd);
 }
 
+/// Blocks 2j and 2j+1 of the group at `p` as even and odd elements (fp32 bit patterns; lanes 0–7
+/// from block 2j, 8–15 from block 2j+1).
+INLINE void load_pair(const uint8_t *p, int j, int bf16, u32x16 *evens, u32x16 *odds) {
+    if (bf16) {
+        // Each 32-bit word holds an even element (low half) and an odd one (high half).
+        u32x16 w = load_u32x16(p + 64 * j);
+        *evens = w << 16;
+        *odds = w & 0xFFFF0000u;
+    } else {
+        u32x16 a = load_u32x16(p + 128 * j), b = load_u32x16(p + 128 * j + 64);
+        *evens = __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        *odds = __builtin_shufflevector(a, b, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    }
+}
+
 /// Lanes 0–7 from `v[2j]`, lanes 8–15 from `v[2j + 1]`.
 INLINE f32x16 pair_broadcast(f32x16 v, int j) {
     float a = v[2 * j], b = v[2 * j + 1];
@@ -227,16 +242,7 @@ INLINE void quantize_body(
 #pragma clang loop unroll(full)
         for (int j = 0; j < 8; j++) {
             u32x16 evens, odds;
-            if (bf16) {
-                // Each 32-bit word holds an even element (low half) and an odd one (high half).
-                u32x16 w = load_u32x16(p + 64 * j);
-                evens = w << 16;
-                odds = w & 0xFFFF0000u;
-            } else {
-                u32x16 a = load_u32x16(p + 128 * j), b = load_u32x16(p + 128 * j + 64);
-                evens = __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-                odds = __builtin_shufflevector(a, b, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
-            }
+            load_pair(p, j, bf16, &evens, &odds);
             block_pair(evens, odds, pair_broadcast(reciprocals, j), pair_broadcast(factors, j), packed + 16 * j, &ge);
         }
         group_error_flush(&ge, &signal_sum, &error_sum, &max_abs);
@@ -304,15 +310,7 @@ INLINE void compare_body(
 #pragma clang loop unroll(full)
         for (int j = 0; j < 8; j++) {
             u32x16 evens, odds;
-            if (bf16) {
-                u32x16 w = load_u32x16(p + 64 * j);
-                evens = w << 16;
-                odds = w & 0xFFFF0000u;
-            } else {
-                u32x16 a = load_u32x16(p + 128 * j), b = load_u32x16(p + 128 * j + 64);
-                evens = __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-                odds = __builtin_shufflevector(a, b, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
-            }
+            load_pair(p, j, bf16, &evens, &odds);
             compare_pair(evens, odds, packed + 16 * j, pair_broadcast(factors, j), &ge);
         }
         group_error_flush(&ge, &signal_sum, &error_sum, &max_abs);

@@ -75,6 +75,17 @@ public protocol WeightLayout: Sendable {
 }
 
 extension WeightLayout {
+    /// The scales as they are (`amax / 2688` and the activation's): what torchao
+    /// (`per_tensor_amax_to_scale`) and ModelOpt (`weight_scale_2`, `input_scale`) store.
+    /// compressed-tensors stores reciprocals and overrides this.
+    public func scalarValue(_ part: LayoutPart, scales: WeightScales) -> Float {
+        switch part {
+        case .weightGlobalScale: return scales.weight!
+        case .inputGlobalScale: return scales.input!
+        case .packed, .blockScales: preconditionFailure("not a scalar part")
+        }
+    }
+
     /// The stored tensor names of weight `name`, in write order.
     public func storedNames(ofWeight name: String, rows: Int, columns: Int, calibrated: Bool) -> [String] {
         storedParts(ofWeight: name, rows: rows, columns: columns, calibrated: calibrated).map(\.tensor.name)
@@ -108,15 +119,6 @@ public struct TorchAOWeightLayout: WeightLayout {
             }
         }
         return result
-    }
-
-    /// torchao stores both per-tensor scales as they are (`per_tensor_amax_to_scale`).
-    public func scalarValue(_ part: LayoutPart, scales: WeightScales) -> Float {
-        switch part {
-        case .weightGlobalScale: return scales.weight!
-        case .inputGlobalScale: return scales.input!
-        case .packed, .blockScales: preconditionFailure("not a scalar part")
-        }
     }
 
     public func fileMetadata(
@@ -231,14 +233,6 @@ public struct ModelOptLayout: WeightLayout {
         parts.append(StoredPart(part: .packed, tensor: PlannedTensor(name: name, dtype: .u8, shape: [rows, columns / 2])))
         parts.append(StoredPart(part: .blockScales, tensor: PlannedTensor(name: sibling(module, "weight_scale"), dtype: .f8E4M3, shape: [rows, columns / 16])))
         return parts
-    }
-
-    public func scalarValue(_ part: LayoutPart, scales: WeightScales) -> Float {
-        switch part {
-        case .weightGlobalScale: return scales.weight!
-        case .inputGlobalScale: return scales.input!
-        case .packed, .blockScales: preconditionFailure("not a scalar part")
-        }
     }
 
     public func fileMetadata(
