@@ -72,7 +72,7 @@ enum FuzzChecks {
     static func zstdStream(_ bytes: [UInt8]) {
         do {
             let stream = try ZstdDecompressingStream(source: ChunkedMemoryStream(bytes, chunk: 1 + bytes.count / 3))
-            let reader = try SafetensorsReader(stream: CappedStream(stream, limit: 64 << 20), displayPath: "<fuzz>")
+            let reader = try SafetensorsReader(stream: LimitedStream(stream, limit: 64 << 20), displayPath: "<fuzz>")
             try readEverything(reader)
         } catch {}
     }
@@ -124,24 +124,6 @@ final class ChunkedMemoryStream: ByteStream {
         guard n > 0 else { return 0 }
         bytes.withUnsafeBytes { buffer.baseAddress!.copyMemory(from: $0.baseAddress! + offset, byteCount: n) }
         offset += n
-        return n
-    }
-}
-
-/// Ends another stream after `limit` bytes.
-final class CappedStream: ByteStream {
-    private let source: any ByteStream
-    private var remaining: Int
-
-    init(_ source: any ByteStream, limit: Int) {
-        self.source = source
-        remaining = limit
-    }
-
-    func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
-        guard remaining > 0, buffer.count > 0 else { return 0 }
-        let n = try source.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<min(buffer.count, remaining)]))
-        remaining -= n
         return n
     }
 }

@@ -149,23 +149,32 @@ public enum VerifyJob {
         if let pts, !(pts.isFinite && pts > 0) {
             failures.append("per-tensor scale \(pts) is not a positive finite number")
         }
-        var error = QuantizationError()
-        try quantized.withBytes(of: weight.scales) { scales in
-            let invalid = weight.invalidScaleCodes(scales)
-            if let first = invalid.first {
-                failures.append("\(invalid.count) invalid block-scale codes (NaN or negative), first at row \(first.row), block \(first.block)")
-            }
+        let error = try quantized.withBytes(of: weight.scales) { scales in
             try quantized.withBytes(of: weight.packed) { packed in
                 try original.withBytes(of: source) { bytes in
-                    let matrix = DenseMatrix(bytes: bytes, dtype: source.dtype, rows: weight.rows, columns: weight.columns)
-                    error = measure(matrix, packed: packed, scales: scales, layout: weight.scaleLayout, perTensorScale: pts, threads: threads)
+                    check(weight, original: bytes, dtype: source.dtype, packed: packed, scales: scales, perTensorScale: pts,
+                          tolerance: tolerance, threads: threads, failures: &failures)
                 }
             }
         }
-        let rmse = error.relativeRMSE
-        if !(rmse <= tolerance) {
-            failures.append("relative RMSE \(rmse) exceeds tolerance \(tolerance)")
-        }
         return VerifiedTensor(name: source.name, kind: .quantized, shape: source.shape, error: error, failures: failures)
+    }
+
+    /// The checks of one NVFP4 weight against its original, given their bytes: invalid block-scale
+    /// codes, and the measured error against `tolerance`. Appends to `failures`; returns the error.
+    static func check(
+        _ weight: NVFP4Weight, original: UnsafeRawBufferPointer, dtype: DType, packed: UnsafeRawBufferPointer,
+        scales: UnsafeRawBufferPointer, perTensorScale: Float?, tolerance: Double, threads: Int, failures: inout [String]
+    ) -> QuantizationError {
+        let invalid = weight.invalidScaleCodes(scales)
+        if let first = invalid.first {
+            failures.append("\(invalid.count) invalid block-scale codes (NaN or negative), first at row \(first.row), block \(first.block)")
+        }
+        let matrix = DenseMatrix(bytes: original, dtype: dtype, rows: weight.rows, columns: weight.columns)
+        let error = measure(matrix, packed: packed, scales: scales, layout: weight.scaleLayout, perTensorScale: perTensorScale, threads: threads)
+        if !(error.relativeRMSE <= tolerance) {
+            failures.append("relative RMSE \(error.relativeRMSE) exceeds tolerance \(tolerance)")
+        }
+        return error
     }
 }

@@ -112,16 +112,16 @@ final class RecordingStream: ByteStream {
 }
 
 /// Yields at most `limit` bytes of another stream.
-final class LimitedStream: ByteStream {
+public final class LimitedStream: ByteStream {
     private let source: any ByteStream
     private var remaining: Int
 
-    init(_ source: any ByteStream, limit: Int) {
+    public init(_ source: any ByteStream, limit: Int) {
         self.source = source
         remaining = limit
     }
 
-    func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+    public func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
         guard remaining > 0, buffer.count > 0 else { return 0 }
         let n = try source.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<min(buffer.count, remaining)]))
         remaining -= n

@@ -178,26 +178,17 @@ public enum FolderVerifyJob {
         let weight = NVFP4Weight(
             name: tensor.name, rows: tensor.shape[0], columns: tensor.shape[1], packed: packed.tensor, scales: scales.tensor,
             scaleLayout: layout.scaleLayout, perTensorScale: nil, activationScale: nil, originalDtype: tensor.dtype)
-        var error = QuantizationError()
         let reader = readers[packed.reader]
-        try reader.withBytes(of: scales.tensor) { scaleBytes in
-            let invalid = weight.invalidScaleCodes(scaleBytes)
-            if let first = invalid.first {
-                failures.append("\(invalid.count) invalid block-scale codes (NaN or negative), first at row \(first.row), block \(first.block)")
-            }
+        // For a torchao or ModelOpt folder (pts stored as is) this gives back the error sums
+        // recorded while quantizing.
+        let error = try reader.withBytes(of: scales.tensor) { scaleBytes in
             try reader.withBytes(of: packed.tensor) { packedBytes in
                 try source.withBytes(of: tensor) { bytes in
-                    let matrix = DenseMatrix(bytes: bytes, dtype: tensor.dtype, rows: weight.rows, columns: weight.columns)
-                    // The vectorized comparison: for a torchao or ModelOpt folder (pts stored as is) it gives
-                    // back the error sums recorded while quantizing.
-                    error = VerifyJob.measure(
-                        matrix, packed: packedBytes, scales: scaleBytes, layout: weight.scaleLayout, perTensorScale: pts,
-                        threads: ParallelLoop.availableCores)
+                    VerifyJob.check(
+                        weight, original: bytes, dtype: tensor.dtype, packed: packedBytes, scales: scaleBytes, perTensorScale: pts,
+                        tolerance: tolerance, threads: ParallelLoop.availableCores, failures: &failures)
                 }
             }
-        }
-        if !(error.relativeRMSE <= tolerance) {
-            failures.append("relative RMSE \(error.relativeRMSE) exceeds tolerance \(tolerance)")
         }
         source.release(tensor)
         return (VerifiedTensor(name: tensor.name, kind: .quantized, shape: tensor.shape, error: error, failures: failures), stored)
