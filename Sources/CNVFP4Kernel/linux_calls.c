@@ -24,3 +24,15 @@ int nvfp4_affinity_cpu_count(void) {
     return 0;
 #endif
 }
+
+int nvfp4_set_direct_io(int fd, int on) {
+#if defined(__linux__) && defined(O_DIRECT)
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0) return -1;
+    flags = on ? (flags | O_DIRECT) : (flags & ~O_DIRECT);
+    return fcntl(fd, F_SETFL, flags);
+#else
+    (void)fd; (void)on;
+    return -1;
+#endif
+}

@@ -5,7 +5,7 @@ enum QuantizeCommand {
     static let spec = CommandSpec(
         name: "quantize",
         overview: "Quantize the linear-layer weights of a safetensors checkpoint to NVFP4.",
-        usage: "nvfp4 quantize <input> [-o <output>] [--format torchao|compressed-tensors|modelopt] [--manifest <path>] [--no-global-scale] [--numerics cuda|cpu] [--include <glob> ...] [--exclude <glob> ...] [--threads <n>] [--method rtn|mse] [--importance <stats.json>] [--hash all|output|none] [--compress <zstd[:level]|none>] [--weight-only] [--calibration <amax.json>] [--max-shard-size <size>] [--tensor-parallel <n>] [--shard <i>/<n>] [--force] [--json] [--quiet]",
+        usage: "nvfp4 quantize <input> [-o <output>] [--format torchao|compressed-tensors|modelopt] [--manifest <path>] [--no-global-scale] [--numerics cuda|cpu] [--include <glob> ...] [--exclude <glob> ...] [--threads <n>] [--method rtn|mse] [--importance <stats.json>] [--hash all|output|none] [--io direct|buffered] [--compress <zstd[:level]|none>] [--weight-only] [--calibration <amax.json>] [--max-shard-size <size>] [--tensor-parallel <n>] [--shard <i>/<n>] [--force] [--json] [--quiet]",
         arguments: [("<input>", "A .safetensors or .safetensors.zst file, '-' for stdin (plain or zstd), or a Hugging Face model folder (then -o names the output folder).")],
         options: [
             OptionSpec(names: ["--format"], valueName: "<torchao|compressed-tensors|modelopt>", help: "Checkpoint layout: torchao (default), compressed-tensors (llm-compressor nvfp4-pack-quantized) or modelopt."),
@@ -25,6 +25,7 @@ enum QuantizeCommand {
             OptionSpec(names: ["--search-radius"], valueName: "<n>", help: "With --method mse: e4m3 codes searched on each side of the RTN code, 0 to 126. (default: 8)"),
             OutputCompression.option,
             OptionSpec(names: ["--hash"], valueName: "<all|output|none>", help: "Which SHA-256 sums the manifest records: the output's (what verify checks), also the input's (one more full read), or none. (default: output)"),
+            OptionSpec(names: ["--io"], valueName: "<direct|buffered>", help: "How output files are written: direct = around the page cache (O_DIRECT, where the file system allows it), buffered = through it, as cp does, so the output stays cached. (default: direct)"),
             OptionSpec(names: ["--weight-only"], valueName: nil, help: "Describe the weights as torchao NVFP4WeightOnlyConfig (no activation quantization)."),
             OptionSpec(names: ["--force"], valueName: nil, help: "Replace an existing output file."),
             OptionSpec(names: ["--json"], valueName: nil, help: "Print the manifest as JSON on stdout."),
@@ -54,6 +55,7 @@ enum QuantizeCommand {
         options.selection = TensorSelection(include: parsed.all("--include"), exclude: parsed.all("--exclude"))
         options.dynamicActivations = !parsed.flag("--weight-only")
         options.hashes = try hashScope(parsed)
+        options.outputIO = try outputIO(parsed)
         try QuantizeFolderCommand.checkFormatOptions(parsed, options: options)
         if let text = parsed.value("--threads") {
             guard let n = Int(text), n >= 1, n <= 1024 else {
@@ -93,7 +95,8 @@ enum QuantizeCommand {
 
         let compression = try OutputCompression.parse(parsed.value("--compress"), output: output)
         let reader = try SafetensorsReader(path: input, hashing: options.hashes.hashesInput)
-        let sink = try compression.makeSink(path: output, replace: force, threads: options.threads, hashing: options.hashes.hashesOutput)
+        // QuantizeJob hashes the output itself (options.hashes), on its own thread.
+        let sink = try compression.makeSink(path: output, replace: force, threads: options.threads, hashing: false, io: options.outputIO)
         let progress = ProgressLine(label: "quantize", enabled: !quiet && Terminal.stderrIsTerminal)
         let result = try QuantizeJob.run(reader: reader, sink: sink, options: options, progress: progress.update)
         progress.finish()
@@ -120,6 +123,13 @@ enum QuantizeCommand {
         try choice(
             parsed.value("--hash"), option: "--hash", Dictionary(uniqueKeysWithValues: HashScope.allCases.map { ($0.rawValue, $0) }),
             default: .output)
+    }
+
+    /// `--io direct|buffered`.
+    static func outputIO(_ parsed: ParsedArguments) throws(UsageError) -> OutputIO {
+        try choice(
+            parsed.value("--io"), option: "--io", Dictionary(uniqueKeysWithValues: OutputIO.allCases.map { ($0.rawValue, $0) }),
+            default: .direct)
     }
 
     /// `dir/model.safetensors` → `dir/model.nvfp4.safetensors`.

@@ -45,6 +45,7 @@ enum QuantizeFolderCommand {
         options.selection = TensorSelection(include: parsed.all("--include"), exclude: parsed.all("--exclude"))
         options.dynamicActivations = !parsed.flag("--weight-only")
         options.hashes = try QuantizeCommand.hashScope(parsed)
+        options.outputIO = try QuantizeCommand.outputIO(parsed)
         try QuantizeCommand.parseMethod(parsed, into: &options)
         try checkFormatOptions(parsed, options: options)
         if let text = parsed.value("--threads") {

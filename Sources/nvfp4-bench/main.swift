@@ -4,7 +4,8 @@
 //
 // It writes a seeded synthetic Llama-shaped bf16 checkpoint (hidden 2048, intermediate 5632, as many
 // layers as fit the size), then times, in one run and on the same file, median of --runs:
-// `cp` of the file, `nvfp4 quantize` with 1 thread and with all cores, and `nvfp4 verify`; it
+// `cp` of the file, `nvfp4 quantize` with 1 thread and with all cores (also with --hash none/all,
+// --io buffered, and to stdout = /dev/null), and `nvfp4 verify` (output read once first); it
 // prints GB/s of bf16 input, G elements/s, the ratio to `cp`, and the peak anonymous memory
 // (RssAnon sampled from /proc every 2 ms) and peak RSS of each command.
 import Dispatch
@@ -184,15 +185,25 @@ let commands: [(String, [String])] = [
     ("quantize", [tool, "quantize", input, "-o", output, "--force", "-q"]),
     ("quantize --hash none", [tool, "quantize", input, "-o", output, "--force", "-q", "--hash", "none"]),
     ("quantize --hash all", [tool, "quantize", input, "-o", output, "--force", "-q", "--hash", "all"]),
+    ("quantize --io buffered", [tool, "quantize", input, "-o", output, "--force", "-q", "--io", "buffered"]),
+    // stdout goes to /dev/null: the pipeline without the file system (what a pipe consumer sees).
+    ("quantize -o - --hash none", [tool, "quantize", input, "-o", "-", "-q", "--hash", "none"]),
     ("verify", [tool, "verify", input, output, "-q"]),
 ]
+/// Untimed steps before a command: the targets are for a warm page cache, and the default
+/// `quantize` writes its output around the cache (`--io direct`), so `verify` first reads it once.
+let before: [String: [String]] = ["verify": ["/bin/cat", output]]
 var results: [String: (wall: Double, cpu: Double, rss: Int, anon: Int)] = [:]
 _ = run(["/bin/cat", input])  // warm the page cache
-for (_, argv) in commands { _ = run(argv) }  // warm-up
+for (name, argv) in commands {  // warm-up
+    if let warm = before[name] { _ = run(warm) }
+    _ = run(argv)
+}
 // Rounds interleave the commands, so a burst of other load on the machine hits all of them alike.
 var samples: [String: [Sample]] = [:]
 for _ in 0..<options.runs {
     for (name, argv) in commands {
+        if let warm = before[name] { _ = run(warm) }
         let s = run(argv)
         if s.status != 0 {
             print("\(name) exited \(s.status)")
@@ -207,11 +218,11 @@ for (name, _) in commands {
 }
 let cp = results["cp"]!.wall
 print("")
-print("command                median s   GB/s in   G elem/s   × cp    CPU s    peak anon MiB   peak RSS MiB")
+print("command                    median s   GB/s in   G elem/s   × cp    CPU s    peak anon MiB   peak RSS MiB")
 for (name, _) in commands {
     let r = results[name]!
     print(
-        [name.padding(21), fmt(r.wall, 3).padding(10), fmt(fileBytes / r.wall / 1e9).padding(9),
+        [name.padding(25), fmt(r.wall, 3).padding(10), fmt(fileBytes / r.wall / 1e9).padding(9),
          fmt(Double(elements) / r.wall / 1e9).padding(10), fmt(r.wall / cp).padding(7), fmt(r.cpu, 3).padding(8),
          fmt(Double(r.anon) / 1024, 1).padding(15), fmt(Double(r.rss) / 1024, 1)].joined(separator: " "))
 }
@@ -220,7 +231,7 @@ if let python = options.torchao {
     let s = run([python, "scripts/bench/torchao_baseline.py", input, options.directory + "/torchao.safetensors"])
     unlink(options.directory + "/torchao.safetensors")
     if s.status == 0 {
-        print("torchao (CPU, 1 run)   " + [fmt(s.wall, 3).padding(10), fmt(fileBytes / s.wall / 1e9).padding(9),
+        print("torchao (CPU, 1 run)       " + [fmt(s.wall, 3).padding(10), fmt(fileBytes / s.wall / 1e9).padding(9),
             fmt(Double(elements) / s.wall / 1e9).padding(10), fmt(s.wall / cp).padding(7), fmt(s.cpu, 3).padding(8),
             fmt(Double(s.peakAnon) / 1024, 1).padding(15), fmt(Double(s.peakRSS) / 1024, 1)].joined(separator: " "))
     } else {

@@ -166,6 +166,7 @@ struct CLITests {
         UsageCase(arguments: ["quantize", "$IN", "-o"], mentions: "needs a value"),
         UsageCase(arguments: ["quantize", "$IN", "--numerics", "gpu"], mentions: "invalid value 'gpu' for --numerics"),
         UsageCase(arguments: ["quantize", "$IN", "--numerics="], mentions: "--numerics"),
+        UsageCase(arguments: ["quantize", "$IN", "--io", "fast"], mentions: "invalid value 'fast' for --io"),
         UsageCase(arguments: ["quantize", "$IN", "--force=yes"], mentions: "takes no value"),
         UsageCase(arguments: ["quantize", "$IN", "-o", "a.safetensors", "-o", "b.safetensors"], mentions: "more than once"),
         UsageCase(arguments: ["quantize", "-"], mentions: "-o"),
@@ -195,6 +196,25 @@ struct CLITests {
     }
 
     // MARK: quantize: outputs
+
+    @Test("--io direct (the default) and --io buffered write the same file and manifest sums")
+    func outputIOModes() throws {
+        try ToolRunner.withTemporaryDirectory { dir in
+            let model = ToolRunner.fixture(CLIScaffold.tinyLlama)
+            for mode in ["direct", "buffered"] {
+                let r = try ToolRunner.run(["quantize", model, "-o", dir.file("\(mode).safetensors"), "--io", mode, "-q"])
+                #expect(r.status == 0, "\(r)")
+            }
+            let direct = try ToolRunner.readFile(dir.file("direct.safetensors"))
+            #expect(!direct.isEmpty)
+            #expect(direct == (try ToolRunner.readFile(dir.file("buffered.safetensors"))))
+            let sums = try ["direct", "buffered"].map { mode in
+                (try CLIScaffold.jsonObject(try ToolRunner.readFile(dir.file("\(mode).manifest.json")))["output"] as? [String: Any])?["sha256"] as? String
+            }
+            #expect(sums[0] != nil && sums[0] == sums[1])
+            #expect(sums[0] == (try CLIScaffold.sha256(dir.file("direct.safetensors"))))
+        }
+    }
 
     @Test("quantize writes <stem>.nvfp4.safetensors and <stem>.nvfp4.manifest.json beside the input")
     func defaultOutputs() throws {

@@ -89,6 +89,10 @@ int nvfp4_start_writeback(int fd, long long offset, long long length);
 /// it cannot be read.
 int nvfp4_affinity_cpu_count(void);
 
+/// Turns direct I/O (`O_DIRECT`: writes go from the caller's buffer to the device, bypassing the
+/// page cache) on or off for `fd`. Returns 0, or -1 where the file system or OS does not support it.
+int nvfp4_set_direct_io(int fd, int on);
+
 #ifdef __cplusplus
 }
 #endif

@@ -12,6 +12,9 @@ public struct QuantizeOptions: Sendable {
     /// Packed output produced between two writes (two such buffers exist); the output does not
     /// depend on it. At least one 128-row chunk is produced per write.
     public var waveBytes = 8 << 20
+    /// How output files are written (`--io`); the bytes do not depend on it. Used where the job
+    /// opens files itself (model folders); a caller's sink is its own.
+    public var outputIO: OutputIO = .direct
     /// The checkpoint layout written (`--format`).
     public var format: CheckpointFormat = .torchao
     /// Per-tensor scale inputs decided outside the file: shared amax of fused groups and
@@ -138,7 +141,8 @@ public enum QuantizeJob {
     ///
     /// - Parameters:
     ///   - reader: The input, header already read.
-    ///   - sink: The output; sealed on success (the caller publishes it), aborted on failure.
+    ///   - sink: The output; sealed on success (the caller publishes it), aborted on failure. It
+    ///     need not hash: the job hashes the output itself as `options.hashes` asks.
     ///   - options: The settings.
     ///   - progress: Called after each tensor with (bytes done, total bytes).
     /// - Throws: ``FileError`` for bad input (naming the file and tensor), ``SystemError`` for I/O.
@@ -146,17 +150,19 @@ public enum QuantizeJob {
         reader: SafetensorsReader, sink: any OutputSink, options: QuantizeOptions,
         progress: ((UInt64, UInt64) -> Void)? = nil
     ) throws -> QuantizeResult {
+        // Hashing and writing run behind the codec, each on its own thread.
+        let behind = WriteBehindSink(
+            wrapping: sink, bufferBytes: max(options.waveBytes, 1 << 16), hashing: options.hashes.hashesOutput)
         do {
-            let result = try convert(reader: reader, sink: sink, options: options, progress: progress)
-            return result
+            return try convert(reader: reader, sink: behind, options: options, progress: progress)
         } catch {
-            sink.abort()
+            behind.abort()  // waits for the writer, then aborts `sink`
             throw error
         }
     }
 
     private static func convert(
-        reader: SafetensorsReader, sink: any OutputSink, options: QuantizeOptions,
+        reader: SafetensorsReader, sink: WriteBehindSink, options: QuantizeOptions,
         progress: ((UInt64, UInt64) -> Void)?
     ) throws -> QuantizeResult {
         let header = reader.header
@@ -170,6 +176,7 @@ public enum QuantizeJob {
         for (tensor, decision) in zip(options.selectedTensors(of: header), decisions) {
             var report = TensorReport(
                 name: tensor.name, dtype: tensor.dtype, shape: tensor.shape, decision: decision, outputs: [tensor.name])
+            var releasedBySink = false
             if decision == .quantize, tensor.shape.count == 3, let torchao = weightLayout as? TorchAOWeightLayout {
                 report.outputs = StackedExperts.storedParts(tensor, layout: torchao.torchao).map(\.tensor.name)
                 let written = try reader.withBytes(of: tensor) { bytes in
@@ -195,14 +202,22 @@ public enum QuantizeJob {
                         matrix, codec: codec, layout: weightLayout, parts: parts, scales: scales, sink: sink, threads: options.threads,
                         waveBytes: options.waveBytes, scratch: scratch, search: search)
                 }
+            } else if let file = reader.mappedFile {
+                // Written straight from the mapping, behind the producer; its pages are released
+                // once both stages are done with them.
+                let range = reader.mappedRange(of: tensor)
+                try reader.withBytes(of: tensor) { try sink.write(retaining: $0) { file.release(range) } }
+                releasedBySink = true
             } else {
                 try reader.withBytes(of: tensor) { try sink.write($0) }
             }
-            reader.release(tensor)
+            if !releasedBySink { reader.release(tensor) }
             reports.append(report)
             done += UInt64(tensor.byteCount)
             progress?(done, header.dataByteCount)
         }
+        // Kept tensors may still be read from the input's mapping until the writer is done.
+        try sink.flush()
         let input = try reader.finish()
         let output = try sink.seal()
         return QuantizeResult(
@@ -237,7 +252,7 @@ public enum QuantizeJob {
     /// chunking never depends on the thread count, so bytes and error sums are identical for every N.
     static func writeQuantized(
         _ matrix: DenseMatrix, codec: NVFP4Codec, layout: any WeightLayout, parts: [StoredPart], scales: WeightScales,
-        sink: any OutputSink, threads: Int, waveBytes: Int = QuantizeOptions().waveBytes, scratch: ScratchBuffers = ScratchBuffers(),
+        sink: WriteBehindSink, threads: Int, waveBytes: Int = QuantizeOptions().waveBytes, scratch: ScratchBuffers = ScratchBuffers(),
         search: ScaleSearch? = nil
     ) throws -> QuantizationError {
         let blocks = matrix.columns / NVFP4Codec.blockSize
@@ -245,7 +260,6 @@ public enum QuantizeJob {
         let scaleBytes = scratch.scales(byteCount: scaleByteCount)
         let rowBytes = matrix.columns / 2
         let waveRows = max(rowsPerChunk, waveBytes / max(1, rowBytes) / rowsPerChunk * rowsPerChunk)
-        let wave = scratch.wave(byteCount: min(matrix.rows, waveRows) * rowBytes)
         var error = QuantizationError()
         let order = parts.map(\.part)
         precondition(
@@ -257,14 +271,12 @@ public enum QuantizeJob {
                 var bits = layout.scalarValue(part, scales: scales).bitPattern.littleEndian
                 try withUnsafeBytes(of: &bits) { try sink.write($0) }
             case .packed:
-                // Two wave buffers: the codec fills one while the writer thread hashes and writes the other.
-                let writer = BackgroundWriter(sink: sink)
-                defer { writer.finishQuietly() }
+                // Each wave is computed into a pool buffer of the write-behind sink, which hashes and
+                // writes it on its own thread while the next wave (or tensor) is computed.
                 var first = 0
-                var slot = 0
                 while first < matrix.rows {
                     let rows = first..<min(matrix.rows, first + waveRows)
-                    let wave = slot == 0 ? wave : scratch.secondWave(byteCount: wave.count)
+                    let wave = try sink.reserve(byteCount: rows.count * rowBytes)
                     let chunks = ceilDiv(rows.count, rowsPerChunk)
                     var errors = [QuantizationError](repeating: QuantizationError(), count: chunks)
                     errors.withUnsafeMutableBufferPointer { partial in
@@ -282,13 +294,9 @@ public enum QuantizeJob {
                         }
                     }
                     for e in errors { error.merge(e) }
-                    // The previous wave's write must be done before its buffer is filled again.
-                    try writer.waitForPendingWrite()
-                    writer.submit(UnsafeRawBufferPointer(rebasing: wave[0..<(rows.count * rowBytes)]))
+                    sink.commit(byteCount: wave.count)
                     first = rows.upperBound
-                    slot ^= 1
                 }
-                try writer.waitForPendingWrite()
             case .blockScales:
                 try sink.write(UnsafeRawBufferPointer(rebasing: scaleBytes[0..<scaleByteCount]))
             }

@@ -1,4 +1,5 @@
 import Glibc
+import Synchronization
 
 /// Size and modification time of a file, compared before and after reading it.
 struct FileFingerprint: Equatable {
@@ -38,6 +39,10 @@ public enum MappedRegionRegistry {
         return p
     }()
     nonisolated(unsafe) private static var installed = false
+    /// Serializes register and unregister: files are mapped and unmapped on several threads (a
+    /// mapping's last user may be the output's writer thread; tests run concurrently). The signal
+    /// handler only reads.
+    private static let lock = Mutex(())
 
     /// Installs the `SIGBUS` handler (idempotent).
     public static func installSignalHandler() {
@@ -55,18 +60,23 @@ public enum MappedRegionRegistry {
 
     static func register(_ bytes: UnsafeRawBufferPointer, path: String) -> Int? {
         guard let base = bytes.baseAddress else { return nil }
-        for i in 0..<capacity where regions[i].path == nil {
-            let start = UInt(bitPattern: base)
-            regions[i] = Region(start: start, end: start + UInt(bytes.count), path: strdup(path))
-            return i
+        return lock.withLock { _ -> Int? in
+            for i in 0..<capacity where regions[i].path == nil {
+                let start = UInt(bitPattern: base)
+                regions[i] = Region(start: start, end: start + UInt(bytes.count), path: strdup(path))
+                return i
+            }
+            return nil
         }
-        return nil
     }
 
     static func unregister(_ slot: Int?) {
-        guard let slot, let path = regions[slot].path else { return }
-        regions[slot] = Region(start: 0, end: 0, path: nil)
-        free(path)
+        guard let slot else { return }
+        lock.withLock { _ in
+            guard let path = regions[slot].path else { return }
+            regions[slot] = Region(start: 0, end: 0, path: nil)
+            free(path)
+        }
     }
 
     private static func reportAndExit(address: UInt) -> Never {

@@ -46,13 +46,23 @@ final class BufferedDescriptorWriter {
     /// pages never pile up and the final `fsync` has little left to wait for.
     private let startsWriteback: Bool
     private var flushedOffset: Int64 = 0
+    /// Whether writes bypass the page cache (`O_DIRECT`); then every write but the last is a whole
+    /// number of blocks from the aligned buffer.
+    private(set) var isDirect = false
+    /// Bytes written around the page cache.
+    private(set) var directByteCount: UInt64 = 0
+    /// The alignment direct I/O needs of addresses, offsets and lengths.
+    static let directBlock = 4096
 
-    init(fd: Int32, path: String, hashing: Bool = true, startsWriteback: Bool = false, capacity: Int = 8 << 20) {
+    /// - Parameters:
+    ///   - direct: Write around the page cache (`O_DIRECT`) when the file system allows it.
+    init(fd: Int32, path: String, hashing: Bool = true, startsWriteback: Bool = false, direct: Bool = false, capacity: Int = 8 << 20) {
         self.fd = fd
         self.path = path
         self.startsWriteback = startsWriteback
         hasher = hashing ? SHA256() : nil
-        buffer = .allocate(byteCount: capacity, alignment: 4096)
+        buffer = .allocate(byteCount: capacity, alignment: Self.directBlock)
+        if direct { isDirect = nvfp4_set_direct_io(fd, 1) == 0 }
     }
 
     deinit { buffer.deallocate() }
@@ -60,6 +70,16 @@ final class BufferedDescriptorWriter {
     func write(_ bytes: UnsafeRawBufferPointer) throws(SystemError) {
         hasher?.update(bufferPointer: bytes)
         written += UInt64(bytes.count)
+        if isDirect {
+            try stage(bytes)
+            return
+        }
+        // Large writes go straight to the descriptor: copying them first only costs time.
+        if bytes.count >= buffer.count / 2 {
+            try flush()
+            try writeAll(bytes)
+            return
+        }
         if used + bytes.count <= buffer.count {
             if bytes.count > 0 {
                 (buffer.baseAddress! + used).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
@@ -68,18 +88,45 @@ final class BufferedDescriptorWriter {
             return
         }
         try flush()
-        if bytes.count >= buffer.count {
-            try writeAll(bytes)
-        } else {
-            buffer.baseAddress!.copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
-            used = bytes.count
-        }
+        buffer.baseAddress!.copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
+        used = bytes.count
     }
 
     func flush() throws(SystemError) {
         guard used > 0 else { return }
+        if isDirect {
+            let whole = used / Self.directBlock * Self.directBlock
+            if whole > 0 {
+                try writeAll(UnsafeRawBufferPointer(rebasing: buffer[0..<whole]))
+                buffer.baseAddress!.copyMemory(from: buffer.baseAddress! + whole, byteCount: used - whole)
+                used -= whole
+            }
+            guard used > 0 else { return }
+            // A last partial block cannot go around the cache: from here on the file is written normally.
+            leaveDirectMode()
+        }
         try writeAll(UnsafeRawBufferPointer(rebasing: buffer[0..<used]))
         used = 0
+    }
+
+    /// Direct mode: gathers bytes into the aligned buffer and writes it whenever it is full.
+    private func stage(_ bytes: UnsafeRawBufferPointer) throws(SystemError) {
+        var offset = 0
+        while offset < bytes.count {
+            let n = min(buffer.count - used, bytes.count - offset)
+            (buffer.baseAddress! + used).copyMemory(from: bytes.baseAddress! + offset, byteCount: n)
+            used += n
+            offset += n
+            if used == buffer.count {
+                try writeAll(UnsafeRawBufferPointer(buffer))
+                used = 0
+            }
+        }
+    }
+
+    private func leaveDirectMode() {
+        isDirect = false
+        _ = nvfp4_set_direct_io(fd, 0)
     }
 
     /// The SHA-256 of everything written, or `nil` without hashing.
@@ -88,17 +135,36 @@ final class BufferedDescriptorWriter {
     private func writeAll(_ bytes: UnsafeRawBufferPointer) throws(SystemError) {
         var offset = 0
         while offset < bytes.count {
-            let n = try retryingInterrupts("write", path: path) {
-                Glibc.write(fd, bytes.baseAddress! + offset, bytes.count - offset)
+            let n: Int
+            do {
+                n = try retryingInterrupts("write", path: path) {
+                    Glibc.write(fd, bytes.baseAddress! + offset, bytes.count - offset)
+                }
+            } catch where isDirect && error.code == EINVAL {
+                // The file system refuses direct I/O (or a short write broke the alignment):
+                // write normally from here on.
+                leaveDirectMode()
+                continue
             }
             offset += n
         }
-        if startsWriteback {
+        if isDirect { directByteCount += UInt64(bytes.count) }
+        if startsWriteback && !isDirect {
             // Advisory: a failure here changes nothing (fsync reports real write errors).
             _ = nvfp4_start_writeback(fd, flushedOffset, Int64(bytes.count))
         }
         flushedOffset += Int64(bytes.count)
     }
+}
+
+/// How an output file's data reaches the disk (`--io`); the bytes written do not depend on it.
+public enum OutputIO: String, Sendable, CaseIterable {
+    /// Around the page cache (`O_DIRECT`), from an aligned buffer, where the file system allows it
+    /// (else as `.buffered`). The output is fsynced before it is published anyway, so the cache
+    /// copy only costs time; and a large model's output does not evict the input from the cache.
+    case direct
+    /// Through the page cache, as `cp` writes: the output stays cached for an immediate re-read.
+    case buffered
 }
 
 /// Writes a file atomically: a temporary sibling `.<name>.XXXXXX`, `fsync`, then a move into place.
@@ -122,8 +188,9 @@ public final class AtomicFileSink: OutputSink {
     ///   - path: The destination.
     ///   - replace: Whether an existing destination may be replaced (`--force`).
     ///   - hashing: Whether ``seal()`` reports the output's SHA-256.
+    ///   - io: Whether the data goes through the page cache or around it.
     /// - Throws: ``SystemError`` if the destination exists (without `replace`) or the folder is not writable.
-    public init(path: String, replace: Bool, hashing: Bool = true) throws(SystemError) {
+    public init(path: String, replace: Bool, hashing: Bool = true, io: OutputIO = .buffered) throws(SystemError) {
         displayPath = path
         destination = path
         self.replace = replace
@@ -139,7 +206,7 @@ public final class AtomicFileSink: OutputSink {
         let mask = umask(0)
         umask(mask)
         fchmod(fd, 0o666 & ~mask)
-        writer = BufferedDescriptorWriter(fd: fd, path: path, hashing: hashing, startsWriteback: true)
+        writer = BufferedDescriptorWriter(fd: fd, path: path, hashing: hashing, startsWriteback: true, direct: io == .direct)
     }
 
     deinit {
@@ -147,6 +214,9 @@ public final class AtomicFileSink: OutputSink {
     }
 
     public func write(_ bytes: UnsafeRawBufferPointer) throws { try writer.write(bytes) }
+
+    /// Bytes written so far around the page cache (`.direct`, where the file system allows it).
+    public var directByteCount: UInt64 { writer.directByteCount }
 
     public func seal() throws -> (sha256: String?, byteCount: UInt64) {
         do {

@@ -1,4 +1,5 @@
 import Glibc
+import Synchronization
 
 /// Temporary output files that must disappear if the process is interrupted.
 ///
@@ -42,20 +43,29 @@ public enum TemporaryFileRegistry {
         MappedRegionRegistry.installSignalHandler()
     }
 
+    /// Serializes the changes to the slots, which several threads make (concurrent tests, a
+    /// model folder's shards); the signal handlers only read them.
+    private static let lock = Mutex(())
+
     /// Registers `path`; returns a slot to pass to ``unregister(_:)``.
     static func register(_ path: String) -> Int? {
-        for i in 0..<capacity where slots[i] == nil {
-            slots[i] = strdup(path)
-            return i
+        lock.withLock { _ -> Int? in
+            for i in 0..<capacity where slots[i] == nil {
+                slots[i] = strdup(path)
+                return i
+            }
+            return nil
         }
-        return nil
     }
 
     /// Forgets a registered path (after it was renamed or removed).
     static func unregister(_ slot: Int?) {
-        guard let slot, let p = slots[slot] else { return }
-        slots[slot] = nil
-        free(p)
+        guard let slot else { return }
+        lock.withLock { _ in
+            guard let p = slots[slot] else { return }
+            slots[slot] = nil
+            free(p)
+        }
     }
 
     /// Removes every registered file at once (from another signal handler).
@@ -86,18 +96,23 @@ public enum TemporaryFileRegistry {
     static func registerFolder(_ path: String) -> Int? {
         _ = folderSlots
         _ = direntBuffer
-        for i in 0..<folderCapacity where folderSlots[i] == nil {
-            folderSlots[i] = strdup(path)
-            return i
+        return lock.withLock { _ -> Int? in
+            for i in 0..<folderCapacity where folderSlots[i] == nil {
+                folderSlots[i] = strdup(path)
+                return i
+            }
+            return nil
         }
-        return nil
     }
 
     /// Forgets a registered folder (after it was renamed or removed).
     static func unregisterFolder(_ slot: Int?) {
-        guard let slot, let p = folderSlots[slot] else { return }
-        folderSlots[slot] = nil
-        free(p)
+        guard let slot else { return }
+        lock.withLock { _ in
+            guard let p = folderSlots[slot] else { return }
+            folderSlots[slot] = nil
+            free(p)
+        }
     }
 
     /// Unlinks every entry of a flat folder and removes it, with system calls only

@@ -119,7 +119,7 @@ public enum FolderQuantizeJob {
         var options = plan.options
         let reader = try SafetensorsReader(path: "\(plan.folder.path)/\(shard.input)", hashing: options.hashes.hashesInput)
         options.onlyTensors = shard.tensors
-        let sink = try AtomicFileSink(path: path, replace: true, hashing: options.hashes.hashesOutput)
+        let sink = try AtomicFileSink(path: path, replace: true, hashing: false, io: options.outputIO)  // QuantizeJob hashes
         let result = try QuantizeJob.run(reader: reader, sink: sink, options: options)
         try sink.publish()
         let layout = QuantizeJob.plan(header: reader.header, options: options).layout

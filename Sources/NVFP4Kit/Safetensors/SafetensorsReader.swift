@@ -176,7 +176,12 @@ public final class SafetensorsReader {
 
     /// Releases the mapped pages of `tensor` once it has been processed.
     public func release(_ tensor: TensorInfo) {
-        mappedFile?.release((dataStart + Int(tensor.dataOffsets.lowerBound))..<(dataStart + Int(tensor.dataOffsets.upperBound)))
+        mappedFile?.release(mappedRange(of: tensor))
+    }
+
+    /// Where `tensor`'s bytes lie in the mapped file (``mappedFile``).
+    public func mappedRange(of tensor: TensorInfo) -> Range<Int> {
+        (dataStart + Int(tensor.dataOffsets.lowerBound))..<(dataStart + Int(tensor.dataOffsets.upperBound))
     }
 
     /// Reads the rest of the input, checks nothing follows the last tensor, and returns the

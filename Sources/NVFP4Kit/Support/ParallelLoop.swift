@@ -1,6 +1,7 @@
 import CNVFP4Kernel
 import Dispatch
 import Glibc
+import Synchronization
 
 /// Runs independent iterations on a fixed number of threads.
 ///
@@ -23,13 +24,16 @@ public enum ParallelLoop {
             for i in 0..<iterations { body(i) }
             return
         }
+        // Iterations are handed out one at a time, not split in advance: when another thread (the
+        // output's hashing or writing) takes a core from one worker, the others take its share.
+        let next = IterationCounter()
         withoutActuallyEscaping(body) { body in
             let box = UnsafeSendableBox(body)
-            DispatchQueue.concurrentPerform(iterations: workers) { worker in
-                var i = worker
-                while i < iterations {
+            DispatchQueue.concurrentPerform(iterations: workers) { _ in
+                while true {
+                    let i = next.value.add(1, ordering: .relaxed).oldValue
+                    if i >= iterations { break }
                     box.value(i)
-                    i += workers
                 }
             }
         }
@@ -60,6 +64,11 @@ public enum ParallelLoop {
         }
         return (amax, nil)
     }
+}
+
+/// The next iteration to hand out.
+private final class IterationCounter: Sendable {
+    let value = Atomic<Int>(0)
 }
 
 /// Carries a value into `concurrentPerform`'s closure; the caller guarantees the accesses are disjoint.
