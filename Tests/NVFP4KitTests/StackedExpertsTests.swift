@@ -63,6 +63,18 @@ struct StackedExpertsTests {
         let report = try FolderVerifyJob.run(original: try ModelFolder(path: folder), quantized: try ModelFolder(path: output), tolerance: 0.15)
         #expect(report.passed && report.tensors.first?.kind == .quantized, "\(report.mismatches)")
 
+        // Without room for all experts' scales, they are computed again expert by expert: same bytes.
+        var bounded = QuantizeOptions()
+        bounded.threads = 2
+        bounded.scaleBufferLimit = 0
+        let boundedOutput = scratch.file("bounded")
+        try FolderQuantizeJob.run(
+            plan: try FolderPlan(folder: try ModelFolder(path: folder), options: bounded, calibration: nil),
+            output: boundedOutput, replace: false, invocation: ["nvfp4", "test"])
+        let boundedTensors = try ModelFixtures.tensors(in: boundedOutput)
+        #expect(boundedTensors["\(m)._weight_scale"]?.bytes == out["\(m)._weight_scale"]?.bytes)
+        #expect(boundedTensors["\(m)._weight_qdata"]?.bytes == out["\(m)._weight_qdata"]?.bytes)
+
         let ct = try ModelFixtures.tensors(in: try ModelFixtures.quantize(folder, format: .compressedTensors, into: scratch).output)
         #expect(ct[name]?.bytes == data, "compressed-tensors has no stacked-expert layout: kept")
     }

@@ -15,19 +15,23 @@ import Testing
         ScalingMode.allCases.flatMap { m in DivisionNumerics.allCases.map { Case(dtype: d, mode: m, numerics: $0) } }
     }
 
-    /// Thread counts and write sizes to run every case with: the default, and one-chunk waves
-    /// (several waves per tensor, so both wave buffers and the background writer take turns) on
-    /// one thread and on three.
-    static let schedules: [(threads: Int, waveBytes: Int)] = [(QuantizeOptions().threads, QuantizeOptions().waveBytes), (1, 1), (3, 1)]
+    /// Thread counts, write sizes and scale-buffer limits to run every case with: the default;
+    /// one-chunk waves (several waves per tensor, so the write-behind pool takes turns) on one
+    /// thread and on three; and no scale buffer (every tensor's scales computed again wave by
+    /// wave after its packed data), with the default waves and with one-chunk waves.
+    static let schedules: [(threads: Int, waveBytes: Int, scaleLimit: Int)] = [
+        (QuantizeOptions().threads, QuantizeOptions().waveBytes, QuantizeOptions().scaleBufferLimit), (1, 1, 1 << 30), (3, 1, 1 << 30),
+        (QuantizeOptions().threads, QuantizeOptions().waveBytes, 0), (2, 1, 0),
+    ]
 
     @Test(arguments: cases)
     func quantizedTensorsEqualTorchAO(_ c: Case) throws {
         for schedule in Self.schedules {
-            try checkQuantizedTensorsEqualTorchAO(c, threads: schedule.threads, waveBytes: schedule.waveBytes)
+            try checkQuantizedTensorsEqualTorchAO(c, threads: schedule.threads, waveBytes: schedule.waveBytes, scaleLimit: schedule.scaleLimit)
         }
     }
 
-    func checkQuantizedTensorsEqualTorchAO(_ c: Case, threads: Int, waveBytes: Int) throws {
+    func checkQuantizedTensorsEqualTorchAO(_ c: Case, threads: Int, waveBytes: Int, scaleLimit: Int) throws {
         let scratch = ScratchFolder()
         defer { scratch.remove() }
         let output = scratch.file("out.safetensors")
@@ -36,6 +40,7 @@ import Testing
         options.numerics = c.numerics
         options.threads = threads
         options.waveBytes = waveBytes
+        options.scaleBufferLimit = scaleLimit
         let reader = try SafetensorsReader(path: FixturePaths.torchaoInput(c.dtype))
         let sink = try AtomicFileSink(path: output, replace: false)
         let result = try QuantizeJob.run(reader: reader, sink: sink, options: options)
@@ -48,7 +53,7 @@ import Testing
         let theirs = try tensorBytes(expectedPath)
         #expect(Set(ours.keys) == Set(theirs.keys))
         for (name, bytes) in theirs {
-            #expect(ours[name] == bytes, "tensor \(name) differs from torchao's (threads \(threads), wave \(waveBytes) bytes)")
+            #expect(ours[name] == bytes, "tensor \(name) differs from torchao's (threads \(threads), wave \(waveBytes) bytes, scale limit \(scaleLimit))")
         }
         let ourHeader = try SafetensorsReader(path: output).header
         let theirHeader = try SafetensorsReader(path: expectedPath).header

@@ -159,3 +159,27 @@ private final class FailingSink: OutputSink, @unchecked Sendable {
     func publish() throws {}
     func abort() { aborted.store(true, ordering: .relaxed) }
 }
+
+/// The row-major layouts (compressed-tensors, ModelOpt) give the same bytes when no tensor's block
+/// scales may be kept in memory (every tensor's scales computed again, wave by wave).
+@Suite struct BoundedScaleBufferTests {
+    @Test(arguments: [CheckpointFormat.compressedTensors, .modelopt])
+    func rowMajorScalesRecomputed(format: CheckpointFormat) throws {
+        try ToolRunner.withTemporaryDirectory { dir in
+            var outputs: [[UInt8]] = []
+            for (i, limit) in [QuantizeOptions().scaleBufferLimit, 0].enumerated() {
+                var options = QuantizeOptions()
+                options.format = format
+                options.waveBytes = 1  // one 128-row chunk per wave: several waves per tensor
+                options.scaleBufferLimit = limit
+                let path = dir.file("\(i).safetensors")
+                let sink = try AtomicFileSink(path: path, replace: false)
+                let result = try QuantizeJob.run(reader: try SafetensorsReader(path: FixturePaths.torchaoInput("bf16")), sink: sink, options: options)
+                try sink.publish()
+                #expect(result.tensors.contains { $0.shape[0] > 2 * 128 }, "a tensor spans several waves")
+                outputs.append(try ToolRunner.readFile(path))
+            }
+            #expect(!outputs[0].isEmpty && outputs[0] == outputs[1])
+        }
+    }
+}

@@ -17,6 +17,15 @@ public struct DenseMatrix {
         self.columns = columns
     }
 
+    /// The matrix made of `range` of this one's rows (a view of the same bytes).
+    public func rows(_ range: Range<Int>) -> DenseMatrix {
+        precondition(range.lowerBound >= 0 && range.upperBound <= rows)
+        let rowBytes = columns * dtype.bitWidth / 8
+        return DenseMatrix(
+            bytes: UnsafeRawBufferPointer(rebasing: bytes[(range.lowerBound * rowBytes)..<(range.upperBound * rowBytes)]),
+            dtype: dtype, rows: range.count, columns: columns)
+    }
+
     /// Element `index` (row-major) widened exactly to `Float`.
     @inline(__always)
     public func element(_ index: Int) -> Float {

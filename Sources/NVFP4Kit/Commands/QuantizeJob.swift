@@ -15,6 +15,10 @@ public struct QuantizeOptions: Sendable {
     /// How output files are written (`--io`); the bytes do not depend on it. Used where the job
     /// opens files itself (model folders); a caller's sink is its own.
     public var outputIO: OutputIO = .direct
+    /// The most bytes of block scales kept in memory for one tensor; a tensor with more has its
+    /// scales computed a second time, wave by wave, after its packed data (same bytes, one more
+    /// codec pass). Bounds memory for any tensor size.
+    public var scaleBufferLimit = 64 << 20
     /// The checkpoint layout written (`--format`).
     public var format: CheckpointFormat = .torchao
     /// Per-tensor scale inputs decided outside the file: shared amax of fused groups and
@@ -200,7 +204,7 @@ public enum QuantizeJob {
                     report.importanceWeighted = search?.importance != nil
                     report.error = try writeQuantized(
                         matrix, codec: codec, layout: weightLayout, parts: parts, scales: scales, sink: sink, threads: options.threads,
-                        waveBytes: options.waveBytes, scratch: scratch, search: search)
+                        waveBytes: options.waveBytes, scratch: scratch, search: search, scaleBufferLimit: options.scaleBufferLimit)
                 }
             } else if let file = reader.mappedFile {
                 // Written straight from the mapping, behind the producer; its pages are released
@@ -250,21 +254,42 @@ public enum QuantizeJob {
     /// Rows are cut into fixed chunks of ``rowsPerChunk``; chunks of one wave (about
     /// ``waveBytes`` of packed output) run on `threads` threads, then the wave is written. The
     /// chunking never depends on the thread count, so bytes and error sums are identical for every N.
+    ///
+    /// The block scales follow all the packed data in every layout, so they are kept until then.
+    /// When they would take more than `scaleBufferLimit` bytes, they are not kept: each wave's
+    /// scales are computed again after the packed data is written (a second codec pass over that
+    /// tensor), so memory stays bounded for any tensor size, and the bytes are the same.
     static func writeQuantized(
         _ matrix: DenseMatrix, codec: NVFP4Codec, layout: any WeightLayout, parts: [StoredPart], scales: WeightScales,
         sink: WriteBehindSink, threads: Int, waveBytes: Int = QuantizeOptions().waveBytes, scratch: ScratchBuffers = ScratchBuffers(),
-        search: ScaleSearch? = nil
+        search: ScaleSearch? = nil, scaleBufferLimit: Int = QuantizeOptions().scaleBufferLimit
     ) throws -> QuantizationError {
         let blocks = matrix.columns / NVFP4Codec.blockSize
-        let scaleByteCount = layout.scaleLayout.storedByteCount(rows: matrix.rows, blocks: blocks)
-        let scaleBytes = scratch.scales(byteCount: scaleByteCount)
+        let scaleLayout = layout.scaleLayout
+        let scaleByteCount = scaleLayout.storedByteCount(rows: matrix.rows, blocks: blocks)
+        let keepsScales = scaleByteCount <= scaleBufferLimit
         let rowBytes = matrix.columns / 2
         let waveRows = max(rowsPerChunk, waveBytes / max(1, rowBytes) / rowsPerChunk * rowsPerChunk)
+        let waves = stride(from: 0, to: matrix.rows, by: waveRows).map { $0..<min(matrix.rows, $0 + waveRows) }
+        // All of the tensor's scales, or one wave's (waves start on a 128-row band, so a wave's
+        // scales are a contiguous slice of the tensor's in both layouts).
+        let scaleBytes = scratch.scales(byteCount: keepsScales ? scaleByteCount : scaleLayout.storedByteCount(rows: waveRows, blocks: blocks))
         var error = QuantizationError()
         let order = parts.map(\.part)
         precondition(
             (order.firstIndex(of: .packed) ?? -1) < (order.firstIndex(of: .blockScales) ?? Int.max),
             "a layout must store the packed data before the block scales, which the codec fills while packing")
+        /// Quantizes one wave into `packed`, its scales into `scaleBytes` (whole tensor, or this wave's slice).
+        func quantize(_ rows: Range<Int>, into packed: UnsafeMutableRawBufferPointer) -> QuantizationError {
+            if keepsScales {
+                return quantizeRows(matrix, rows: rows, codec: codec, packed: packed, scales: scaleBytes, layout: scaleLayout, threads: threads, search: search)
+            }
+            let slice = UnsafeMutableRawBufferPointer(rebasing: scaleBytes[0..<scaleLayout.storedByteCount(rows: rows.count, blocks: blocks)])
+            slice.initializeMemory(as: UInt8.self, repeating: 0)  // swizzled padding must read as zero
+            return quantizeRows(
+                matrix.rows(rows), rows: 0..<rows.count, codec: codec, packed: packed, scales: slice, layout: scaleLayout, threads: threads,
+                search: search)
+        }
         for part in order {
             switch part {
             case .weightGlobalScale, .inputGlobalScale:
@@ -273,34 +298,53 @@ public enum QuantizeJob {
             case .packed:
                 // Each wave is computed into a pool buffer of the write-behind sink, which hashes and
                 // writes it on its own thread while the next wave (or tensor) is computed.
-                var first = 0
-                while first < matrix.rows {
-                    let rows = first..<min(matrix.rows, first + waveRows)
+                for rows in waves {
                     let wave = try sink.reserve(byteCount: rows.count * rowBytes)
-                    let chunks = ceilDiv(rows.count, rowsPerChunk)
-                    var errors = [QuantizationError](repeating: QuantizationError(), count: chunks)
-                    errors.withUnsafeMutableBufferPointer { partial in
-                        let results = partial
-                        ParallelLoop.run(iterations: chunks, threads: threads) { chunk in
-                            let start = rows.lowerBound + chunk * rowsPerChunk
-                            let chunkRows = start..<min(rows.upperBound, start + rowsPerChunk)
-                            let target = UnsafeMutableRawBufferPointer(
-                                rebasing: wave[((start - rows.lowerBound) * rowBytes)..<((chunkRows.upperBound - rows.lowerBound) * rowBytes)])
-                            if let search {
-                                codec.quantize(matrix, rows: chunkRows, packed: target, scales: scaleBytes, layout: layout.scaleLayout, search: search, error: &results[chunk])
-                            } else {
-                                codec.quantize(matrix, rows: chunkRows, packed: target, scales: scaleBytes, layout: layout.scaleLayout, error: &results[chunk])
-                            }
-                        }
-                    }
-                    for e in errors { error.merge(e) }
+                    error.merge(quantize(rows, into: wave))
                     sink.commit(byteCount: wave.count)
-                    first = rows.upperBound
                 }
             case .blockScales:
-                try sink.write(UnsafeRawBufferPointer(rebasing: scaleBytes[0..<scaleByteCount]))
+                if keepsScales {
+                    try sink.write(UnsafeRawBufferPointer(rebasing: scaleBytes[0..<scaleByteCount]))
+                    continue
+                }
+                // The codec again, wave by wave, for the scales only (same bytes: it is deterministic).
+                let discarded = scratch.packed(byteCount: waveRows * rowBytes)
+                for rows in waves {
+                    _ = quantize(rows, into: discarded)
+                    try sink.write(UnsafeRawBufferPointer(rebasing: scaleBytes[0..<scaleLayout.storedByteCount(rows: rows.count, blocks: blocks)]))
+                }
             }
         }
+        return error
+    }
+
+    /// Quantizes `rows` of `matrix` in 128-row chunks on `threads` threads into `packed` (the rows'
+    /// packed bytes) and `scales` (stored as for the whole of `matrix`); the error sums merged in
+    /// chunk order, so they do not depend on `threads`.
+    static func quantizeRows(
+        _ matrix: DenseMatrix, rows: Range<Int>, codec: NVFP4Codec, packed: UnsafeMutableRawBufferPointer,
+        scales: UnsafeMutableRawBufferPointer, layout: ScaleLayout, threads: Int, search: ScaleSearch? = nil
+    ) -> QuantizationError {
+        let rowBytes = matrix.columns / 2
+        let chunks = ceilDiv(rows.count, rowsPerChunk)
+        var errors = [QuantizationError](repeating: QuantizationError(), count: chunks)
+        errors.withUnsafeMutableBufferPointer { partial in
+            let results = partial
+            ParallelLoop.run(iterations: chunks, threads: threads) { chunk in
+                let start = rows.lowerBound + chunk * rowsPerChunk
+                let chunkRows = start..<min(rows.upperBound, start + rowsPerChunk)
+                let target = UnsafeMutableRawBufferPointer(
+                    rebasing: packed[((start - rows.lowerBound) * rowBytes)..<((chunkRows.upperBound - rows.lowerBound) * rowBytes)])
+                if let search {
+                    codec.quantize(matrix, rows: chunkRows, packed: target, scales: scales, layout: layout, search: search, error: &results[chunk])
+                } else {
+                    codec.quantize(matrix, rows: chunkRows, packed: target, scales: scales, layout: layout, error: &results[chunk])
+                }
+            }
+        }
+        var error = QuantizationError()
+        for e in errors { error.merge(e) }
         return error
     }
 }

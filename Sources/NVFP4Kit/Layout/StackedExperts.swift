@@ -52,29 +52,32 @@ public enum StackedExperts {
             try withUnsafeBytes(of: &bits) { try sink.write($0) }
         }
         let scaleBytes = ScaleLayout.swizzled.storedByteCount(rows: rows, blocks: columns / 16)
-        let allScales = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, experts * scaleBytes), alignment: 64)
-        defer { allScales.deallocate() }
-        allScales.initializeMemory(as: UInt8.self, repeating: 0)
+        // Every expert's scales follow all the packed data: kept when they fit the limit, else
+        // computed again expert by expert afterwards (same bytes; one more codec pass).
+        let keepsScales = experts * scaleBytes <= options.scaleBufferLimit
+        let scaleBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, keepsScales ? experts * scaleBytes : scaleBytes), alignment: 64)
+        defer { scaleBuffer.deallocate() }
         let packed = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, rows * columns / 2), alignment: 64)
         defer { packed.deallocate() }
+        /// Quantizes expert `e` into `packed` and its scales into the scale buffer; returns those scales.
+        func quantize(_ e: Int) -> (scales: UnsafeMutableRawBufferPointer, error: QuantizationError) {
+            let slot = keepsScales ? e : 0
+            let scales = UnsafeMutableRawBufferPointer(rebasing: scaleBuffer[(slot * scaleBytes)..<((slot + 1) * scaleBytes)])
+            scales.initializeMemory(as: UInt8.self, repeating: 0)  // swizzled padding must read as zero
+            let error = QuantizeJob.quantizeRows(
+                matrices[e], rows: 0..<rows, codec: codecs[e], packed: packed, scales: scales, layout: .swizzled, threads: options.threads)
+            return (scales, error)
+        }
         var total = QuantizationError()
-        for (e, (matrix, codec)) in zip(matrices, codecs).enumerated() {
-            let chunks = ceilDiv(rows, QuantizeJob.rowsPerChunk)
-            var errors = [QuantizationError](repeating: QuantizationError(), count: chunks)
-            let scales = UnsafeMutableRawBufferPointer(rebasing: allScales[(e * scaleBytes)..<((e + 1) * scaleBytes)])
-            errors.withUnsafeMutableBufferPointer { partial in
-                let results = partial
-                ParallelLoop.run(iterations: chunks, threads: options.threads) { chunk in
-                    let chunkRows = (chunk * QuantizeJob.rowsPerChunk)..<min(rows, (chunk + 1) * QuantizeJob.rowsPerChunk)
-                    let target = UnsafeMutableRawBufferPointer(
-                        rebasing: packed[(chunkRows.lowerBound * columns / 2)..<(chunkRows.upperBound * columns / 2)])
-                    codec.quantize(matrix, rows: chunkRows, packed: target, scales: scales, layout: .swizzled, error: &results[chunk])
-                }
-            }
-            for error in errors { total.merge(error) }
+        for e in 0..<experts {
+            total.merge(quantize(e).error)
             try sink.write(UnsafeRawBufferPointer(packed))
         }
-        try sink.write(UnsafeRawBufferPointer(rebasing: allScales[0..<(experts * scaleBytes)]))
+        if keepsScales {
+            try sink.write(UnsafeRawBufferPointer(rebasing: scaleBuffer[0..<(experts * scaleBytes)]))
+        } else {
+            for e in 0..<experts { try sink.write(UnsafeRawBufferPointer(quantize(e).scales)) }
+        }
         return (codecs.map(\.scale.amax), codecs.map { $0.scale.perTensorScale! }, total)
     }
 }
