@@ -164,6 +164,44 @@ private func bf16(_ bits: [UInt16]) -> [Float] { bits.map { BFloat16.toFloat($0)
         #expect(BFloat16.toFloat(0x4020) == 2.5)
     }
 
+    /// The codec's swizzled scales hold, at the reference offset of every (row, block), the code
+    /// its row-major scales hold at `row * blocks + block`, and zero in the padding; for widths
+    /// whose block count is and is not a multiple of 4, rows cut at odd places (so code runs start
+    /// at every block column), and all four alignments of a run.
+    @Test(arguments: [1, 3, 4, 5, 12, 13, 256, 257])
+    func swizzledScalesAreRowMajorScalesMoved(blocks: Int) throws {
+        let rows = 300, columns = blocks * 16
+        var rng = SystemRandomNumberGenerator()
+        let values = (0..<(rows * columns)).map { _ in Float.random(in: -3...3, using: &rng) * Float(1 << Int.random(in: 0...6, using: &rng)) }
+        try values.withUnsafeBytes { raw in
+            let matrix = DenseMatrix(bytes: raw, dtype: .f32, rows: rows, columns: columns)
+            let scale = try TensorScale(amax: values.map(abs).max()!, mode: .twoLevel, numerics: .cuda, tensor: "w")
+            let codec = NVFP4Codec(scale: scale, numerics: .cuda)
+            var stored: [ScaleLayout: [UInt8]] = [:]
+            for layout in [ScaleLayout.rowMajor, .swizzled] {
+                var scales = [UInt8](repeating: 0, count: layout.storedByteCount(rows: rows, blocks: blocks))
+                var packed = [UInt8](repeating: 0, count: rows * columns / 2)
+                var error = QuantizationError()
+                // Row ranges cut at odd places, as the parallel chunks and waves cut them.
+                for cut in [0..<1, 1..<7, 7..<128, 128..<131, 131..<300] {
+                    packed.withUnsafeMutableBytes { p in
+                        scales.withUnsafeMutableBytes { s in
+                            codec.quantize(matrix, rows: cut, packed: UnsafeMutableRawBufferPointer(rebasing: p[(cut.lowerBound * columns / 2)...]), scales: s, layout: layout, error: &error)
+                        }
+                    }
+                }
+                stored[layout] = scales
+            }
+            let rowMajor = try #require(stored[.rowMajor]), swizzled = try #require(stored[.swizzled])
+            var expected = [UInt8](repeating: 0, count: swizzled.count)
+            for r in 0..<rows {
+                for b in 0..<blocks { expected[ScaleLayout.swizzled.offset(row: r, block: b, blocks: blocks)] = rowMajor[r * blocks + b] }
+            }
+            #expect(rowMajor.contains { $0 != 0 })
+            #expect(swizzled == expected)
+        }
+    }
+
     /// The swizzled offsets of the reference formula, checked against a direct construction of
     /// torchao's `to_blocked` for a shape with padding in both dimensions.
     @Test func swizzleMatchesToBlocked() {

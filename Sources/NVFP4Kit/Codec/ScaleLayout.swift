@@ -38,10 +38,20 @@ public enum ScaleLayout: String, Sendable {
             (scales + row * blocks + firstBlock).copyMemory(from: codes, byteCount: count)
         case .swizzled:
             let rowPart = (row >> 7) * ceilDiv(blocks, 4) * 512 + (row & 31) * 16 + ((row & 127) >> 5) * 4
+            var k = 0
+            if firstBlock & 3 == 0 {
+                // Four consecutive blocks from a multiple of 4 are four adjacent bytes of a tile.
+                while k + 4 <= count {
+                    let four = UnsafeRawPointer(codes + k).loadUnaligned(as: UInt32.self)
+                    scales.storeBytes(of: four, toByteOffset: rowPart + ((firstBlock + k) >> 2) * 512, as: UInt32.self)
+                    k += 4
+                }
+            }
             let out = scales.assumingMemoryBound(to: UInt8.self)
-            for k in 0..<count {
+            while k < count {
                 let c = firstBlock + k
                 out[rowPart + (c >> 2) * 512 + (c & 3)] = codes[k]
+                k += 1
             }
         }
     }
