@@ -39,8 +39,8 @@ struct ParsedArguments {
     func all(_ key: String) -> [String] { values[key] ?? [] }
     func flag(_ key: String) -> Bool { flags.contains(key) }
 
-    /// Parses `arguments` against `spec`: `--opt value`, `--opt=value`, `-o value`, `--` ends
-    /// options, and a lone `-` is a positional (stdin or stdout).
+    /// Parses `arguments` against `spec`: `--opt value`, `--opt=value`, `-o value`, `-ovalue`,
+    /// `--` ends options, and a lone `-` is a positional (stdin or stdout).
     init(_ arguments: [String], spec: CommandSpec) throws(UsageError) {
         var i = 0
         var optionsEnded = false
@@ -60,6 +60,11 @@ struct ParsedArguments {
             if argument.hasPrefix("--"), let eq = argument.firstIndex(of: "=") {
                 name = String(argument[..<eq])
                 inlineValue = String(argument[argument.index(after: eq)...])
+            } else if !argument.hasPrefix("--"), argument.count > 2,
+                      let short = spec.option(named: String(argument.prefix(2))), short.takesValue {
+                // `-j4`, `-oout.safetensors`: a short option's value attached, as make and xz take it.
+                name = String(argument.prefix(2))
+                inlineValue = String(argument.dropFirst(2))
             }
             guard let option = spec.option(named: name) else {
                 throw UsageError(message: "unknown option '\(name)' for 'nvfp4 \(spec.name)'; see 'nvfp4 \(spec.name) --help'")

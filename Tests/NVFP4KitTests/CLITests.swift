@@ -167,6 +167,8 @@ struct CLITests {
         UsageCase(arguments: ["quantize", "$IN", "--numerics", "gpu"], mentions: "invalid value 'gpu' for --numerics"),
         UsageCase(arguments: ["quantize", "$IN", "--numerics="], mentions: "--numerics"),
         UsageCase(arguments: ["quantize", "$IN", "--io", "fast"], mentions: "invalid value 'fast' for --io"),
+        UsageCase(arguments: ["quantize", "$IN", "-j0"], mentions: "invalid value '0' for --threads"),
+        UsageCase(arguments: ["quantize", "$IN", "-qj2"], mentions: "unknown option '-qj2'"),
         UsageCase(arguments: ["quantize", "$IN", "--force=yes"], mentions: "takes no value"),
         UsageCase(arguments: ["quantize", "$IN", "-o", "a.safetensors", "-o", "b.safetensors"], mentions: "more than once"),
         UsageCase(arguments: ["quantize", "-"], mentions: "-o"),
@@ -196,6 +198,20 @@ struct CLITests {
     }
 
     // MARK: quantize: outputs
+
+    @Test("a short option's value may be attached (-j1, -oFILE), as make and xz take it")
+    func attachedShortValues() throws {
+        try ToolRunner.withTemporaryDirectory { dir in
+            let model = ToolRunner.fixture(CLIScaffold.tinyLlama)
+            let attached = try ToolRunner.run(["quantize", model, "-j1", "-o\(dir.file("a.safetensors"))", "-q"])
+            #expect(attached.status == 0, "\(attached)")
+            let separate = try ToolRunner.run(["quantize", model, "-j", "2", "-o", dir.file("b.safetensors"), "-q"])
+            #expect(separate.status == 0, "\(separate)")
+            let a = try ToolRunner.readFile(dir.file("a.safetensors"))
+            let b = try ToolRunner.readFile(dir.file("b.safetensors"))
+            #expect(!a.isEmpty && a == b)
+        }
+    }
 
     @Test("--io direct (the default) and --io buffered write the same file and manifest sums")
     func outputIOModes() throws {
