@@ -71,4 +71,54 @@ import Testing
             }
         }
     }
+
+    /// A 640×64 bf16 weight whose values spread over ~80 binades, so that the order of additions
+    /// shows in the last bits of the sums.
+    static func wideRangeCheckpoint(seed: UInt64) -> [UInt8] {
+        var state = seed
+        func next() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+        let (rows, columns) = (640, 64)
+        var data: [UInt8] = []
+        for _ in 0..<(rows * columns) {
+            let r = next()
+            let magnitude = Float(sign: r & 1 == 0 ? .plus : .minus, exponent: Int(r >> 8 & 63) - 40, significand: 1 + Float(r >> 40 & 0xFFFF) / 65536)
+            let bits = UInt16(magnitude.bitPattern >> 16)
+            data += [UInt8(bits & 0xFF), UInt8(bits >> 8)]
+        }
+        let plan = SafetensorsLayoutPlan(tensors: [PlannedTensor(name: "layer.weight", dtype: .bf16, shape: [rows, columns])], metadata: [])
+        return plan.headerBytes + data
+    }
+
+    /// Several waves of several chunks each (and scales recomputed per wave): the quantizer must
+    /// still merge chunk by chunk, as verify does, or the last bits of the sums drift.
+    @Test("verify reproduces the quantizer's sums when a tensor spans several multi-chunk waves", arguments: [1 << 30, 0])
+    func reproducesSumsAcrossWaves(scaleLimit: Int) throws {
+        let scratch = ScratchFolder()
+        defer { scratch.remove() }
+        for seed in UInt64(1)...8 {
+            let input = scratch.file("in\(seed).safetensors")
+            let bytes = Self.wideRangeCheckpoint(seed: seed)
+            try writeWholeFile(input, bytes)
+            let output = scratch.file("q\(seed).safetensors")
+            var options = QuantizeOptions()
+            options.waveBytes = 8192  // 64 columns: 32 packed bytes a row, 256-row waves of two chunks
+            options.scaleBufferLimit = scaleLimit
+            let sink = try AtomicFileSink(path: output, replace: false)
+            let result = try QuantizeJob.run(reader: try SafetensorsReader(path: input), sink: sink, options: options)
+            try sink.publish()
+            let report = try VerifyJob.run(
+                original: try SafetensorsReader.randomAccess(path: input), quantized: try SafetensorsReader.randomAccess(path: output),
+                tolerance: 1e9, threads: 1)
+            let recorded = try #require(result.tensors.first?.error)
+            let measured = try #require(report.tensors.first?.error)
+            #expect(measured.signalSquareSum == recorded.signalSquareSum, "seed \(seed)")
+            #expect(measured.errorSquareSum == recorded.errorSquareSum, "seed \(seed)")
+        }
+    }
 }

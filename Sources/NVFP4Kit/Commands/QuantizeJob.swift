@@ -9,8 +9,9 @@ public struct QuantizeOptions: Sendable {
     public var threads = ParallelLoop.availableCores
     /// Which SHA-256 sums the run computes (for the manifest); the output does not depend on it.
     public var hashes: HashScope = .output
-    /// Packed output produced between two writes (two such buffers exist); the output does not
-    /// depend on it. At least one 128-row chunk is produced per write.
+    /// Packed output computed at a time into one buffer of the write-behind pool (also the size
+    /// of the pool's buffers); the output does not depend on it. A wave holds at least one
+    /// 128-row chunk.
     public var waveBytes = 8 << 20
     /// How output files are written (`--io`); the bytes do not depend on it. Used where the job
     /// opens files itself (model folders); a caller's sink is its own.
@@ -279,16 +280,20 @@ public enum QuantizeJob {
         precondition(
             (order.firstIndex(of: .packed) ?? -1) < (order.firstIndex(of: .blockScales) ?? Int.max),
             "a layout must store the packed data before the block scales, which the codec fills while packing")
-        /// Quantizes one wave into `packed`, its scales into `scaleBytes` (whole tensor, or this wave's slice).
-        func quantize(_ rows: Range<Int>, into packed: UnsafeMutableRawBufferPointer) -> QuantizationError {
+        /// Quantizes one wave into `packed`, its scales into `scaleBytes` (whole tensor, or this
+        /// wave's slice), merging its chunks' error sums into `error` one by one.
+        func quantize(_ rows: Range<Int>, into packed: UnsafeMutableRawBufferPointer, error: inout QuantizationError) {
             if keepsScales {
-                return quantizeRows(matrix, rows: rows, codec: codec, packed: packed, scales: scaleBytes, layout: scaleLayout, threads: threads, search: search)
+                quantizeRows(
+                    matrix, rows: rows, codec: codec, packed: packed, scales: scaleBytes, layout: scaleLayout, threads: threads,
+                    search: search, error: &error)
+                return
             }
             let slice = UnsafeMutableRawBufferPointer(rebasing: scaleBytes[0..<scaleLayout.storedByteCount(rows: rows.count, blocks: blocks)])
             slice.initializeMemory(as: UInt8.self, repeating: 0)  // swizzled padding must read as zero
-            return quantizeRows(
+            quantizeRows(
                 matrix.rows(rows), rows: 0..<rows.count, codec: codec, packed: packed, scales: slice, layout: scaleLayout, threads: threads,
-                search: search)
+                search: search, error: &error)
         }
         for part in order {
             switch part {
@@ -300,7 +305,7 @@ public enum QuantizeJob {
                 // writes it on its own thread while the next wave (or tensor) is computed.
                 for rows in waves {
                     let wave = try sink.reserve(byteCount: rows.count * rowBytes)
-                    error.merge(quantize(rows, into: wave))
+                    quantize(rows, into: wave, error: &error)
                     sink.commit(byteCount: wave.count)
                 }
             case .blockScales:
@@ -310,8 +315,9 @@ public enum QuantizeJob {
                 }
                 // The codec again, wave by wave, for the scales only (same bytes: it is deterministic).
                 let discarded = scratch.packed(byteCount: waveRows * rowBytes)
+                var discardedError = QuantizationError()
                 for rows in waves {
-                    _ = quantize(rows, into: discarded)
+                    quantize(rows, into: discarded, error: &discardedError)
                     try sink.write(UnsafeRawBufferPointer(rebasing: scaleBytes[0..<scaleLayout.storedByteCount(rows: rows.count, blocks: blocks)]))
                 }
             }
@@ -320,12 +326,14 @@ public enum QuantizeJob {
     }
 
     /// Quantizes `rows` of `matrix` in 128-row chunks on `threads` threads into `packed` (the rows'
-    /// packed bytes) and `scales` (stored as for the whole of `matrix`); the error sums merged in
-    /// chunk order, so they do not depend on `threads`.
+    /// packed bytes) and `scales` (stored as for the whole of `matrix`), and merges each chunk's
+    /// error sums into `error` in chunk order: so a tensor's sums are the same for any thread count
+    /// and wave size, and equal what `verify` measures (``VerifyJob``), which merges the same way.
     static func quantizeRows(
         _ matrix: DenseMatrix, rows: Range<Int>, codec: NVFP4Codec, packed: UnsafeMutableRawBufferPointer,
-        scales: UnsafeMutableRawBufferPointer, layout: ScaleLayout, threads: Int, search: ScaleSearch? = nil
-    ) -> QuantizationError {
+        scales: UnsafeMutableRawBufferPointer, layout: ScaleLayout, threads: Int, search: ScaleSearch? = nil,
+        error: inout QuantizationError
+    ) {
         let rowBytes = matrix.columns / 2
         let chunks = ceilDiv(rows.count, rowsPerChunk)
         var errors = [QuantizationError](repeating: QuantizationError(), count: chunks)
@@ -343,8 +351,6 @@ public enum QuantizeJob {
                 }
             }
         }
-        var error = QuantizationError()
         for e in errors { error.merge(e) }
-        return error
     }
 }

@@ -59,24 +59,27 @@ public enum StackedExperts {
         defer { scaleBuffer.deallocate() }
         let packed = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, rows * columns / 2), alignment: 64)
         defer { packed.deallocate() }
-        /// Quantizes expert `e` into `packed` and its scales into the scale buffer; returns those scales.
-        func quantize(_ e: Int) -> (scales: UnsafeMutableRawBufferPointer, error: QuantizationError) {
+        /// Quantizes expert `e` into `packed` and its scales into the scale buffer (merging its
+        /// chunks' error sums into `error` one by one); returns those scales.
+        func quantize(_ e: Int, error: inout QuantizationError) -> UnsafeMutableRawBufferPointer {
             let slot = keepsScales ? e : 0
             let scales = UnsafeMutableRawBufferPointer(rebasing: scaleBuffer[(slot * scaleBytes)..<((slot + 1) * scaleBytes)])
             scales.initializeMemory(as: UInt8.self, repeating: 0)  // swizzled padding must read as zero
-            let error = QuantizeJob.quantizeRows(
-                matrices[e], rows: 0..<rows, codec: codecs[e], packed: packed, scales: scales, layout: .swizzled, threads: options.threads)
-            return (scales, error)
+            QuantizeJob.quantizeRows(
+                matrices[e], rows: 0..<rows, codec: codecs[e], packed: packed, scales: scales, layout: .swizzled, threads: options.threads,
+                error: &error)
+            return scales
         }
         var total = QuantizationError()
         for e in 0..<experts {
-            total.merge(quantize(e).error)
+            _ = quantize(e, error: &total)
             try sink.write(UnsafeRawBufferPointer(packed))
         }
         if keepsScales {
             try sink.write(UnsafeRawBufferPointer(rebasing: scaleBuffer[0..<(experts * scaleBytes)]))
         } else {
-            for e in 0..<experts { try sink.write(UnsafeRawBufferPointer(quantize(e).scales)) }
+            var discarded = QuantizationError()
+            for e in 0..<experts { try sink.write(UnsafeRawBufferPointer(quantize(e, error: &discarded))) }
         }
         return (codecs.map(\.scale.amax), codecs.map { $0.scale.perTensorScale! }, total)
     }
