@@ -153,22 +153,27 @@ struct FaultTests {
         #expect(stderr.split(separator: "\n").count == 1)
     }
 
-    @Test("nvfp4 quantize on an input truncated mid-run exits 2 with one error line and publishes nothing")
-    func truncatedMidRun() throws {
+    @Test("nvfp4 quantize on an input truncated mid-run exits 2 with one error line and publishes nothing",
+          arguments: OutputIO.allCases)
+    func truncatedMidRun(io: OutputIO) throws {
         try ToolRunner.withTemporaryDirectory { dir in
-            // 4096 x 2048 bf16 (16 MiB): seconds of work for a debug build on one thread.
+            // A kept embedding (written from the mapping: with --io buffered the kernel then
+            // refuses the write instead of raising SIGBUS), then 4096 x 2048 bf16 (16 MiB) to
+            // quantize: seconds of work for a debug build on one thread.
             let rows = 4096, columns = 2048
-            let json = "{\"layer.weight\":{\"dtype\":\"BF16\",\"shape\":[\(rows),\(columns)],\"data_offsets\":[0,\(rows * columns * 2)]}}"
+            let size = rows * columns * 2
+            let json = "{\"embed_tokens.weight\":{\"dtype\":\"BF16\",\"shape\":[\(rows),\(columns)],\"data_offsets\":[0,\(size)]},"
+                + "\"layer.weight\":{\"dtype\":\"BF16\",\"shape\":[\(rows),\(columns)],\"data_offsets\":[\(size),\(2 * size)]}}"
             var bytes = withUnsafeBytes(of: UInt64(json.utf8.count).littleEndian) { Array($0) } + Array(json.utf8)
             var row = [UInt8](repeating: 0x3C, count: columns * 2)  // bf16 high bytes: magnitudes near 1
             for i in stride(from: 0, to: row.count, by: 2) { row[i] = UInt8(truncatingIfNeeded: i &* 37) }
-            bytes.reserveCapacity(bytes.count + rows * row.count)
-            for _ in 0..<rows { bytes += row }
+            bytes.reserveCapacity(bytes.count + 2 * rows * row.count)
+            for _ in 0..<(2 * rows) { bytes += row }
             let input = try dir.write(bytes, to: "in.safetensors")
             let outFolder = try dir.makeSubfolder("out")
             let process = Process()
             process.executableURL = URL(fileURLWithPath: try #require(ToolRunner.executable?.path))
-            process.arguments = ["quantize", input, "-o", outFolder + "/out.safetensors", "-j", "1"]
+            process.arguments = ["quantize", input, "-o", outFolder + "/out.safetensors", "-j", "1", "--io", io.rawValue]
             let err = Pipe()
             process.standardError = err
             process.standardOutput = FileHandle.nullDevice

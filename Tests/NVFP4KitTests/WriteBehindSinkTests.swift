@@ -1,5 +1,6 @@
 import CNVFP4Kernel
 import Crypto
+import Dispatch
 import Glibc
 import NVFP4Kit
 import Synchronization
@@ -66,24 +67,23 @@ import Testing
         #expect(completed == retainCount, "every retained write's completion runs once")
     }
 
-    @Test("a failed write is rethrown to the producer; abort and deinit after it are safe")
+    @Test("a failed write is rethrown to the producer; nothing more is written; abort and deinit after it are safe")
     func failureReachesTheProducer() throws {
-        let failing = FailingSink(failAtWrite: 2)
+        let failing = FailingSink(failAtWrite: 1)
         var thrown: (any Error)?
         do {
             let sink = WriteBehindSink(wrapping: failing, bufferCount: 2, bufferBytes: 16)
             let chunk = [UInt8](repeating: 1, count: 16)
+            try chunk.withUnsafeBytes { try sink.write($0) }  // fills buffer 1: its write blocks on the gate
+            // A reservation taken before the failure is known and never committed: the sink is
+            // dropped holding it, which must not trap (every buffer must be back in the pool).
+            let reserved = try sink.reserve(byteCount: 8)
+            #expect(reserved.count == 8)
+            failing.gate.signal()  // now the first write fails
             do {
-                for _ in 0..<100 {
-                    try chunk.withUnsafeBytes { try sink.write($0) }
-                    // A reservation left uncommitted when the error arrives must not trap in deinit.
-                    _ = try sink.reserve(byteCount: 8)
-                    sink.commit(byteCount: 8)
-                }
                 try sink.flush()
             } catch {
                 thrown = error
-                _ = try? sink.reserve(byteCount: 4)
                 sink.abort()
             }
         }
@@ -91,7 +91,23 @@ import Testing
         #expect(error.code == ENOSPC)
         let writes = failing.writes.load(ordering: .relaxed)
         let aborted = failing.aborted.load(ordering: .relaxed)
-        #expect(writes == 2, "nothing is written after the first failure")
+        #expect(writes == 1, "nothing is written after the first failure")
+        #expect(aborted)
+    }
+
+    @Test("abort drops what is still queued instead of writing it")
+    func abortDropsTheQueue() throws {
+        let gated = FailingSink(failAtWrite: .max)
+        let sink = WriteBehindSink(wrapping: gated, bufferCount: 4, bufferBytes: 16)
+        let chunk = [UInt8](repeating: 2, count: 16)
+        for _ in 0..<3 { try chunk.withUnsafeBytes { try sink.write($0) } }  // three full buffers queued
+        while gated.writes.load(ordering: .relaxed) == 0 { usleep(1000) }  // the first write is under way (at the gate)
+        let release = DispatchQueue(label: "release")
+        release.asyncAfter(deadline: .now() + 0.2) { gated.gate.signal() }  // lets the first write finish
+        sink.abort()
+        let writes = gated.writes.load(ordering: .relaxed)
+        let aborted = gated.aborted.load(ordering: .relaxed)
+        #expect(writes == 1, "only the write already under way when abort came")
         #expect(aborted)
     }
 
@@ -106,7 +122,9 @@ import Testing
             let sink = try AtomicFileSink(path: path, replace: false, hashing: true, io: io)
             var expected: [UInt8] = []
             for size in sizes {
-                let bytes = (0..<size).map { _ in UInt8.random(in: 0...255, using: &rng) }
+                // Eight random bytes at a time (a debug build draws 14 MB one byte at a time slowly).
+                let words = (0..<((size + 7) / 8)).map { _ in rng.next() }
+                let bytes = Array(words.withUnsafeBytes { $0.prefix(size) })
                 expected += bytes
                 try bytes.withUnsafeBytes { try sink.write($0) }
             }
@@ -142,17 +160,19 @@ private final class Completions: Sendable {
     let count = Atomic<Int>(0)
 }
 
-/// A sink whose n-th write fails with ENOSPC.
+/// A sink whose first write waits for `gate`, and whose n-th write fails with ENOSPC.
 private final class FailingSink: OutputSink, @unchecked Sendable {
     let displayPath = "<failing>"
     let failAtWrite: Int
     let writes = Atomic<Int>(0)
     let aborted = Atomic<Bool>(false)
+    let gate = DispatchSemaphore(value: 0)
 
     init(failAtWrite: Int) { self.failAtWrite = failAtWrite }
 
     func write(_ bytes: UnsafeRawBufferPointer) throws {
         let n = writes.add(1, ordering: .relaxed).newValue
+        if n == 1 { gate.wait() }
         if n >= failAtWrite { throw SystemError(call: "write", path: displayPath, code: ENOSPC) }
     }
     func seal() throws -> (sha256: String?, byteCount: UInt64) { (nil, 0) }
@@ -167,10 +187,12 @@ private final class FailingSink: OutputSink, @unchecked Sendable {
     func rowMajorScalesRecomputed(format: CheckpointFormat) throws {
         try ToolRunner.withTemporaryDirectory { dir in
             var outputs: [[UInt8]] = []
-            for (i, limit) in [QuantizeOptions().scaleBufferLimit, 0].enumerated() {
+            // One-chunk waves, and waves of several chunks (the largest fixture rows are 104 bytes).
+            let runs = [(QuantizeOptions().scaleBufferLimit, 1), (0, 1), (0, 256 * 104)]
+            for (i, (limit, waveBytes)) in runs.enumerated() {
                 var options = QuantizeOptions()
                 options.format = format
-                options.waveBytes = 1  // one 128-row chunk per wave: several waves per tensor
+                options.waveBytes = waveBytes
                 options.scaleBufferLimit = limit
                 let path = dir.file("\(i).safetensors")
                 let sink = try AtomicFileSink(path: path, replace: false)
@@ -179,7 +201,44 @@ private final class FailingSink: OutputSink, @unchecked Sendable {
                 #expect(result.tensors.contains { $0.shape[0] > 2 * 128 }, "a tensor spans several waves")
                 outputs.append(try ToolRunner.readFile(path))
             }
-            #expect(!outputs[0].isEmpty && outputs[0] == outputs[1])
+            #expect(!outputs[0].isEmpty && outputs[0] == outputs[1] && outputs[0] == outputs[2])
+        }
+    }
+}
+
+/// A streamed input (stdin, zstd) whose tensors exceed the reader's memory limit goes through
+/// temporary files: same output, same input hash, as a mapped read of the same file.
+@Suite struct StreamSpoolTests {
+    @Test func spooledTensorsGiveTheSameOutputAndHash() throws {
+        let path = ToolRunner.fixture("tiny-llama/model.safetensors")
+        try ToolRunner.withTemporaryDirectory { dir in
+            var options = QuantizeOptions()
+            options.hashes = .all
+            var runs: [(bytes: [UInt8], input: String?)] = []
+            for limit in [Int?.none, 1 << 30, 4096, 0] {
+                let reader: SafetensorsReader
+                let fd = open(path, O_RDONLY | O_CLOEXEC)
+                #expect(fd >= 0)
+                defer { close(fd) }
+                if let limit {
+                    reader = try SafetensorsReader(stream: FileDescriptorStream(fd: fd, path: path), displayPath: path)
+                    reader.streamTensorMemoryLimit = limit
+                } else {
+                    reader = try SafetensorsReader(path: path, hashing: true)
+                }
+                let out = dir.file("out\(runs.count).safetensors")
+                let sink = try AtomicFileSink(path: out, replace: false)
+                let result = try QuantizeJob.run(reader: reader, sink: sink, options: options)
+                try sink.publish()
+                runs.append((try ToolRunner.readFile(out), result.input.sha256))
+            }
+            let spooledTensors = try SafetensorsReader(path: path).header.tensors.filter { $0.byteCount > 4096 }
+            #expect(!spooledTensors.isEmpty, "some tensors are larger than the 4096-byte limit")
+            #expect(!runs[0].bytes.isEmpty && runs[0].input != nil)
+            for run in runs.dropFirst() {
+                #expect(run.bytes == runs[0].bytes)
+                #expect(run.input == runs[0].input)
+            }
         }
     }
 }

@@ -112,6 +112,8 @@ public struct QuantizeResult: Sendable {
 public enum QuantizeJob {
     /// Rows quantized per chunk: a whole band of the 128-row swizzled scale tiles.
     static let rowsPerChunk = 128
+    /// Kept tensors of a mapped input from this size on are written from the mapping, not copied.
+    static let retainedWriteMinimum = 1 << 20
 
     /// Plans the output of `header` without reading data: decisions and the output header.
     public static func plan(
@@ -207,9 +209,10 @@ public enum QuantizeJob {
                         matrix, codec: codec, layout: weightLayout, parts: parts, scales: scales, sink: sink, threads: options.threads,
                         waveBytes: options.waveBytes, scratch: scratch, search: search, scaleBufferLimit: options.scaleBufferLimit)
                 }
-            } else if let file = reader.mappedFile {
-                // Written straight from the mapping, behind the producer; its pages are released
-                // once both stages are done with them.
+            } else if let file = reader.mappedFile, tensor.byteCount >= retainedWriteMinimum {
+                // A large kept tensor (an embedding) is handed to the stages straight from the
+                // mapping, behind the producer; its pages are released once both are done with it.
+                // Small ones (norms, biases) are copied, so that they share the pool's buffers.
                 let range = reader.mappedRange(of: tensor)
                 try reader.withBytes(of: tensor) { try sink.write(retaining: $0) { file.release(range) } }
                 releasedBySink = true

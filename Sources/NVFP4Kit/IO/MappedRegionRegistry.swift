@@ -43,6 +43,8 @@ public enum MappedRegionRegistry {
     /// mapping's last user may be the output's writer thread; tests run concurrently). The signal
     /// handler only reads.
     private static let lock = Mutex(())
+    /// Set by the first thread that takes the `SIGBUS` handler.
+    private static let reporting = Atomic<Bool>(false)
 
     /// Installs the `SIGBUS` handler (idempotent).
     public static func installSignalHandler() {
@@ -70,16 +72,19 @@ public enum MappedRegionRegistry {
         }
     }
 
+    /// Forgets a mapping. Its path's copy is not freed: the `SIGBUS` handler may be reading it on
+    /// another thread at this moment (it cannot take the lock). A few bytes per mapped file.
     static func unregister(_ slot: Int?) {
         guard let slot else { return }
-        lock.withLock { _ in
-            guard let path = regions[slot].path else { return }
-            regions[slot] = Region(start: 0, end: 0, path: nil)
-            free(path)
-        }
+        lock.withLock { _ in regions[slot] = Region(start: 0, end: 0, path: nil) }
     }
 
     private static func reportAndExit(address: UInt) -> Never {
+        // Several threads may read the shrunk mapping at once (codec workers, the output's hashing
+        // and writing stages): the first reports and ends the process, the others wait for that.
+        guard reporting.compareExchange(expected: false, desired: true, ordering: .sequentiallyConsistent).exchanged else {
+            while true { pause() }
+        }
         var path: UnsafeMutablePointer<CChar>?
         for i in 0..<capacity where regions[i].path != nil && regions[i].start <= address && address < regions[i].end {
             path = regions[i].path

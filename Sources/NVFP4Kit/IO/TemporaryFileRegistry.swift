@@ -59,13 +59,12 @@ public enum TemporaryFileRegistry {
     }
 
     /// Forgets a registered path (after it was renamed or removed).
+    ///
+    /// The path's copy is not freed: a signal handler on another thread may be reading it at this
+    /// moment (handlers cannot take the lock). It is a few bytes per output file.
     static func unregister(_ slot: Int?) {
         guard let slot else { return }
-        lock.withLock { _ in
-            guard let p = slots[slot] else { return }
-            slots[slot] = nil
-            free(p)
-        }
+        lock.withLock { _ in slots[slot] = nil }
     }
 
     /// Removes every registered file at once (from another signal handler).
@@ -108,11 +107,7 @@ public enum TemporaryFileRegistry {
     /// Forgets a registered folder (after it was renamed or removed).
     static func unregisterFolder(_ slot: Int?) {
         guard let slot else { return }
-        lock.withLock { _ in
-            guard let p = folderSlots[slot] else { return }
-            folderSlots[slot] = nil
-            free(p)
-        }
+        lock.withLock { _ in folderSlots[slot] = nil }  // not freed: see unregister(_:)
     }
 
     /// Unlinks every entry of a flat folder and removes it, with system calls only

@@ -19,7 +19,7 @@ import Synchronization
 /// - ``reserve(byteCount:)`` / ``commit(byteCount:)`` let the codec fill a pool buffer directly.
 ///
 /// The first error of the wrapped sink is rethrown by the next call on the producer's side, and
-/// nothing more is written after it. Memory: `bufferCount` buffers of `bufferBytes` (a buffer
+/// nothing more is written after it; ``abort()`` drops what is still queued. Memory: `bufferCount` buffers of `bufferBytes` (a buffer
 /// grows when a single reservation needs more).
 public final class WriteBehindSink: OutputSink {
     public var displayPath: String { stages.inner.displayPath }
@@ -111,6 +111,7 @@ public final class WriteBehindSink: OutputSink {
     public func publish() throws { try stages.inner.publish() }
 
     public func abort() {
+        stages.cancel()  // what is still queued is dropped, not written
         stages.drain()  // no write or hash may still read a pool buffer
         stages.inner.abort()
     }
@@ -184,7 +185,7 @@ private final class Stages: @unchecked Sendable {
         let shared = SharedBytes(bytes: bytes)
         if hashing {
             hashQueue.async { [self] in
-                hasher.update(bufferPointer: shared.bytes)
+                if failure.withLock({ $0 == nil }) { hasher.update(bufferPointer: shared.bytes) }
                 finishStage()
             }
         }
@@ -196,6 +197,11 @@ private final class Stages: @unchecked Sendable {
             }
             finishStage()
         }
+    }
+
+    /// Makes both stages skip what is still queued (their buffers still come back).
+    func cancel() {
+        failure.withLock { if $0 == nil { $0 = CancellationError() } }
     }
 
     /// Waits until both stages are idle.

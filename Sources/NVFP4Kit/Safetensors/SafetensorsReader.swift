@@ -23,8 +23,9 @@ public struct FileError: Error, Sendable, CustomStringConvertible {
 /// Reads a safetensors file header first, then tensor by tensor in file order.
 ///
 /// A regular file is memory-mapped; stdin or any other ``ByteStream`` is read front to back, one
-/// tensor at a time, so memory holds at most the largest tensor. The whole input is hashed
-/// (SHA-256) as it is read, for the manifest.
+/// tensor at a time: a tensor up to ``streamTensorMemoryLimit`` is held in memory, a larger one is
+/// copied to an unlinked temporary file and mapped, so memory stays bounded whatever the model.
+/// The whole input is hashed (SHA-256) as it is read, for the manifest.
 public final class SafetensorsReader {
     /// The path as given by the user; `<stdin>` for `-`.
     public let displayPath: String
@@ -40,6 +41,9 @@ public final class SafetensorsReader {
     private var fileDigest: BackgroundDigest?  // mapped files: hashed on another thread
     private var streamPosition = 0  // data-section offset of the next stream byte
     private var streamBuffer: UnsafeMutableRawBufferPointer?
+    /// Streams: the largest tensor held in memory; larger ones go through a temporary file
+    /// (in `TMPDIR`, unlinked at once). The bytes given to ``withBytes(of:_:)`` are the same.
+    public var streamTensorMemoryLimit = 64 << 20
 
     /// Opens a file, or stdin when `path` is `-`; zstd input (`*.zst`, or zstd's magic number at
     /// the start) is decompressed as a stream.
@@ -161,6 +165,10 @@ public final class SafetensorsReader {
             throw FileError(path: displayPath, cause: StreamOrderError(tensor: tensor.name))
         }
         try skipStream(to: range.lowerBound)
+        if range.count > streamTensorMemoryLimit {
+            let spooled = try spoolStream(count: range.count)
+            return try body(spooled.bytes)
+        }
         // The buffer grows with the bytes that actually arrive, so a header that declares a huge
         // tensor in front of a short stream cannot make us allocate its declared size.
         var filled = 0
@@ -229,6 +237,35 @@ public final class SafetensorsReader {
         guard got == count else {
             throw FileError(path: displayPath, cause: SafetensorsError.truncated(
                 expected: UInt64(dataStart) + header.dataByteCount, actual: UInt64(dataStart + streamPosition)))
+        }
+    }
+
+    /// Copies the next `count` bytes of the stream (hashed and counted as any read) to an unlinked
+    /// temporary file and maps it. Disk use grows with the bytes that actually arrive.
+    private func spoolStream(count: Int) throws -> MappedFile {
+        do {
+            return try MappedFile.spooling(StreamSlice(reader: self, count: count), displayPath: displayPath)
+        } catch let e as FileError {
+            throw e
+        } catch let e as any Error & Sendable & CustomStringConvertible {
+            throw FileError(path: displayPath, cause: e)
+        }
+    }
+
+    /// The next `count` bytes of a reader's stream, read through ``readStream(into:count:)``.
+    private final class StreamSlice: ByteStream {
+        let reader: SafetensorsReader
+        var remaining: Int
+        init(reader: SafetensorsReader, count: Int) {
+            self.reader = reader
+            remaining = count
+        }
+        func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+            let n = min(buffer.count, remaining)
+            guard n > 0 else { return 0 }
+            try reader.readStream(into: buffer, count: n)
+            remaining -= n
+            return n
         }
     }
 
