@@ -5,11 +5,13 @@ enum DequantizeCommand {
     static let spec = CommandSpec(
         name: "dequantize",
         overview: "Expand NVFP4 weights back to dense bf16 or f32 tensors.",
-        usage: "nvfp4 dequantize <quantized> -o <output> [--dtype bf16|f32] [--force] [--quiet]",
+        usage: "nvfp4 dequantize <quantized> -o <output> [--dtype bf16|f32] [--threads <n>] [--io direct|buffered] [--force] [--quiet]",
         arguments: [("<quantized>", "An NVFP4 .safetensors file ('-' for stdin).")],
         options: [
             OptionSpec(names: ["--output", "-o"], valueName: "<output>", help: "Output file, or '-' for stdout."),
             OptionSpec(names: ["--dtype"], valueName: "<bf16|f32>", help: "Element type of the dense weights. (default: each weight's recorded original dtype)"),
+            OptionSpec(names: ["--threads", "-j"], valueName: "<n>", help: "Worker threads; the output is identical for any n. (default: all cores)"),
+            OptionSpec(names: ["--io"], valueName: "<direct|buffered>", help: "How the output file is written: around the page cache (O_DIRECT, where the file system allows it) or through it. (default: direct)"),
             OptionSpec(names: ["--force"], valueName: nil, help: "Replace an existing output file."),
             OptionSpec(names: ["--quiet", "-q"], valueName: nil, help: "Print nothing but errors."),
         ],
@@ -24,9 +26,11 @@ enum DequantizeCommand {
         if !force && output != "-" && fileExists(output) {
             throw UsageError(message: "\(output) already exists; use --force to replace it")
         }
+        let threads = try QuantizeCommand.threadCount(parsed)
+        let io = try QuantizeCommand.outputIO(parsed)
         let reader = try SafetensorsReader.randomAccess(path: input)
-        let sink = try OutputCompression.parse(nil, output: output).makeSink(path: output, replace: force, threads: ParallelLoop.availableCores)
-        let names = try DequantizeJob.run(reader: reader, sink: sink, dtype: dtype)
+        let sink = try OutputCompression.parse(nil, output: output).makeSink(path: output, replace: force, threads: threads, io: io)
+        let names = try DequantizeJob.run(reader: reader, sink: sink, dtype: dtype, threads: threads)
         if !parsed.flag("--quiet") {
             Terminal.err("dequantized \(names.count) NVFP4 weights" + (output == "-" ? "\n" : " into \(output)\n"))
         }

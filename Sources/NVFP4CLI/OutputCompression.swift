@@ -22,17 +22,15 @@ enum OutputCompression: Equatable {
 
     /// Opens the output: a temporary file beside `path` (or stdout for `-`), compressed if asked.
     ///
-    /// - Parameter hashing: Whether the sink reports the SHA-256 of the (uncompressed) bytes written
-    ///   to it; `quantize` hashes in ``QuantizeJob`` instead and passes `false`.
-    func makeSink(path: String, replace: Bool, threads: Int, hashing: Bool = true, io: OutputIO = .buffered) throws -> any OutputSink {
-        // The file sink never hashes: a plain output is hashed beside the writing, on another thread
-        // (ConcurrentHashingSink); a compressed one before compression, by the zstd sink.
+    /// The sink does not hash: `quantize` hashes what it writes itself, before compression
+    /// (``WriteBehindSink``), and `dequantize` records no hash.
+    func makeSink(path: String, replace: Bool, threads: Int, io: OutputIO = .buffered) throws -> any OutputSink {
         let plain: any OutputSink = path == "-"
             ? StandardOutputSink(hashing: false) : try AtomicFileSink(path: path, replace: replace, hashing: false, io: io)
         switch self {
-        case .none: return hashing ? ConcurrentHashingSink(wrapping: plain) : plain
+        case .none: return plain
         case .zstd(let level):
-            do { return try ZstdCompressingSink(wrapping: plain, level: level, threads: threads, hashing: hashing) } catch {
+            do { return try ZstdCompressingSink(wrapping: plain, level: level, threads: threads, hashing: false) } catch {
                 plain.abort()
                 throw error
             }

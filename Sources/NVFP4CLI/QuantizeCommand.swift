@@ -57,12 +57,7 @@ enum QuantizeCommand {
         options.hashes = try hashScope(parsed)
         options.outputIO = try outputIO(parsed)
         try QuantizeFolderCommand.checkFormatOptions(parsed, options: options)
-        if let text = parsed.value("--threads") {
-            guard let n = Int(text), n >= 1, n <= 1024 else {
-                throw UsageError(message: "invalid value '\(text)' for --threads; expected a whole number from 1 to 1024")
-            }
-            options.threads = n
-        }
+        options.threads = try threadCount(parsed)
         try parseMethod(parsed, into: &options)
         let quiet = parsed.flag("--quiet")
         let force = parsed.flag("--force")
@@ -96,7 +91,7 @@ enum QuantizeCommand {
         let compression = try OutputCompression.parse(parsed.value("--compress"), output: output)
         let reader = try SafetensorsReader(path: input, hashing: options.hashes.hashesInput)
         // QuantizeJob hashes the output itself (options.hashes), on its own thread.
-        let sink = try compression.makeSink(path: output, replace: force, threads: options.threads, hashing: false, io: options.outputIO)
+        let sink = try compression.makeSink(path: output, replace: force, threads: options.threads, io: options.outputIO)
         let progress = ProgressLine(label: "quantize", enabled: !quiet && Terminal.stderrIsTerminal)
         let result = try QuantizeJob.run(reader: reader, sink: sink, options: options, progress: progress.update)
         progress.finish()
@@ -123,6 +118,15 @@ enum QuantizeCommand {
         try choice(
             parsed.value("--hash"), option: "--hash", Dictionary(uniqueKeysWithValues: HashScope.allCases.map { ($0.rawValue, $0) }),
             default: .output)
+    }
+
+    /// `--threads N` (1...1024), or all the cores this process may use.
+    static func threadCount(_ parsed: ParsedArguments) throws(UsageError) -> Int {
+        guard let text = parsed.value("--threads") else { return ParallelLoop.availableCores }
+        guard let n = Int(text), n >= 1, n <= 1024 else {
+            throw UsageError(message: "invalid value '\(text)' for --threads; expected a whole number from 1 to 1024")
+        }
+        return n
     }
 
     /// `--io direct|buffered`.

@@ -48,12 +48,7 @@ enum QuantizeFolderCommand {
         options.outputIO = try QuantizeCommand.outputIO(parsed)
         try QuantizeCommand.parseMethod(parsed, into: &options)
         try checkFormatOptions(parsed, options: options)
-        if let text = parsed.value("--threads") {
-            guard let n = Int(text), n >= 1, n <= 1024 else {
-                throw UsageError(message: "invalid value '\(text)' for --threads; expected a whole number from 1 to 1024")
-            }
-            options.threads = n
-        }
+        options.threads = try QuantizeCommand.threadCount(parsed)
         var share: WorkerShare?
         if let text = parsed.value("--shard") {
             guard let s = WorkerShare(text) else {

@@ -5,7 +5,8 @@
 // It writes a seeded synthetic Llama-shaped bf16 checkpoint (hidden 2048, intermediate 5632, as many
 // layers as fit the size), then times, in one run and on the same file, median of --runs:
 // `cp` of the file, `nvfp4 quantize` with 1 thread and with all cores (also with --hash none/all,
-// --io buffered, and to stdout = /dev/null), and `nvfp4 verify` (output read once first); it
+// --io buffered, and to stdout = /dev/null), `nvfp4 verify` and `nvfp4 dequantize` (output read
+// once first); it
 // prints GB/s of bf16 input, G elements/s, the ratio to `cp`, and the peak anonymous memory
 // (RssAnon sampled from /proc every 2 ms) and peak RSS of each command.
 import Dispatch
@@ -171,6 +172,7 @@ mkdir(options.directory, 0o755)
 let input = options.directory + "/synthetic.safetensors"
 let output = options.directory + "/synthetic.nvfp4.safetensors"
 let copy = options.directory + "/copy.safetensors"
+let dense = options.directory + "/dequantized.safetensors"
 let bytes = Int(options.sizeGiB * 1_073_741_824)
 print("writing a \(fmt(options.sizeGiB)) GiB synthetic Llama-shaped bf16 checkpoint to \(input) …")
 let elements = try writeCheckpoint(path: input, bytes: bytes)
@@ -190,10 +192,11 @@ let commands: [(String, [String])] = [
     ("quantize -o - --hash none", [tool, "quantize", input, "-o", "-", "-q", "--hash", "none"]),
     ("  the same, -j1", [tool, "quantize", input, "-o", "-", "-q", "--hash", "none", "-j", "1"]),
     ("verify", [tool, "verify", input, output, "-q"]),
+    ("dequantize", [tool, "dequantize", output, "-o", dense, "--force", "-q"]),
 ]
 /// Untimed steps before a command: the targets are for a warm page cache, and the default
 /// `quantize` writes its output around the cache (`--io direct`), so `verify` first reads it once.
-let before: [String: [String]] = ["verify": ["/bin/cat", output]]
+let before: [String: [String]] = ["verify": ["/bin/cat", output], "dequantize": ["/bin/cat", output]]
 var results: [String: (wall: Double, cpu: Double, rss: Int, anon: Int)] = [:]
 _ = run(["/bin/cat", input])  // warm the page cache
 for (name, argv) in commands {  // warm-up
@@ -247,6 +250,7 @@ if !options.keep {
     unlink(input)
     unlink(output)
     unlink(copy)
+    unlink(dense)
     unlink(options.directory + "/synthetic.nvfp4.manifest.json")
 }
 

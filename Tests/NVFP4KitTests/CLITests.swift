@@ -213,6 +213,22 @@ struct CLITests {
         }
     }
 
+    @Test("dequantize writes the same bytes for any thread count and either --io")
+    func dequantizeThreadsAndIO() throws {
+        try ToolRunner.withTemporaryDirectory { dir in
+            let quantized = dir.file("q.safetensors")
+            let q = try ToolRunner.run(["quantize", ToolRunner.fixture(CLIScaffold.tinyLlama), "-o", quantized, "-q"])
+            #expect(q.status == 0, "\(q)")
+            var outputs: [[UInt8]] = []
+            for (i, extra) in [["-j1"], ["-j", "3"], ["--io", "buffered"]].enumerated() {
+                let r = try ToolRunner.run(["dequantize", quantized, "-o", dir.file("d\(i).safetensors"), "-q"] + extra)
+                #expect(r.status == 0, "\(r)")
+                outputs.append(try ToolRunner.readFile(dir.file("d\(i).safetensors")))
+            }
+            #expect(!outputs[0].isEmpty && outputs[0] == outputs[1] && outputs[0] == outputs[2])
+        }
+    }
+
     @Test("--io direct (the default) and --io buffered write the same file and manifest sums")
     func outputIOModes() throws {
         try ToolRunner.withTemporaryDirectory { dir in
