@@ -19,8 +19,8 @@ import Synchronization
 /// - ``reserve(byteCount:)`` / ``commit(byteCount:)`` let the codec fill a pool buffer directly.
 ///
 /// The first error of the wrapped sink is rethrown by the next call on the producer's side, and
-/// nothing more is written after it; ``abort()`` drops what is still queued. Memory: `bufferCount` buffers of `bufferBytes` (a buffer
-/// grows when a single reservation needs more).
+/// nothing more is written after it; ``abort()`` drops what is still queued. Memory: `bufferCount`
+/// buffers of `bufferBytes` (a buffer grows when a single reservation needs more).
 public final class WriteBehindSink: OutputSink {
     public var displayPath: String { stages.inner.displayPath }
     private let stages: Stages
