@@ -75,18 +75,11 @@ import Testing
     /// A 640×64 bf16 weight whose values spread over ~80 binades, so that the order of additions
     /// shows in the last bits of the sums.
     static func wideRangeCheckpoint(seed: UInt64) -> [UInt8] {
-        var state = seed
-        func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
+        var random = SeededRandom(seed: seed)
         let (rows, columns) = (640, 64)
         var data: [UInt8] = []
         for _ in 0..<(rows * columns) {
-            let r = next()
+            let r = random.next()
             let magnitude = Float(sign: r & 1 == 0 ? .plus : .minus, exponent: Int(r >> 8 & 63) - 40, significand: 1 + Float(r >> 40 & 0xFFFF) / 65536)
             let bits = UInt16(magnitude.bitPattern >> 16)
             data += [UInt8(bits & 0xFF), UInt8(bits >> 8)]

@@ -51,14 +51,7 @@ public enum DequantizeJob {
         for (_, item) in items {
             switch item {
             case .plain(let t):
-                if let file = reader.mappedFile, t.byteCount >= QuantizeJob.retainedWriteMinimum {
-                    // Written straight from the mapping, behind; its pages released once written.
-                    let range = reader.mappedRange(of: t)
-                    try reader.withBytes(of: t) { try sink.write(retaining: $0) { file.release(range) } }
-                } else {
-                    try reader.withBytes(of: t) { try sink.write($0) }
-                    reader.release(t)
-                }
+                try sink.writeKept(t, from: reader)
             case .weight(let w, let d):
                 try writeDense(w, dtype: d, reader: reader, sink: sink, threads: threads)
                 w.parts.forEach(reader.release)

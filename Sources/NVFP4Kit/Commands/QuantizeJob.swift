@@ -112,8 +112,6 @@ public struct QuantizeResult: Sendable {
 public enum QuantizeJob {
     /// Rows quantized per chunk: a whole band of the 128-row swizzled scale tiles.
     static let rowsPerChunk = 128
-    /// Kept tensors of a mapped input from this size on are written from the mapping, not copied.
-    static let retainedWriteMinimum = 1 << 20
 
     /// Plans the output of `header` without reading data: decisions and the output header.
     public static func plan(
@@ -183,7 +181,6 @@ public enum QuantizeJob {
         for (tensor, decision) in zip(options.selectedTensors(of: header), decisions) {
             var report = TensorReport(
                 name: tensor.name, dtype: tensor.dtype, shape: tensor.shape, decision: decision, outputs: [tensor.name])
-            var releasedBySink = false
             if decision == .quantize, tensor.shape.count == 3, let torchao = weightLayout as? TorchAOWeightLayout {
                 report.outputs = StackedExperts.storedParts(tensor, layout: torchao.torchao).map(\.tensor.name)
                 let written = try reader.withBytes(of: tensor) { bytes in
@@ -209,17 +206,10 @@ public enum QuantizeJob {
                         matrix, codec: codec, layout: weightLayout, parts: parts, scales: scales, sink: sink, threads: options.threads,
                         waveBytes: options.waveBytes, scratch: scratch, search: search, scaleBufferLimit: options.scaleBufferLimit)
                 }
-            } else if let file = reader.mappedFile, tensor.byteCount >= retainedWriteMinimum {
-                // A large kept tensor (an embedding) is handed to the stages straight from the
-                // mapping, behind the producer; its pages are released once both are done with it.
-                // Small ones (norms, biases) are copied, so that they share the pool's buffers.
-                let range = reader.mappedRange(of: tensor)
-                try reader.withBytes(of: tensor) { try sink.write(retaining: $0) { file.release(range) } }
-                releasedBySink = true
             } else {
-                try reader.withBytes(of: tensor) { try sink.write($0) }
+                try sink.writeKept(tensor, from: reader)
             }
-            if !releasedBySink { reader.release(tensor) }
+            if decision == .quantize { reader.release(tensor) }
             reports.append(report)
             done += UInt64(tensor.byteCount)
             progress?(done, header.dataByteCount)
@@ -355,5 +345,24 @@ public enum QuantizeJob {
             }
         }
         for e in errors { error.merge(e) }
+    }
+}
+
+extension WriteBehindSink {
+    /// Kept tensors of a mapped input from this size on are written from the mapping, not copied.
+    static let retainedWriteMinimum = 1 << 20
+
+    /// Writes `tensor` of `reader` as it is and releases its mapped pages once written. A large
+    /// one (an embedding) of a mapped input is handed to the stages straight from the mapping,
+    /// behind the producer, and released when both are done with it; a small one (a norm, a bias)
+    /// or one from a stream is copied, so that it shares the pool's buffers.
+    func writeKept(_ tensor: TensorInfo, from reader: SafetensorsReader) throws {
+        if let file = reader.mappedFile, tensor.byteCount >= Self.retainedWriteMinimum {
+            let range = reader.mappedRange(of: tensor)
+            try reader.withBytes(of: tensor) { try write(retaining: $0) { file.release(range) } }
+        } else {
+            try reader.withBytes(of: tensor) { try write($0) }
+            reader.release(tensor)
+        }
     }
 }
