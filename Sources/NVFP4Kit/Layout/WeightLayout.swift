@@ -1,24 +1,9 @@
-/// The checkpoint layouts `nvfp4 quantize` writes (`--format`).
-///
-/// All three store the same packed e2m1 bytes and the same e4m3 block scales (one codec, one set
-/// of bytes); they differ in tensor names, in the block-scale layout (swizzled for torchao,
-/// row-major otherwise) and in how the per-tensor ("global") scales are written.
-public enum CheckpointFormat: String, Sendable, CaseIterable {
-    /// torchao's flattened `NVFP4Tensor` (`_weight_qdata`, swizzled `_weight_scale`, `_weight_per_tensor_scale`).
-    case torchao
-    /// compressed-tensors `nvfp4-pack-quantized` (llm-compressor): `weight_packed`, `weight_scale`,
-    /// `weight_global_scale` = 1 / pts, `input_global_scale` for W4A4.
-    case compressedTensors = "compressed-tensors"
-    /// NVIDIA ModelOpt's unified HF export: `weight` (packed), `weight_scale`, `weight_scale_2` = pts,
-    /// `input_scale` for W4A4.
-    case modelopt
-
+extension CheckpointFormat {
     /// The layout writing weights in this format.
     public func layout(mode: ScalingMode, dynamicActivations: Bool) -> any WeightLayout {
         switch self {
         case .torchao: return TorchAOWeightLayout(TorchAOLayout(mode: mode, dynamicActivations: dynamicActivations))
-        case .compressedTensors: return CompressedTensorsLayout()
-        case .modelopt: return ModelOptLayout()
+        case .compressedTensors, .modelopt: return EngineWeightLayout(self)
         }
     }
 }
@@ -75,17 +60,6 @@ public protocol WeightLayout: Sendable {
 }
 
 extension WeightLayout {
-    /// The scales as they are (`amax / 2688` and the activation's): what torchao
-    /// (`per_tensor_amax_to_scale`) and ModelOpt (`weight_scale_2`, `input_scale`) store.
-    /// compressed-tensors stores reciprocals and overrides this.
-    public func scalarValue(_ part: LayoutPart, scales: WeightScales) -> Float {
-        switch part {
-        case .weightGlobalScale: return scales.weight!
-        case .inputGlobalScale: return scales.input!
-        case .packed, .blockScales: preconditionFailure("not a scalar part")
-        }
-    }
-
     /// The stored tensor names of weight `name`, in write order.
     public func storedNames(ofWeight name: String, rows: Int, columns: Int, calibrated: Bool) -> [String] {
         storedParts(ofWeight: name, rows: rows, columns: columns, calibrated: calibrated).map(\.tensor.name)
@@ -100,6 +74,14 @@ public struct TorchAOWeightLayout: WeightLayout {
 
     public var format: CheckpointFormat { .torchao }
     public var scaleLayout: ScaleLayout { torchao.scaleLayout }
+
+    public func scalarValue(_ part: LayoutPart, scales: WeightScales) -> Float {
+        switch part {
+        case .weightGlobalScale: return scales.weight!
+        case .inputGlobalScale: return scales.input!
+        case .packed, .blockScales: preconditionFailure("not a scalar part")
+        }
+    }
 
     public func storedParts(ofWeight name: String, rows: Int, columns: Int, calibrated: Bool) -> [StoredPart] {
         var result: [StoredPart] = []
@@ -169,40 +151,39 @@ extension TorchAOLayout {
     }
 }
 
-/// The layouts the engines load (compressed-tensors, ModelOpt) keep the input's metadata and make
-/// sure `format: pt` is present (some transformers versions require it).
-private func engineFileMetadata(_ input: [(key: String, value: String)]) -> [(key: String, value: String)] {
-    var metadata = input
-    if !metadata.contains(where: { $0.key == "format" }) { metadata.insert(("format", "pt"), at: 0) }
-    return metadata
-}
-
-/// compressed-tensors `nvfp4-pack-quantized`, as llm-compressor writes it.
+/// compressed-tensors `nvfp4-pack-quantized` (as llm-compressor writes it) and NVIDIA ModelOpt's
+/// unified HF export: one writer, parameterized by the format table's row.
 ///
-/// `<m>.weight_global_scale` and `<m>.input_global_scale` are `F32 [1]` divisors: the fp32
-/// reciprocal `1 / pts` of the scale the codec used, exactly what compressed-tensors' own
-/// ModelOpt converter stores (`1 / weight_scale_2`). Block scales are row-major `[N, K/16]`.
-public struct CompressedTensorsLayout: WeightLayout {
-    public init() {}
+/// Block scales are row-major `[N, K/16]`. The per-tensor scales are stored as the row says:
+/// compressed-tensors' `F32 [1]` divisors `1 / pts` (exactly what its own ModelOpt converter stores,
+/// `1 / weight_scale_2`), ModelOpt's `F32 []` multipliers `pts`. The packed bytes are stored under
+/// the row's packed suffix (ModelOpt keeps `<m>.weight`, U8 `[N, K/2]`). The input's metadata is
+/// kept, with `format: pt` added where missing (some transformers versions require it).
+public struct EngineWeightLayout: WeightLayout {
+    /// The table row written.
+    public let names: EngineLayoutNames
 
-    public var format: CheckpointFormat { .compressedTensors }
-    public var scaleLayout: ScaleLayout { .rowMajor }
+    public init(_ format: CheckpointFormat) { names = format.names }
+
+    public var format: CheckpointFormat { names.layout.format! }
+    public var scaleLayout: ScaleLayout { names.scaleLayout }
 
     public func storedParts(ofWeight name: String, rows: Int, columns: Int, calibrated: Bool) -> [StoredPart] {
         let module = moduleName(name)
-        var parts = [StoredPart(part: .weightGlobalScale, tensor: PlannedTensor(name: sibling(module, "weight_global_scale"), dtype: .f32, shape: [1]))]
+        var parts = [StoredPart(part: .weightGlobalScale, tensor: PlannedTensor(name: sibling(module, names.globalScale), dtype: .f32, shape: names.scalarShape))]
         if calibrated {
-            parts.append(StoredPart(part: .inputGlobalScale, tensor: PlannedTensor(name: sibling(module, "input_global_scale"), dtype: .f32, shape: [1])))
+            parts.append(StoredPart(part: .inputGlobalScale, tensor: PlannedTensor(name: sibling(module, names.inputScale), dtype: .f32, shape: names.scalarShape)))
         }
-        parts.append(StoredPart(part: .packed, tensor: PlannedTensor(name: sibling(module, "weight_packed"), dtype: .u8, shape: [rows, columns / 2])))
-        parts.append(StoredPart(part: .blockScales, tensor: PlannedTensor(name: sibling(module, "weight_scale"), dtype: .f8E4M3, shape: [rows, columns / 16])))
+        parts.append(StoredPart(part: .packed, tensor: PlannedTensor(name: sibling(module, names.packed), dtype: .u8, shape: [rows, columns / 2])))
+        parts.append(StoredPart(part: .blockScales, tensor: PlannedTensor(
+            name: sibling(module, names.blockScales), dtype: .f8E4M3, shape: scaleLayout.storedShape(rows: rows, blocks: columns / 16))))
         return parts
     }
 
     public func scalarValue(_ part: LayoutPart, scales: WeightScales) -> Float {
         switch part {
-        case .weightGlobalScale: return 1 / scales.weight!
-        case .inputGlobalScale: return 1 / scales.input!
+        case .weightGlobalScale: return names.storedScalar(scales.weight!)
+        case .inputGlobalScale: return names.storedScalar(scales.input!)
         case .packed, .blockScales: preconditionFailure("not a scalar part")
         }
     }
@@ -210,35 +191,9 @@ public struct CompressedTensorsLayout: WeightLayout {
     public func fileMetadata(
         inputMetadata: [(key: String, value: String)], tensors: [(tensor: TensorInfo, quantized: Bool, calibrated: Bool)]
     ) -> [(key: String, value: String)] {
-        engineFileMetadata(inputMetadata)
-    }
-}
-
-/// NVIDIA ModelOpt's unified HF export (`quant_algo` `NVFP4` / `W4A16_NVFP4`).
-///
-/// The packed bytes keep the name `<m>.weight` (U8 `[N, K/2]`); `<m>.weight_scale_2` and
-/// `<m>.input_scale` are `F32 []` multipliers (pts itself). Block scales are row-major `[N, K/16]`.
-public struct ModelOptLayout: WeightLayout {
-    public init() {}
-
-    public var format: CheckpointFormat { .modelopt }
-    public var scaleLayout: ScaleLayout { .rowMajor }
-
-    public func storedParts(ofWeight name: String, rows: Int, columns: Int, calibrated: Bool) -> [StoredPart] {
-        let module = moduleName(name)
-        var parts = [StoredPart(part: .weightGlobalScale, tensor: PlannedTensor(name: sibling(module, "weight_scale_2"), dtype: .f32, shape: []))]
-        if calibrated {
-            parts.append(StoredPart(part: .inputGlobalScale, tensor: PlannedTensor(name: sibling(module, "input_scale"), dtype: .f32, shape: [])))
-        }
-        parts.append(StoredPart(part: .packed, tensor: PlannedTensor(name: name, dtype: .u8, shape: [rows, columns / 2])))
-        parts.append(StoredPart(part: .blockScales, tensor: PlannedTensor(name: sibling(module, "weight_scale"), dtype: .f8E4M3, shape: [rows, columns / 16])))
-        return parts
-    }
-
-    public func fileMetadata(
-        inputMetadata: [(key: String, value: String)], tensors: [(tensor: TensorInfo, quantized: Bool, calibrated: Bool)]
-    ) -> [(key: String, value: String)] {
-        engineFileMetadata(inputMetadata)
+        var metadata = inputMetadata
+        if !metadata.contains(where: { $0.key == "format" }) { metadata.insert(("format", "pt"), at: 0) }
+        return metadata
     }
 }
 

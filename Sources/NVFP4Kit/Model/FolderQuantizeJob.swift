@@ -67,7 +67,7 @@ public struct WorkerShare: Sendable, Equatable {
 /// end; on failure or Ctrl-C nothing is left.
 public enum FolderQuantizeJob {
     public static let manifestFileName = "nvfp4-manifest.json"
-    public static let hfQuantConfigFileName = "hf_quant_config.json"
+    public static let hfQuantConfigFileName = EngineLayoutNames.ConfigStrings.hfQuantConfigFile
 
     /// Runs the whole conversion into `output` (which must not exist unless `replace`).
     ///

@@ -31,17 +31,17 @@ public struct QuantizationConfig: Sendable {
                 ])
             }
             return .object([
-                ("quant_method", "compressed-tensors"),
-                ("format", "nvfp4-pack-quantized"),
+                ("quant_method", .string(format.names.quantMethod)),
+                ("format", .string(EngineLayoutNames.ConfigStrings.compressedTensorsFormat)),
                 ("quantization_status", "compressed"),
                 ("config_groups", .object([("group_0", .object([
                     ("targets", .array(["Linear"])),
-                    ("format", "nvfp4-pack-quantized"),
+                    ("format", .string(EngineLayoutNames.ConfigStrings.compressedTensorsFormat)),
                     ("weights", args(false)),
                     ("input_activations", calibrated ? args("local") : .null),
                     ("output_activations", .null),
                 ]))])),
-                ("ignore", .array(ignore.map { .string($0) })),
+                (format.names.ignoreListKey, .array(ignore.map { .string($0) })),
                 ("kv_cache_scheme", .null),
                 ("sparsity_config", .object([])),
                 ("transform_config", .object([])),
@@ -56,10 +56,10 @@ public struct QuantizationConfig: Sendable {
             group.append(("targets", .array(["Linear"])))
             return .object([
                 ("config_groups", .object([("group_0", .object(group))])),
-                ("ignore", .array(ignore.map { .string($0) })),
+                (format.names.ignoreListKey, .array(ignore.map { .string($0) })),
                 ("quant_algo", .string(modelOptAlgorithm)),
                 ("producer", producer),
-                ("quant_method", "modelopt"),
+                ("quant_method", .string(format.names.quantMethod)),
                 ("group_size", 16),
                 ("kv_cache_quant_algo", .null),
                 ("exclude_modules", .array(ignore.map { .string($0) })),
@@ -76,15 +76,17 @@ public struct QuantizationConfig: Sendable {
                     ("_data", .object([("use_dynamic_per_tensor_scale", true)])),
                 ])
             return .object([
-                ("quant_method", "torchao"),
+                ("quant_method", .string(format.names.quantMethod)),
                 ("quant_type", .object([("default", type)])),
-                ("modules_to_not_convert", .array(ignore.map { .string($0) })),
+                (format.names.ignoreListKey, .array(ignore.map { .string($0) })),
             ])
         }
     }
 
     /// `NVFP4` (W4A4) or `W4A16_NVFP4`.
-    public var modelOptAlgorithm: String { calibrated ? "NVFP4" : "W4A16_NVFP4" }
+    public var modelOptAlgorithm: String {
+        calibrated ? EngineLayoutNames.ConfigStrings.modeloptW4A4 : EngineLayoutNames.ConfigStrings.modeloptW4A16
+    }
 
     private var producer: JSONValue { .object([("name", "nvfp4"), ("version", .string(nvfp4Version))]) }
 

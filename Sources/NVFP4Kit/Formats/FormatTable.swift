@@ -12,6 +12,38 @@ public enum CheckpointLayout: String, Sendable, CaseIterable {
     case modelopt
     /// No NVFP4 tensors at all.
     case unquantized
+
+    /// The layout of a format.
+    public init(_ format: CheckpointFormat) { self = CheckpointLayout(rawValue: format.rawValue)! }
+
+    /// The format of this layout, or `nil` for ``unquantized``.
+    public var format: CheckpointFormat? { CheckpointFormat(rawValue: rawValue) }
+}
+
+/// The checkpoint layouts `nvfp4 quantize` writes (`--format`): one row of the format table each.
+///
+/// All three store the same packed e2m1 bytes and the same e4m3 block scales (one codec, one set
+/// of bytes); they differ in tensor names, in the block-scale layout (swizzled for torchao,
+/// row-major otherwise) and in how the per-tensor ("global") scales are written. Everything that
+/// differs is in ``names``; readers and writers look it up there.
+public enum CheckpointFormat: String, Sendable, CaseIterable {
+    /// torchao's flattened `NVFP4Tensor` (`_weight_qdata`, swizzled `_weight_scale`, `_weight_per_tensor_scale`).
+    case torchao
+    /// compressed-tensors `nvfp4-pack-quantized` (llm-compressor): `weight_packed`, `weight_scale`,
+    /// `weight_global_scale` = 1 / pts, `input_global_scale` for W4A4.
+    case compressedTensors = "compressed-tensors"
+    /// NVIDIA ModelOpt's unified HF export: `weight` (packed), `weight_scale`, `weight_scale_2` = pts,
+    /// `input_scale` for W4A4.
+    case modelopt
+
+    /// This format's row of the table.
+    public var names: EngineLayoutNames {
+        switch self {
+        case .torchao: return .torchao
+        case .compressedTensors: return .compressedTensors
+        case .modelopt: return .modelopt
+        }
+    }
 }
 
 /// How one layout names and stores the tensors of a quantized Linear module `<m>`.
@@ -35,6 +67,26 @@ public struct EngineLayoutNames: Sendable, Equatable {
     /// Whether the block scales are stored in cuBLAS's swizzled 128×4 tiles (torchao) rather than
     /// row-major `[N, K/16]`.
     public var swizzledBlockScales: Bool
+    /// The shape of the stored fp32 scalars (global and input scale): `[]` or `[1]` (compressed-tensors).
+    public var scalarShape: [Int]
+    /// `quantization_config.quant_method` of this layout.
+    public var quantMethod: String
+    /// The `quantization_config` member that lists modules kept in high precision.
+    public var ignoreListKey: String
+    /// How stacked MoE experts `[E, N, K]` are stored: as one 3-D tensor set (torchao's 3-D
+    /// `NVFP4Tensor`) or as each expert's 2-D projection (`experts.<e>.<proj>`), which is what
+    /// vLLM's and SGLang's compressed-tensors and ModelOpt MoE loaders read.
+    public var stacksExperts: Bool
+
+    /// The block-scale layout on disk.
+    public var scaleLayout: ScaleLayout { swizzledBlockScales ? .swizzled : .rowMajor }
+
+    /// The stored fp32 value of a per-tensor scale `pts` (`amax / 2688`): `pts` itself, or its
+    /// reciprocal where the layout stores divisors.
+    public func storedScalar(_ pts: Float) -> Float { storesReciprocalScales ? 1 / pts : pts }
+
+    /// The per-tensor scale (`amax / 2688`) a stored scalar means.
+    public func perTensorScale(stored: Float) -> Float { storesReciprocalScales ? 1 / stored : stored }
 
     /// The stored name of `suffix` for module `module` (`a.b` + `weight_packed` → `a.b.weight_packed`).
     public func name(_ suffix: String, of module: String) -> String { module + "." + suffix }
@@ -53,28 +105,34 @@ public struct EngineLayoutNames: Sendable, Equatable {
     public static let compressedTensors = EngineLayoutNames(
         layout: .compressedTensors, packed: "weight_packed", blockScales: "weight_scale",
         globalScale: "weight_global_scale", inputScale: "input_global_scale",
-        storesReciprocalScales: true, swizzledBlockScales: false)
+        storesReciprocalScales: true, swizzledBlockScales: false, scalarShape: [1],
+        quantMethod: ConfigStrings.compressedTensorsMethod, ignoreListKey: "ignore", stacksExperts: false)
 
     /// ModelOpt unified HF export (`unified_export_hf.py`, vLLM `modelopt.py`).
     public static let modelopt = EngineLayoutNames(
         layout: .modelopt, packed: "weight", blockScales: "weight_scale",
         globalScale: "weight_scale_2", inputScale: "input_scale",
-        storesReciprocalScales: false, swizzledBlockScales: false)
+        storesReciprocalScales: false, swizzledBlockScales: false, scalarShape: [],
+        quantMethod: ConfigStrings.modeloptMethod, ignoreListKey: "ignore", stacksExperts: false)
 
     /// torchao's `flatten_tensor_state_dict` names for the `weight` parameter of an `NVFP4Tensor`.
     public static let torchao = EngineLayoutNames(
         layout: .torchao, packed: "_weight_qdata", blockScales: "_weight_scale",
         globalScale: "_weight_per_tensor_scale", inputScale: "_weight_act_per_tensor_scale",
-        storesReciprocalScales: false, swizzledBlockScales: true)
+        storesReciprocalScales: false, swizzledBlockScales: true, scalarShape: [],
+        quantMethod: ConfigStrings.torchaoMethod, ignoreListKey: "modules_to_not_convert", stacksExperts: true)
 
     /// The names of `layout`, or `nil` for ``CheckpointLayout/unquantized``.
-    public static func of(_ layout: CheckpointLayout) -> EngineLayoutNames? {
-        switch layout {
-        case .torchao: return torchao
-        case .compressedTensors: return compressedTensors
-        case .modelopt: return modelopt
-        case .unquantized: return nil
-        }
+    public static func of(_ layout: CheckpointLayout) -> EngineLayoutNames? { layout.format?.names }
+
+    /// Every entry of the table.
+    public static let all: [EngineLayoutNames] = CheckpointFormat.allCases.map(\.names)
+
+    /// The layout a `quant_method` declares (`modelopt_fp4` counts as ModelOpt), or `nil`.
+    public static func format(quantMethod: String) -> CheckpointFormat? {
+        let method = quantMethod.lowercased()
+        if method.hasPrefix(ConfigStrings.modeloptMethod) { return .modelopt }
+        return CheckpointFormat.allCases.first { $0.names.quantMethod == method }
     }
 
     /// `6 * 448`: e2m1's largest magnitude times e4m3's. A global scale is `amax / 2688`.
