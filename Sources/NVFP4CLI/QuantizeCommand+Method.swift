@@ -19,9 +19,9 @@ extension QuantizeCommand {
     }
 
     /// A warning naming the quantized modules that had no statistics in the importance file.
-    static func importanceWarning(_ result: QuantizeResult, options: QuantizeOptions) -> String? {
+    static func importanceWarning(_ reports: [TensorReport], options: QuantizeOptions) -> String? {
         guard options.method == .mse, let path = options.importancePath else { return nil }
-        let unweighted = result.tensors.filter { $0.decision == .quantize && !$0.importanceWeighted }
+        let unweighted = reports.filter { $0.decision == .quantize && !$0.importanceWeighted }
             .map { ImportanceStatistics.moduleName(ofWeight: $0.name) }
         guard !unweighted.isEmpty else { return nil }
         let shown = unweighted.prefix(3).joined(separator: ", ")

@@ -11,7 +11,7 @@ enum QuantizeCommand {
             OptionSpec(names: ["--format"], valueName: "<torchao|compressed-tensors|modelopt>", help: "Checkpoint layout: torchao (default), compressed-tensors (llm-compressor nvfp4-pack-quantized) or modelopt."),
             OptionSpec(names: ["--calibration"], valueName: "<amax.json>", help: "Module name -> calibrated max |input| (JSON object): writes static input scales (W4A4). Without it, compressed-tensors and modelopt are weight-only."),
             OptionSpec(names: ["--max-shard-size"], valueName: "<size>", help: "Model folders: split output shards above this much tensor data (e.g. 5GB, 500MiB, 1000000). (default: the input's sharding)"),
-            OptionSpec(names: ["--tensor-parallel"], valueName: "<n>", help: "Model folders: keep row-parallel layers (o_proj, down_proj, w2…) whose K/n is not a multiple of 16. (default: 1)"),
+            OptionSpec(names: ["--tensor-parallel"], valueName: "<n>", help: "Keep row-parallel layers (o_proj, down_proj, w2…) whose K/n is not a multiple of 16. (default: 1)"),
             OptionSpec(names: ["--shard"], valueName: "<i>/<n>", help: "Model folders: write only worker i's share of the output shards (0 <= i < n); then run 'nvfp4 merge <output>'."),
             OptionSpec(names: ["--output", "-o"], valueName: "<output>", help: "Output file, or '-' for stdout. (default: <input stem>.nvfp4.safetensors beside the input)"),
             OptionSpec(names: ["--manifest"], valueName: "<path>", help: "Where to write the manifest. (default: <output stem>.manifest.json; none with -o -)"),
@@ -44,21 +44,11 @@ enum QuantizeCommand {
 
     static func run(_ parsed: ParsedArguments, _ invocation: [String]) throws -> Int32 {
         let input = try positionals(parsed, ["input"], command: spec.name)[0]
-        if input != "-" && isFolder(input) { return try QuantizeFolderCommand.run(parsed, invocation, input: input) }
-        for option in ["--calibration", "--shard", "--max-shard-size", "--tensor-parallel"] where parsed.value(option) != nil {
-            throw UsageError(message: "\(option) needs a model folder as input")
+        let options = try parseOptions(parsed)
+        if input != "-" && isFolder(input) { return try QuantizeFolderCommand.run(parsed, invocation, input: input, options: options) }
+        for option in ["--shard", "--max-shard-size"] where parsed.value(option) != nil {
+            throw UsageError(message: "\(option) needs a model folder as input; a single file is written as one file")
         }
-        var options = QuantizeOptions()
-        options.format = try QuantizeFolderCommand.format(parsed)
-        options.mode = parsed.flag("--no-global-scale") ? .singleLevel : .twoLevel
-        options.numerics = try choice(parsed.value("--numerics"), option: "--numerics", ["cuda": .cuda, "cpu": .cpu], default: .cuda)
-        options.selection = TensorSelection(include: parsed.all("--include"), exclude: parsed.all("--exclude"))
-        options.dynamicActivations = !parsed.flag("--weight-only")
-        options.hashes = try hashScope(parsed)
-        options.outputIO = try outputIO(parsed)
-        try QuantizeFolderCommand.checkFormatOptions(parsed, options: options)
-        options.threads = try threadCount(parsed)
-        try parseMethod(parsed, into: &options)
         let quiet = parsed.flag("--quiet")
         let force = parsed.flag("--force")
 
@@ -89,13 +79,20 @@ enum QuantizeCommand {
         }
 
         let compression = try OutputCompression.parse(parsed.value("--compress"), output: output)
-        let reader = try SafetensorsReader(path: input, hashing: options.hashes.hashesInput)
-        // QuantizeJob hashes the output itself (options.hashes), on its own thread.
+        // Formats whose fused layers share a global scale read those weights twice: a stream
+        // (stdin, zstd) is then spooled to an unlinked temporary file first.
+        let reader = options.format.names.sharesFusedScales
+            ? try SafetensorsReader.randomAccess(path: input, hashing: options.hashes.hashesInput)
+            : try SafetensorsReader(path: input, hashing: options.hashes.hashesInput)
+        let plan = try QuantizePlan(
+            file: reader, options: options, calibration: try calibration(parsed), calibrationPath: parsed.value("--calibration") ?? "calibration",
+            tensorParallel: try tensorParallel(parsed))
+        // The executor hashes the output itself (options.hashes), on its own thread.
         let sink = try compression.makeSink(path: output, replace: force, threads: options.threads, io: options.outputIO)
         let progress = ProgressLine(label: "quantize", enabled: !quiet && Terminal.stderrIsTerminal)
-        let result = try QuantizeJob.run(reader: reader, sink: sink, options: options, progress: progress.update)
+        let result = try PlanExecutor.writeShard(0, of: plan, reader: reader, sink: sink, progress: progress.update)
         progress.finish()
-        let manifest = Manifest.document(result: result, options: options, arguments: invocation)
+        let manifest = Manifest.document(result: result, plan: plan, arguments: invocation)
         // Both files become visible only once both are complete: a failed manifest leaves no checkpoint.
         var manifestSink: (any OutputSink)?
         do {
@@ -108,9 +105,50 @@ enum QuantizeCommand {
         }
         try manifestSink?.publish()
         if parsed.flag("--json") { Terminal.out(manifest.serialized(.pretty)) }
-        if !quiet, let warning = importanceWarning(result, options: options) { Terminal.err(warning) }
-        if !quiet { Terminal.err(summary(result, output: output, manifest: manifestPath)) }
+        if !quiet, let warning = importanceWarning(result.tensors, options: options) { Terminal.err(warning) }
+        if !quiet {
+            Terminal.err(QuantizeSummary.text(plan: plan, reports: result.tensors, bytesIn: result.input.byteCount, bytesOut: result.output.byteCount,
+                                              written: output == "-" ? "stdout" : output, manifest: manifestPath))
+        }
         return ExitStatus.success
+    }
+
+    /// The options every quantize run takes, file or folder.
+    static func parseOptions(_ parsed: ParsedArguments) throws -> QuantizeOptions {
+        var options = QuantizeOptions()
+        options.format = try choice(parsed.value("--format"), option: "--format",
+                                    Dictionary(uniqueKeysWithValues: CheckpointFormat.allCases.map { ($0.rawValue, $0) }), default: .torchao)
+        options.mode = parsed.flag("--no-global-scale") ? .singleLevel : .twoLevel
+        options.numerics = try choice(parsed.value("--numerics"), option: "--numerics", ["cuda": .cuda, "cpu": .cpu], default: .cuda)
+        options.selection = TensorSelection(include: parsed.all("--include"), exclude: parsed.all("--exclude"))
+        options.dynamicActivations = !parsed.flag("--weight-only")
+        options.hashes = try hashScope(parsed)
+        options.outputIO = try outputIO(parsed)
+        options.threads = try threadCount(parsed)
+        try parseMethod(parsed, into: &options)
+        if options.format != .torchao {
+            if parsed.flag("--no-global-scale") {
+                throw UsageError(message: "--no-global-scale is torchao-only; \(options.format.rawValue) needs the per-tensor scale")
+            }
+            if parsed.flag("--weight-only") {
+                throw UsageError(message: "--weight-only is torchao-only; \(options.format.rawValue) is weight-only unless --calibration is given")
+            }
+        }
+        return options
+    }
+
+    /// `--calibration <amax.json>`, read.
+    static func calibration(_ parsed: ParsedArguments) throws -> [String: Float]? {
+        try parsed.value("--calibration").map(CalibrationFile.read)
+    }
+
+    /// `--tensor-parallel <n>` (1...1024).
+    static func tensorParallel(_ parsed: ParsedArguments) throws(UsageError) -> Int {
+        guard let text = parsed.value("--tensor-parallel") else { return 1 }
+        guard let n = Int(text), n >= 1, n <= 1024 else {
+            throw UsageError(message: "invalid value '\(text)' for --tensor-parallel; expected a whole number from 1 to 1024")
+        }
+        return n
     }
 
     /// `--hash all|output|none`.
@@ -148,22 +186,6 @@ enum QuantizeCommand {
         let output = droppingZstdSuffix(output)
         let stem = output.hasSuffix(".safetensors") ? String(output.dropLast(".safetensors".count)) : output
         return stem + ".manifest.json"
-    }
-
-    static func summary(_ result: QuantizeResult, output: String, manifest: String?) -> String {
-        let quantized = result.tensors.filter { $0.decision == .quantize }
-        var total = QuantizationError()
-        for t in quantized { if let e = t.error { total.merge(e) } }
-        var text = ""
-        for t in result.tensors where t.name.hasSuffix(".weight") {
-            if case .keep(let reason) = t.decision { text += "kept \(t.name): \(reason.rawValue)\n" }
-        }
-        text += "quantized \(quantized.count) of \(result.tensors.count) tensors"
-        text += " (relative RMSE \(Format.fixed(total.relativeRMSE, 4)), SQNR \(Format.fixed(total.sqnrDB, 2)) dB)"
-        text += "; \(Format.bytes(result.input.byteCount)) -> \(Format.bytes(result.output.byteCount))"
-        if output != "-" { text += " in \(output)" }
-        if let manifest { text += "; manifest \(manifest)" }
-        return text + "\n"
     }
 }
 

@@ -9,23 +9,7 @@ func isFolder(_ path: String) -> Bool {
 
 /// `nvfp4 quantize MODEL_DIR -o OUT_DIR`: a whole Hugging Face folder.
 enum QuantizeFolderCommand {
-    static func format(_ parsed: ParsedArguments) throws(UsageError) -> CheckpointFormat {
-        try choice(parsed.value("--format"), option: "--format",
-                   Dictionary(uniqueKeysWithValues: CheckpointFormat.allCases.map { ($0.rawValue, $0) }), default: .torchao)
-    }
-
-    /// Options that only make sense for some layouts.
-    static func checkFormatOptions(_ parsed: ParsedArguments, options: QuantizeOptions) throws(UsageError) {
-        guard options.format != .torchao else { return }
-        if parsed.flag("--no-global-scale") {
-            throw UsageError(message: "--no-global-scale is torchao-only; \(options.format.rawValue) needs the per-tensor scale")
-        }
-        if parsed.flag("--weight-only") {
-            throw UsageError(message: "--weight-only is torchao-only; \(options.format.rawValue) is weight-only unless --calibration is given")
-        }
-    }
-
-    static func run(_ parsed: ParsedArguments, _ invocation: [String], input: String) throws -> Int32 {
+    static func run(_ parsed: ParsedArguments, _ invocation: [String], input: String, options: QuantizeOptions) throws -> Int32 {
         guard let output = parsed.value("--output"), output != "-" else {
             throw UsageError(message: "a model folder needs -o <output folder>")
         }
@@ -38,17 +22,6 @@ enum QuantizeFolderCommand {
         if parsed.flag("--json") && parsed.value("--shard") != nil {
             throw UsageError(message: "--json prints the manifest, which a --shard worker does not write; use it with 'nvfp4 merge'")
         }
-        var options = QuantizeOptions()
-        options.format = try format(parsed)
-        options.mode = parsed.flag("--no-global-scale") ? .singleLevel : .twoLevel
-        options.numerics = try choice(parsed.value("--numerics"), option: "--numerics", ["cuda": .cuda, "cpu": .cpu], default: .cuda)
-        options.selection = TensorSelection(include: parsed.all("--include"), exclude: parsed.all("--exclude"))
-        options.dynamicActivations = !parsed.flag("--weight-only")
-        options.hashes = try QuantizeCommand.hashScope(parsed)
-        options.outputIO = try QuantizeCommand.outputIO(parsed)
-        try QuantizeCommand.parseMethod(parsed, into: &options)
-        try checkFormatOptions(parsed, options: options)
-        options.threads = try QuantizeCommand.threadCount(parsed)
         var share: WorkerShare?
         if let text = parsed.value("--shard") {
             guard let s = WorkerShare(text) else {
@@ -67,19 +40,11 @@ enum QuantizeFolderCommand {
                 throw UsageError(message: "\(output) exists and is not an nvfp4 output folder (no \(FolderQuantizeJob.manifestFileName)); --force replaces only those")
             }
         }
-        let calibration = try parsed.value("--calibration").map(CalibrationFile.read)
         let folder = try ModelFolder(path: input)
-        let maxShardSize = try parsed.value("--max-shard-size").map(parseSize)
-        var tensorParallel = 1
-        if let text = parsed.value("--tensor-parallel") {
-            guard let n = Int(text), n >= 1, n <= 1024 else {
-                throw UsageError(message: "invalid value '\(text)' for --tensor-parallel; expected a whole number from 1 to 1024")
-            }
-            tensorParallel = n
-        }
-        let plan = try FolderPlan(
-            folder: folder, options: options, calibration: calibration, calibrationPath: parsed.value("--calibration") ?? "calibration",
-            maxShardSize: maxShardSize, tensorParallel: tensorParallel)
+        let plan = try QuantizePlan(
+            folder: folder, options: options, calibration: try QuantizeCommand.calibration(parsed),
+            calibrationPath: parsed.value("--calibration") ?? "calibration",
+            maxShardSize: try parsed.value("--max-shard-size").map(parseSize), tensorParallel: try QuantizeCommand.tensorParallel(parsed))
         let progress: (String) -> Void = { name in if !quiet && Terminal.stderrIsTerminal { Terminal.err("\r\u{1B}[Kquantize \(name)") } }
         if let share {
             try FolderQuantizeJob.runWorker(plan: plan, share: share, output: output, progress: progress)
@@ -92,15 +57,12 @@ enum QuantizeFolderCommand {
         if parsed.flag("--json") { Terminal.out(manifest.serialized(.pretty)) }
         if !quiet {
             for entry in folder.skippedEntries { Terminal.err("not copied: \(entry) (only regular files at the top of the folder are copied)\n") }
-            Terminal.err(summary(plan: plan, output: output))
+            let records = manifest["shards"]?.arrayValue ?? []
+            let bytesOut = records.reduce(UInt64(0)) { $0 + ($1["output"]?["bytes"]?.unsignedValue ?? 0) }
+            let bytesIn = records.reduce(UInt64(0)) { $0 + ($1["input"]?["bytes"]?.unsignedValue ?? 0) }
+            Terminal.err(QuantizeSummary.text(plan: plan, reports: nil, bytesIn: bytesIn, bytesOut: bytesOut, written: output, manifest: nil))
         }
         return ExitStatus.success
-    }
-
-    static func summary(plan: FolderPlan, output: String) -> String {
-        let shared = plan.groups.filter(\.quantized).count
-        return "quantized \(plan.quantizedModules.count) modules, kept \(plan.keptModules.count) (\(plan.options.format.rawValue)); "
-            + "\(shared) fused groups share a global scale; \(plan.shards.count) shard(s) in \(output)\n"
     }
 }
 

@@ -36,6 +36,31 @@ struct LayoutTests {
         #expect(implicit == explicit.mapValues { var s = $0; s.shard = scratch.file("default.safetensors"); return s })
     }
 
+    /// Fused partners (q/k/v, gate/up) of the tiny Llama's layers.
+    static let fusedGroups = [["q_proj", "k_proj", "v_proj"].map { "model.layers.0.self_attn.\($0)" }, ["gate_proj", "up_proj"].map { "model.layers.1.mlp.\($0)" }]
+
+    @Test("a single file's fused layers share one global scale in compressed-tensors and ModelOpt (the max of the members'), torchao keeps each weight's own")
+    func singleFileFusedScales() throws {
+        let scratch = ScratchFolder()
+        defer { scratch.remove() }
+        let torchao = try Self.quantizeTinyLlama(.torchao, scratch: scratch)
+        let ct = try Self.quantizeTinyLlama(.compressedTensors, scratch: scratch)
+        let modelopt = try Self.quantizeTinyLlama(.modelopt, scratch: scratch)
+        for group in Self.fusedGroups {
+            // torchao's own per-tensor scales: pts rises with amax, so the group's shared scale is the largest.
+            let own = try group.map { ModelFixtures.float(try #require(torchao["\($0)._weight_per_tensor_scale"]).bytes) }
+            #expect(Set(own.map(\.bitPattern)).count > 1, "the fixture's members have different amax")
+            let shared = own.max()!
+            for m in group {
+                let scale2 = ModelFixtures.float(try #require(modelopt["\(m).weight_scale_2"]).bytes)
+                let global = ModelFixtures.float(try #require(ct["\(m).weight_global_scale"]).bytes)
+                #expect(scale2.bitPattern == shared.bitPattern, "\(m): ModelOpt weight_scale_2 is the group's shared scale")
+                #expect(global.bitPattern == (1 / shared).bitPattern, "\(m): compressed-tensors stores its reciprocal")
+                #expect(try #require(ct["\(m).weight_packed"]).bytes == (try #require(modelopt["\(m).weight"])).bytes)
+            }
+        }
+    }
+
     @Test("packed bytes and block scales are identical across layouts; global scales are pts and 1/pts")
     func byteRelations() throws {
         let scratch = ScratchFolder()
@@ -43,7 +68,8 @@ struct LayoutTests {
         let torchao = try Self.quantizeTinyLlama(.torchao, scratch: scratch)
         let ct = try Self.quantizeTinyLlama(.compressedTensors, scratch: scratch)
         let modelopt = try Self.quantizeTinyLlama(.modelopt, scratch: scratch)
-        for m in Self.modules {
+        // Members of fused groups get the group's scale in the engine layouts (singleFileFusedScales).
+        for m in Self.modules where !Self.fusedGroups.joined().contains(m) {
             let qdata = try #require(torchao["\(m)._weight_qdata"])
             let packed = try #require(ct["\(m).weight_packed"])
             let weight = try #require(modelopt["\(m).weight"])

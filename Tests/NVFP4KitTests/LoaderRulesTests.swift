@@ -17,7 +17,7 @@ struct LoaderRulesTests {
         let original = try ModelFixtures.tensors(in: folder)
         var calibration: [String: Float]?
         if calibrated {
-            let plan = try FolderPlan(folder: try ModelFolder(path: folder), options: QuantizeOptions(), calibration: nil)
+            let plan = try QuantizePlan(folder: try ModelFolder(path: folder), options: QuantizeOptions(), calibration: nil)
             calibration = Dictionary(uniqueKeysWithValues: plan.quantizedModules.enumerated().map { ($1, 0.5 + Float($0)) })
         }
         let output = try ModelFixtures.quantize(folder, format: format, into: scratch, calibration: calibration).output
@@ -93,7 +93,7 @@ struct LoaderRulesTests {
         }
 
         // Fused groups: all quantized or all kept; equal weight (and input) global scales (TRT-LLM asserts ==).
-        let plan = try FolderPlan(folder: try ModelFolder(path: folder), options: QuantizeOptions(), calibration: nil)
+        let plan = try QuantizePlan(folder: try ModelFolder(path: folder), options: QuantizeOptions(), calibration: nil)
         for group in plan.fusion.groups(in: Array(original.keys).sorted()) {
             let modules = group.weights.map { String($0.dropLast(".weight".count)) }
             #expect(Set(modules.map(quantized.contains)).count == 1, "\(modules)")

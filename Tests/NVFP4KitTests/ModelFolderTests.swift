@@ -145,7 +145,7 @@ struct ModelFolderTests {
     func calibration() throws {
         let scratch = ScratchFolder()
         defer { scratch.remove() }
-        let plan0 = try FolderPlan(folder: try ModelFolder(path: ModelFixtures.llama), options: QuantizeOptions(), calibration: nil)
+        let plan0 = try QuantizePlan(folder: try ModelFolder(path: ModelFixtures.llama), options: QuantizeOptions(), calibration: nil)
         var amax: [String: Float] = [:]
         for (i, m) in plan0.quantizedModules.enumerated() { amax[m] = 1 + Float(i) * 0.25 }
         let ct = try ModelFixtures.tensors(in: try ModelFixtures.quantize(ModelFixtures.llama, format: .compressedTensors, into: scratch, calibration: amax).output)
@@ -290,7 +290,7 @@ struct ModelFolderTests {
         var options = QuantizeOptions()
         options.format = .modelopt
         // Llama fixture: o_proj K = 32, down_proj K = 64. TP 4 → 8 and 16.
-        let plan = try FolderPlan(folder: try ModelFolder(path: ModelFixtures.llama), options: options, calibration: nil, tensorParallel: 4)
+        let plan = try QuantizePlan(folder: try ModelFolder(path: ModelFixtures.llama), options: options, calibration: nil, tensorParallel: 4)
         #expect(plan.keptModules.contains("model.layers.0.self_attn.o_proj"))
         #expect(plan.quantizedModules.contains("model.layers.0.mlp.down_proj"))
         #expect(plan.quantizedModules.contains("model.layers.0.self_attn.q_proj"), "column-parallel layers are unaffected")

@@ -50,8 +50,9 @@ import Testing
     /// The demo checkpoint: every decoder linear quantized, embeddings/lm_head/norms kept.
     @Test func tinyLlamaPlan() throws {
         let reader = try SafetensorsReader(path: FixturePaths.tinyLlama)
-        let (decisions, layout) = QuantizeJob.plan(header: reader.header, options: QuantizeOptions())
-        let quantized = zip(reader.header.tensors, decisions).filter { $0.1 == .quantize }.map(\.0.name)
+        let plan = try QuantizePlan(file: reader, options: QuantizeOptions())
+        let layout = plan.layoutPlan(ofOutputShard: 0)
+        let quantized = plan.tensors.filter(\.isQuantized).map(\.tensor.name)
         #expect(quantized.count == 14)
         #expect(quantized.allSatisfy { $0.contains("_proj.weight") })
         #expect(!quantized.contains("lm_head.weight"))

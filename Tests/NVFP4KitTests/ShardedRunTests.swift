@@ -17,7 +17,7 @@ struct ShardedRunTests {
         let merged = scratch.file("merged")
         // Workers run in a scrambled order; each derives the same plan on its own.
         for index in [2, 0, 3, 1] {
-            let plan = try FolderPlan(folder: try ModelFolder(path: input), options: options, calibration: nil)
+            let plan = try QuantizePlan(folder: try ModelFolder(path: input), options: options, calibration: nil)
             try FolderQuantizeJob.runWorker(plan: plan, share: WorkerShare(index: index, count: 4), output: merged)
         }
         #expect(!fileExistsAt("\(merged)/nvfp4-manifest.json"), "workers write no manifest")
@@ -40,7 +40,7 @@ struct ShardedRunTests {
         var options = QuantizeOptions()
         options.format = .modelopt
         let limit = 3000
-        let plan = try FolderPlan(folder: try ModelFolder(path: ModelFixtures.qwenMoE), options: options, calibration: nil, maxShardSize: limit)
+        let plan = try QuantizePlan(folder: try ModelFolder(path: ModelFixtures.qwenMoE), options: options, calibration: nil, maxShardSize: limit)
         #expect(plan.outputShards.count > 3)
         let single = scratch.file("single")
         try FolderQuantizeJob.run(plan: plan, output: single, replace: false, invocation: [])
@@ -58,7 +58,7 @@ struct ShardedRunTests {
         #expect(report.passed, "\(report.mismatches)")
         let merged = scratch.file("merged")
         for index in 0..<3 {
-            let p = try FolderPlan(folder: try ModelFolder(path: ModelFixtures.qwenMoE), options: options, calibration: nil, maxShardSize: limit)
+            let p = try QuantizePlan(folder: try ModelFolder(path: ModelFixtures.qwenMoE), options: options, calibration: nil, maxShardSize: limit)
             try FolderQuantizeJob.runWorker(plan: p, share: WorkerShare(index: index, count: 3), output: merged)
         }
         try FolderQuantizeJob.merge(output: merged, invocation: [])
@@ -74,11 +74,11 @@ struct ShardedRunTests {
         var options = QuantizeOptions()
         options.format = .compressedTensors
         let out = scratch.file("out")
-        let plan = try FolderPlan(folder: try ModelFolder(path: ModelFixtures.llama), options: options, calibration: nil)
+        let plan = try QuantizePlan(folder: try ModelFolder(path: ModelFixtures.llama), options: options, calibration: nil)
         try FolderQuantizeJob.runWorker(plan: plan, share: WorkerShare(index: 0, count: 2), output: out)
         #expect(throws: ModelFolderError.self) { try FolderQuantizeJob.merge(output: out, invocation: []) }
         options.format = .modelopt
-        let other = try FolderPlan(folder: try ModelFolder(path: ModelFixtures.llama), options: options, calibration: nil)
+        let other = try QuantizePlan(folder: try ModelFolder(path: ModelFixtures.llama), options: options, calibration: nil)
         try FolderQuantizeJob.runWorker(plan: other, share: WorkerShare(index: 1, count: 2), output: out)
         #expect(throws: ModelFolderError.self) { try FolderQuantizeJob.merge(output: out, invocation: []) }
         #expect(!fileExistsAt("\(out)/config.json"))

@@ -69,13 +69,26 @@ struct StackedExpertsTests {
         bounded.scaleBufferLimit = 0
         let boundedOutput = scratch.file("bounded")
         try FolderQuantizeJob.run(
-            plan: try FolderPlan(folder: try ModelFolder(path: folder), options: bounded, calibration: nil),
+            plan: try QuantizePlan(folder: try ModelFolder(path: folder), options: bounded, calibration: nil),
             output: boundedOutput, replace: false, invocation: ["nvfp4", "test"])
         let boundedTensors = try ModelFixtures.tensors(in: boundedOutput)
         #expect(boundedTensors["\(m)._weight_scale"]?.bytes == out["\(m)._weight_scale"]?.bytes)
         #expect(boundedTensors["\(m)._weight_qdata"]?.bytes == out["\(m)._weight_qdata"]?.bytes)
 
-        let ct = try ModelFixtures.tensors(in: try ModelFixtures.quantize(folder, format: .compressedTensors, into: scratch).output)
-        #expect(ct[name]?.bytes == data, "compressed-tensors has no stacked-expert layout: kept")
+        // compressed-tensors and ModelOpt store each expert's 2-D projection, as vLLM's MoE loaders read them:
+        // the same codes and scales as the per-expert 2-D quantization (one global scale per expert).
+        for format in [CheckpointFormat.compressedTensors, .modelopt] {
+            let engine = try ModelFixtures.tensors(in: try ModelFixtures.quantize(folder, format: format, into: scratch).output)
+            #expect(engine[name] == nil, "\(format): no stacked tensor left")
+            for expert in 0..<e {
+                let module = "model.layers.0.mlp.experts.\(expert).gate_up"
+                let names = format.names
+                #expect(engine["\(module).\(names.packed)"]?.bytes == ref["x\(expert)._weight_qdata"]!.bytes, "\(format) expert \(expert)")
+                #expect(engine["\(module).\(names.packed)"]?.shape == [n, k / 2])
+                let stored = ModelFixtures.float(try #require(engine["\(module).\(names.globalScale)"]).bytes)
+                let pts = ModelFixtures.float(ref["x\(expert)._weight_per_tensor_scale"]!.bytes)
+                #expect(stored.bitPattern == (format == .compressedTensors ? 1 / pts : pts).bitPattern)
+            }
+        }
     }
 }

@@ -81,24 +81,27 @@ public struct ImportanceStatistics: Sendable {
     }
 }
 
-extension QuantizeJob {
-    /// Rejects an importance file whose statistics do not fit a weight that will be quantized,
-    /// before anything is written.
-    static func checkImportance(header: SafetensorsHeader, decisions: [TensorDecision], options: QuantizeOptions) throws(FileError) {
-        guard options.method == .mse, let importance = options.importance else { return }
-        for (tensor, decision) in zip(header.tensors, decisions) where decision == .quantize {
-            do { _ = try importance.weights(forTensor: tensor.name, columns: tensor.shape[1]) } catch {
-                throw FileError(path: options.importancePath ?? "importance statistics", cause: error)
+/// Rejects an importance file whose statistics do not fit a weight that will be quantized,
+/// before anything is written: every quantized 2-D weight, each expert slice by its own name.
+enum ImportanceCheck {
+    static func run(_ entries: [TensorPlan], options: QuantizeOptions) throws(FileError) {
+        guard options.method == .mse, options.importance != nil else { return }
+        for entry in entries where entry.isQuantized {
+            let columns = entry.tensor.shape[entry.tensor.shape.count - 1]
+            for name in entry.quantizedWeightNames {
+                _ = try QuantizeJob.scaleSearch(forWeight: name, columns: columns, options: options)
             }
         }
     }
+}
 
-    /// The search settings for one tensor: `nil` for RTN; importance weights when its module has statistics.
-    static func scaleSearch(for tensor: TensorInfo, options: QuantizeOptions) throws(FileError) -> ScaleSearch? {
+extension QuantizeJob {
+    /// The search settings for one 2-D weight: `nil` for RTN; importance weights when its module has statistics.
+    static func scaleSearch(forWeight name: String, columns: Int, options: QuantizeOptions) throws(FileError) -> ScaleSearch? {
         guard options.method == .mse else { return nil }
         var search = ScaleSearch(radius: options.searchRadius)
         if let importance = options.importance {
-            do { search.importance = try importance.weights(forTensor: tensor.name, columns: tensor.shape[1]) } catch {
+            do { search.importance = try importance.weights(forTensor: name, columns: columns) } catch {
                 throw FileError(path: options.importancePath ?? "importance statistics", cause: error)
             }
         }

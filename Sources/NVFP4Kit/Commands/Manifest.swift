@@ -8,23 +8,30 @@ public enum Manifest {
     /// The manifest schema version.
     public static let schemaVersion = 1
 
-    /// Builds the manifest document.
+    /// The members every manifest starts with.
+    static func preamble(options: JSONValue, invocation: [String]) -> [(key: String, value: JSONValue)] {
+        [
+            ("schema_version", .int(schemaVersion)),
+            ("tool", .object([("name", "nvfp4"), ("version", .string(nvfp4Version))])),
+            ("invocation", .array((["nvfp4"] + invocation.dropFirst()).map { .string($0) })),
+            ("options", options),
+        ]
+    }
+
+    /// The manifest of a single-file run (schema: `docs/manifest.md`).
     ///
     /// - Parameters:
-    ///   - result: What the quantization did.
-    ///   - options: The options it ran with.
+    ///   - result: What was written.
+    ///   - plan: The plan it was written from.
     ///   - arguments: The invocation, program name first (recorded as `nvfp4 …` for reproduction).
-    public static func document(result: QuantizeResult, options: QuantizeOptions, arguments: [String]) -> JSONValue {
+    public static func document(result: QuantizeResult, plan: QuantizePlan, arguments: [String]) -> JSONValue {
         let quantized = result.tensors.filter { $0.decision == .quantize }
         var total = QuantizationError()
         for t in quantized { if let e = t.error { total.merge(e) } }
-        return .object([
-            ("schema_version", .int(schemaVersion)),
-            ("tool", .object([("name", "nvfp4"), ("version", .string(nvfp4Version))])),
-            ("invocation", .array((["nvfp4"] + arguments.dropFirst()).map { .string($0) })),
-            ("options", optionsEntry(options)),
+        return .object(preamble(options: optionsEntry(plan), invocation: arguments) + [
             ("input", file(result.input)),
             ("output", file(result.output)),
+            ("fusion", fusionEntry(plan)),
             ("summary", .object([
                 ("tensors", .int(result.tensors.count)),
                 ("quantized", .int(quantized.count)),
@@ -37,8 +44,20 @@ public enum Manifest {
         ])
     }
 
+    /// The manifest of a model folder (schema: `docs/manifest.md`); deterministic, no timestamps or output paths.
+    static func folderDocument(summary: FolderSummary, records: [JSONValue], invocation: [String]) -> JSONValue {
+        .object(preamble(options: summary.options, invocation: invocation) + [
+            ("input_folder", .string(summary.folder.path)),
+            ("fusion", summary.fusion),
+            ("ignore", .array(summary.quantization.ignore.map { .string($0) })),
+            ("copied_files", .array(summary.folder.otherFiles.map { .string($0) })),
+            ("shards", .array(records)),
+        ])
+    }
+
     /// The `options` member: the settings that decide the output bytes.
-    static func optionsEntry(_ options: QuantizeOptions) -> JSONValue {
+    static func optionsEntry(_ plan: QuantizePlan) -> JSONValue {
+        let options = plan.options
         let activations: JSONValue
         if !options.scalePlan.inputAmax.isEmpty {
             activations = "calibrated-nvfp4"
@@ -47,7 +66,7 @@ public enum Manifest {
         } else {
             activations = "none"
         }
-        return .object([
+        var members: [(key: String, value: JSONValue)] = [
             ("format", .string(options.format.rawValue)),
             ("scaling", .string(options.mode.rawValue)),
             ("numerics", .string(options.numerics.rawValue)),
@@ -58,7 +77,34 @@ public enum Manifest {
             ("block_size", 16),
             ("include", .array(options.selection.include.map { .string($0) })),
             ("exclude", .array(options.selection.exclude.map { .string($0) })),
+        ]
+        if plan.tensorParallel > 1 { members.append(("tensor_parallel", .int(plan.tensorParallel))) }
+        return .object(members)
+    }
+
+    /// The `fusion` member: where the rules came from, every fused group with whether its members
+    /// share one global scale (and the amax they share), and the weights kept for a kept partner.
+    static func fusionEntry(_ plan: QuantizePlan) -> JSONValue {
+        .object([
+            ("rules_from", .string(plan.fusion.source)),
+            ("groups", .array(plan.groups.map(groupEntry))),
+            ("kept_for_partner", .array(plan.keptFusedPartners.map { entry in
+                .object([("module", .string(moduleName(entry.kept))), ("kept_partners", .array(entry.because.map { .string(moduleName($0)) }))])
+            })),
         ])
+    }
+
+    static func groupEntry(_ g: QuantizePlan.Group) -> JSONValue {
+        var members: [(key: String, value: JSONValue)] = [
+            ("members", .array(g.group.weights.map { .string(moduleName($0)) })),
+            ("action", g.quantized ? "quantized" : "kept"),
+            ("shares_global_scale", .bool(g.sharesScale)),
+        ]
+        if let shared = g.sharedAmax {
+            members.append(("member_amax", .array(g.memberAmax.map { .finite(Double($0)) })))
+            members.append(("shared_amax", .finite(Double(shared))))
+        }
+        return .object(members)
     }
 
     private static func file(_ f: FileSummary) -> JSONValue {

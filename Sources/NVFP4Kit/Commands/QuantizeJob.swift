@@ -25,13 +25,6 @@ public struct QuantizeOptions: Sendable {
     /// Per-tensor scale inputs decided outside the file: shared amax of fused groups and
     /// calibrated activation amax (see ``ScalePlan``).
     public var scalePlan = ScalePlan()
-    /// Write only these input tensors (in file order); `nil` writes all. Used to split a model
-    /// folder's shard into several output shards.
-    public var onlyTensors: Set<String>?
-    /// The tensors a layout describes in each file's `__metadata__`; `nil` for the file's own.
-    /// A torchao model folder describes the whole model in every shard, as transformers'
-    /// `save_pretrained` does (its loader merges the shards' metadata with `dict.update`).
-    public var metadataTensors: [(tensor: TensorInfo, quantized: Bool, calibrated: Bool)]?
     /// How block scales are chosen: torchao's round-to-nearest, or the error-minimizing search.
     public var method: QuantizationMethod = .rtn
     /// Codes searched on each side of the RTN code by `.mse`.
@@ -41,12 +34,6 @@ public struct QuantizeOptions: Sendable {
     public var importancePath: String?
 
     public init() {}
-
-    /// The tensors of `header` these options write, in file order.
-    func selectedTensors(of header: SafetensorsHeader) -> [TensorInfo] {
-        guard let onlyTensors else { return header.tensors }
-        return header.tensors.filter { onlyTensors.contains($0.name) }
-    }
 
     /// The layout these options write.
     public var layout: any WeightLayout { format.layout(mode: mode, dynamicActivations: dynamicActivations) }
@@ -101,6 +88,10 @@ public struct QuantizeResult: Sendable {
     public var tensors: [TensorReport]
     public var input: FileSummary
     public var output: FileSummary
+    /// Output tensor names, in file order.
+    public var outputTensorNames: [String] = []
+    /// Bytes of tensor data written (an index's `total_size` sums these).
+    public var dataBytes: Int = 0
 }
 
 /// Streams a safetensors checkpoint through the NVFP4 codec into torchao's layout.
@@ -113,115 +104,25 @@ public enum QuantizeJob {
     /// Rows quantized per chunk: a whole band of the 128-row swizzled scale tiles.
     static let rowsPerChunk = 128
 
-    /// Plans the output of `header` without reading data: decisions and the output header.
-    public static func plan(
-        header: SafetensorsHeader, options: QuantizeOptions
-    ) -> (decisions: [TensorDecision], layout: SafetensorsLayoutPlan) {
-        let layout = options.layout
-        var decisions: [TensorDecision] = []
-        var planned: [PlannedTensor] = []
-        var described: [(tensor: TensorInfo, quantized: Bool, calibrated: Bool)] = []
-        for tensor in options.selectedTensors(of: header) {
-            let decision = options.scalePlan.decision(for: tensor) ?? options.selection.decide(tensor)
-            decisions.append(decision)
-            if decision == .quantize {
-                let calibrated = options.scalePlan.inputAmax[tensor.name] != nil
-                if tensor.shape.count == 3, let torchao = layout as? TorchAOWeightLayout {
-                    planned += StackedExperts.storedParts(tensor, layout: torchao.torchao).map(\.tensor)
-                    described.append((tensor, true, false))
-                    continue
-                }
-                planned += layout.storedParts(ofWeight: tensor.name, rows: tensor.shape[0], columns: tensor.shape[1], calibrated: calibrated).map(\.tensor)
-                described.append((tensor, true, calibrated))
-            } else {
-                planned.append(PlannedTensor(name: tensor.name, dtype: tensor.dtype, shape: tensor.shape))
-                described.append((tensor, false, false))
-            }
-        }
-        let metadata = layout.fileMetadata(inputMetadata: header.metadata, tensors: options.metadataTensors ?? described)
-        return (decisions, SafetensorsLayoutPlan(tensors: planned, metadata: metadata))
-    }
-
-    /// Runs the whole conversion.
+    /// Quantizes one safetensors file into `sink`: plans it as a folder of one shard and writes
+    /// that shard (``QuantizePlan/init(file:options:calibration:)``, ``PlanExecutor``).
     ///
     /// - Parameters:
-    ///   - reader: The input, header already read.
-    ///   - sink: The output; sealed on success (the caller publishes it), aborted on failure. It
-    ///     need not hash: the job hashes the output itself as `options.hashes` asks.
-    ///   - options: The settings.
+    ///   - reader: The input, header already read. Formats whose fused layers share a global scale
+    ///     read those weights twice: give them a random-access reader.
+    ///   - sink: The output; sealed on success (the caller publishes it), aborted on failure.
     ///   - progress: Called after each tensor with (bytes done, total bytes).
     /// - Throws: ``FileError`` for bad input (naming the file and tensor), ``SystemError`` for I/O.
     public static func run(
         reader: SafetensorsReader, sink: any OutputSink, options: QuantizeOptions,
         progress: ((UInt64, UInt64) -> Void)? = nil
     ) throws -> QuantizeResult {
-        // Hashing and writing run behind the codec, each on its own thread.
-        let behind = WriteBehindSink(
-            wrapping: sink, bufferBytes: max(options.waveBytes, 1 << 16), hashing: options.hashes.hashesOutput)
-        do {
-            return try convert(reader: reader, sink: behind, options: options, progress: progress)
-        } catch {
-            behind.abort()  // waits for the writer, then aborts `sink`
+        let plan: QuantizePlan
+        do { plan = try QuantizePlan(file: reader, options: options) } catch {
+            sink.abort()
             throw error
         }
-    }
-
-    private static func convert(
-        reader: SafetensorsReader, sink: WriteBehindSink, options: QuantizeOptions,
-        progress: ((UInt64, UInt64) -> Void)?
-    ) throws -> QuantizeResult {
-        let header = reader.header
-        let (decisions, layout) = plan(header: header, options: options)
-        let weightLayout = options.layout
-        try checkImportance(header: header, decisions: decisions, options: options)
-        try sink.write(layout.headerBytes)
-        let scratch = ScratchBuffers()
-        var reports: [TensorReport] = []
-        var done: UInt64 = 0
-        for (tensor, decision) in zip(options.selectedTensors(of: header), decisions) {
-            var report = TensorReport(
-                name: tensor.name, dtype: tensor.dtype, shape: tensor.shape, decision: decision, outputs: [tensor.name])
-            if decision == .quantize, tensor.shape.count == 3, let torchao = weightLayout as? TorchAOWeightLayout {
-                report.outputs = StackedExperts.storedParts(tensor, layout: torchao.torchao).map(\.tensor.name)
-                let written = try reader.withBytes(of: tensor) { bytes in
-                    try StackedExperts.write(tensor, bytes: bytes, options: options, sink: sink, path: reader.displayPath)
-                }
-                report.amax = written.amax.max()
-                report.error = written.error
-            } else if decision == .quantize {
-                let parts = weightLayout.storedParts(
-                    ofWeight: tensor.name, rows: tensor.shape[0], columns: tensor.shape[1],
-                    calibrated: options.scalePlan.inputAmax[tensor.name] != nil)
-                report.outputs = parts.map(\.tensor.name)
-                try reader.withBytes(of: tensor) { bytes in
-                    let matrix = DenseMatrix(bytes: bytes, dtype: tensor.dtype, rows: tensor.shape[0], columns: tensor.shape[1])
-                    let codec = try makeCodec(for: matrix, tensor: tensor, options: options, path: reader.displayPath)
-                    let scales = try options.scalePlan.scales(for: tensor.name, codec: codec, numerics: options.numerics, path: reader.displayPath)
-                    report.amax = codec.scale.amax
-                    report.perTensorScale = codec.scale.perTensorScale
-                    report.inputScale = scales.input
-                    let search = try scaleSearch(for: tensor, options: options)
-                    report.importanceWeighted = search?.importance != nil
-                    report.error = try writeQuantized(
-                        matrix, codec: codec, layout: weightLayout, parts: parts, scales: scales, sink: sink, threads: options.threads,
-                        waveBytes: options.waveBytes, scratch: scratch, search: search, scaleBufferLimit: options.scaleBufferLimit)
-                }
-            } else {
-                try sink.writeKept(tensor, from: reader)
-            }
-            if decision == .quantize { reader.release(tensor) }
-            reports.append(report)
-            done += UInt64(tensor.byteCount)
-            progress?(done, header.dataByteCount)
-        }
-        // Kept tensors may still be read from the input's mapping until the writer is done.
-        try sink.flush()
-        let input = try reader.finish()
-        let output = try sink.seal()
-        return QuantizeResult(
-            tensors: reports,
-            input: FileSummary(path: reader.displayPath, byteCount: input.byteCount, sha256: input.sha256),
-            output: FileSummary(path: sink.displayPath, byteCount: output.byteCount, sha256: output.sha256))
+        return try PlanExecutor.writeShard(0, of: plan, reader: reader, sink: sink, progress: progress)
     }
 
     /// Checks the weight's values and derives its per-tensor scale.

@@ -1,20 +1,13 @@
-/// Per-tensor scale inputs that come from outside one file: a fused group's shared amax, the
-/// calibrated activation amax, and decisions forced by the model (a fused group is quantized
-/// or kept as a whole).
-///
-/// Empty by default, which gives exactly the single-file behaviour.
+/// Per-tensor scale inputs that come from outside one tensor: a fused group's shared amax and the
+/// calibrated activation amax, keyed by the 2-D weight's name (an expert slice's own name).
+/// ``QuantizePlan`` fills it.
 public struct ScalePlan: Sendable {
     /// Tensor name → amax its per-tensor scale is derived from (the max over its fused group).
     public var sharedAmax: [String: Float] = [:]
     /// Tensor name → calibrated max |input| of its module.
     public var inputAmax: [String: Float] = [:]
-    /// Tensor name → a decision that overrides the selection rule.
-    public var forcedDecisions: [String: TensorDecision] = [:]
 
     public init() {}
-
-    /// The forced decision for `tensor`, if any.
-    public func decision(for tensor: TensorInfo) -> TensorDecision? { forcedDecisions[tensor.name] }
 
     /// The scales weight `name` is written with.
     ///

@@ -77,6 +77,10 @@ public struct EngineLayoutNames: Sendable, Equatable {
     /// `NVFP4Tensor`) or as each expert's 2-D projection (`experts.<e>.<proj>`), which is what
     /// vLLM's and SGLang's compressed-tensors and ModelOpt MoE loaders read.
     public var stacksExperts: Bool
+    /// Whether the members of a fused group (q/k/v, gate/up, …) are written with one shared global
+    /// scale, as the engines that fuse them need (compressed-tensors, ModelOpt); torchao keeps
+    /// each weight's own per-tensor scale.
+    public var sharesFusedScales: Bool
 
     /// The block-scale layout on disk.
     public var scaleLayout: ScaleLayout { swizzledBlockScales ? .swizzled : .rowMajor }
@@ -106,21 +110,21 @@ public struct EngineLayoutNames: Sendable, Equatable {
         layout: .compressedTensors, packed: "weight_packed", blockScales: "weight_scale",
         globalScale: "weight_global_scale", inputScale: "input_global_scale",
         storesReciprocalScales: true, swizzledBlockScales: false, scalarShape: [1],
-        quantMethod: ConfigStrings.compressedTensorsMethod, ignoreListKey: "ignore", stacksExperts: false)
+        quantMethod: ConfigStrings.compressedTensorsMethod, ignoreListKey: "ignore", stacksExperts: false, sharesFusedScales: true)
 
     /// ModelOpt unified HF export (`unified_export_hf.py`, vLLM `modelopt.py`).
     public static let modelopt = EngineLayoutNames(
         layout: .modelopt, packed: "weight", blockScales: "weight_scale",
         globalScale: "weight_scale_2", inputScale: "input_scale",
         storesReciprocalScales: false, swizzledBlockScales: false, scalarShape: [],
-        quantMethod: ConfigStrings.modeloptMethod, ignoreListKey: "ignore", stacksExperts: false)
+        quantMethod: ConfigStrings.modeloptMethod, ignoreListKey: "ignore", stacksExperts: false, sharesFusedScales: true)
 
     /// torchao's `flatten_tensor_state_dict` names for the `weight` parameter of an `NVFP4Tensor`.
     public static let torchao = EngineLayoutNames(
         layout: .torchao, packed: "_weight_qdata", blockScales: "_weight_scale",
         globalScale: "_weight_per_tensor_scale", inputScale: "_weight_act_per_tensor_scale",
         storesReciprocalScales: false, swizzledBlockScales: true, scalarShape: [],
-        quantMethod: ConfigStrings.torchaoMethod, ignoreListKey: "modules_to_not_convert", stacksExperts: true)
+        quantMethod: ConfigStrings.torchaoMethod, ignoreListKey: "modules_to_not_convert", stacksExperts: true, sharesFusedScales: false)
 
     /// The names of `layout`, or `nil` for ``CheckpointLayout/unquantized``.
     public static func of(_ layout: CheckpointLayout) -> EngineLayoutNames? { layout.format?.names }

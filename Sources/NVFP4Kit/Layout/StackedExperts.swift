@@ -7,18 +7,11 @@
 /// tiles of each expert are contiguous, so the result equals per-expert 2-D quantization
 /// concatenated (pytorch/ao `test_nvfp4_per_expert_scale` asserts exactly that).
 ///
-/// Only the torchao layout writes them (the engine layouts have no stacked-expert tensors: their
-/// MoE checkpoints store one 2-D tensor per expert projection), and only in model folders, where
-/// ``FolderPlan`` marks eligible tensors; the single-file default is unchanged.
+/// Only the torchao layout writes them (the engine layouts store one 2-D tensor per expert
+/// projection: ``TensorWriteKind/expertSlices``); ``QuantizePlan`` decides which tensors qualify.
+/// Each expert goes through the same codec entry as a 2-D weight, with the same method and
+/// importance statistics (looked up by the expert's per-expert module name, else the stacked name).
 public enum StackedExperts {
-    /// Whether `tensor` is a stacked expert weight torchao can quantize: `.weight`, 3-D, bf16/f16/f32,
-    /// `N % 128 == 0` and `K % 16 == 0`.
-    public static func isEligible(_ tensor: TensorInfo) -> Bool {
-        tensor.name.hasSuffix(".weight") && tensor.shape.count == 3 && tensor.dtype.isQuantizable
-            && tensor.shape[0] > 0 && tensor.shape[1] > 0 && tensor.shape[1] % 128 == 0 && tensor.shape[2] % 16 == 0
-            && TensorSelection.structuralReason(module: moduleName(tensor.name)) == nil
-    }
-
     /// The stored parts, in write order: per-expert scales `F32 [E,1,1]`, `U8 [E, N, K/2]`, and
     /// swizzled `F8_E4M3 [E, N/128·32, ⌈K/64⌉·16]`.
     static func storedParts(_ tensor: TensorInfo, layout: TorchAOLayout) -> [StoredPart] {
@@ -34,7 +27,7 @@ public enum StackedExperts {
     /// Quantizes every expert against its own scale and writes the three parts.
     static func write(
         _ tensor: TensorInfo, bytes: UnsafeRawBufferPointer, options: QuantizeOptions, sink: any OutputSink, path: String
-    ) throws -> (amax: [Float], scales: [Float], error: QuantizationError) {
+    ) throws -> (amax: [Float], scales: [Float], error: QuantizationError, importanceWeighted: Bool) {
         let (experts, rows, columns) = (tensor.shape[0], tensor.shape[1], tensor.shape[2])
         let expertBytes = rows * columns * tensor.dtype.bitWidth / 8
         let matrices = (0..<experts).map { e in
@@ -42,10 +35,15 @@ public enum StackedExperts {
                         dtype: tensor.dtype, rows: rows, columns: columns)
         }
         var codecs: [NVFP4Codec] = []
+        var searches: [ScaleSearch?] = []
+        let naming = StackedExpertNaming(tensor)
         for (e, matrix) in matrices.enumerated() {
             var expert = tensor
             expert.name = "\(tensor.name)[\(e)]"
             codecs.append(try QuantizeJob.makeCodec(for: matrix, tensor: expert, options: options, path: path))
+            let perExpert = naming.map { StackedExpertNaming.weightName(of: $0.slices[e * $0.leaves.count]) }
+            let statisticsName = perExpert.flatMap { options.importance?.modules[ImportanceStatistics.moduleName(ofWeight: $0)] != nil ? $0 : nil }
+            searches.append(try QuantizeJob.scaleSearch(forWeight: statisticsName ?? tensor.name, columns: columns, options: options))
         }
         for codec in codecs {
             var bits = codec.scale.perTensorScale!.bitPattern.littleEndian
@@ -67,7 +65,7 @@ public enum StackedExperts {
             scales.initializeMemory(as: UInt8.self, repeating: 0)  // swizzled padding must read as zero
             QuantizeJob.quantizeRows(
                 matrices[e], rows: 0..<rows, codec: codecs[e], packed: packed, scales: scales, layout: .swizzled, threads: options.threads,
-                error: &error)
+                search: searches[e], error: &error)
             return scales
         }
         var total = QuantizationError()
@@ -81,6 +79,6 @@ public enum StackedExperts {
             var discarded = QuantizationError()
             for e in 0..<experts { try sink.write(UnsafeRawBufferPointer(quantize(e, error: &discarded))) }
         }
-        return (codecs.map(\.scale.amax), codecs.map { $0.scale.perTensorScale! }, total)
+        return (codecs.map(\.scale.amax), codecs.map { $0.scale.perTensorScale! }, total, searches.contains { $0?.importance != nil })
     }
 }

@@ -17,6 +17,7 @@ public enum KeepReason: String, Sendable, CaseIterable {
     case linearAttention = "linear-attention or convolution layer"
     case fusedPartnerKept = "a fused partner (q/k/v, gate/up, w1/w3) is kept"
     case notMultipleOf16AfterTensorParallel = "K / tensor-parallel size is not a multiple of 16 (row-parallel layer)"
+    case stackedExpertsUnsupported = "stacked experts: torchao's 3-D layout needs N % 128 == 0, two-level scaling and no calibration"
 }
 
 /// What happens to one input tensor.
@@ -92,7 +93,7 @@ public struct TensorSelection: Sendable {
 }
 
 /// `model.layers.0.mlp.up_proj.weight` → `model.layers.0.mlp.up_proj`.
-func moduleName(_ tensorName: String) -> String {
+public func moduleName(_ tensorName: String) -> String {
     guard let dot = tensorName.lastIndex(of: ".") else { return "" }
     return String(tensorName[..<dot])
 }

@@ -62,7 +62,7 @@ public struct WorkerShare: Sendable, Equatable {
 /// format's `quantization_config`, ModelOpt's `hf_quant_config.json`, every other file copied,
 /// and `nvfp4-manifest.json`.
 ///
-/// It composes ``QuantizeJob``: one run per shard, with the ``FolderPlan``'s shared scales. The
+/// It writes the ``QuantizePlan`` with ``PlanExecutor``, one output shard at a time. The
 /// output is built in a temporary folder beside the destination and renamed into place at the
 /// end; on failure or Ctrl-C nothing is left.
 public enum FolderQuantizeJob {
@@ -76,14 +76,14 @@ public enum FolderQuantizeJob {
     /// - Returns: The manifest document.
     @discardableResult
     public static func run(
-        plan: FolderPlan, output: String, replace: Bool, invocation: [String], progress: ((String) -> Void)? = nil
+        plan: QuantizePlan, output: String, replace: Bool, invocation: [String], progress: ((String) -> Void)? = nil
     ) throws -> JSONValue {
         let folder = try TemporaryFolder(destination: output, replace: replace)
         do {
             var records: [ShardRecord] = []
-            for shard in plan.outputShards {
+            for (index, shard) in plan.outputShards.enumerated() {
                 progress?(shard.name)
-                records.append(try writeShard(shard, plan: plan, into: folder.file(shard.name)))
+                records.append(try writeShard(index, plan: plan, into: folder.file(shard.name)))
             }
             let manifest = try writeFolderFiles(summary: plan.summary, records: records.map(\.json), into: folder.path, invocation: invocation)
             try folder.publish()
@@ -96,13 +96,13 @@ public enum FolderQuantizeJob {
 
     /// A `--shard I/N` worker: writes its share of the shards into `output` (created if missing)
     /// and the part file `merge` reads. Files appear atomically, one by one.
-    public static func runWorker(plan: FolderPlan, share: WorkerShare, output: String, progress: ((String) -> Void)? = nil) throws {
+    public static func runWorker(plan: QuantizePlan, share: WorkerShare, output: String, progress: ((String) -> Void)? = nil) throws {
         if mkdir(output, 0o777) != 0 && errno != EEXIST { throw SystemError(call: "mkdir", path: output) }
         guard isDirectory(output) else { throw SystemError(call: "mkdir", path: output, code: ENOTDIR) }
         var records: [JSONValue] = []
         for (position, shard) in plan.outputShards.enumerated() where share.owns(shardAt: position) {
             progress?(shard.name)
-            records.append(try writeShard(shard, plan: plan, into: "\(output)/\(shard.name)").json)
+            records.append(try writeShard(position, plan: plan, into: "\(output)/\(shard.name)").json)
         }
         let part: JSONValue = .object([
             ("schema_version", .int(Manifest.schemaVersion)),
@@ -114,18 +114,17 @@ public enum FolderQuantizeJob {
         try sink.publish()
     }
 
-    /// Quantizes one output shard with ``QuantizeJob`` into an atomic file.
-    static func writeShard(_ shard: FolderPlan.OutputShard, plan: FolderPlan, into path: String) throws -> ShardRecord {
-        var options = plan.options
-        let reader = try SafetensorsReader(path: "\(plan.folder.path)/\(shard.input)", hashing: options.hashes.hashesInput)
-        options.onlyTensors = shard.tensors
-        let sink = try AtomicFileSink(path: path, replace: true, hashing: false, io: options.outputIO)  // QuantizeJob hashes
-        let result = try QuantizeJob.run(reader: reader, sink: sink, options: options)
+    /// Writes output shard `index` of `plan` into an atomic file.
+    static func writeShard(_ index: Int, plan: QuantizePlan, into path: String) throws -> ShardRecord {
+        let shard = plan.outputShards[index]
+        let input = plan.shards[shard.input].name
+        let reader = try SafetensorsReader(path: "\(plan.folder.path)/\(input)", hashing: plan.options.hashes.hashesInput)
+        let sink = try AtomicFileSink(path: path, replace: true, hashing: false, io: plan.options.outputIO)  // the executor hashes
+        let result = try PlanExecutor.writeShard(index, of: plan, reader: reader, sink: sink)
         try sink.publish()
-        let layout = QuantizeJob.plan(header: reader.header, options: options).layout
         return ShardRecord(
-            name: shard.name, input: result.input, output: result.output, dataBytes: layout.dataByteCount,
-            tensorNames: layout.tensors.map(\.name), reports: result.tensors)
+            name: shard.name, input: result.input, output: result.output, dataBytes: result.dataBytes,
+            tensorNames: result.outputTensorNames, reports: result.tensors)
     }
 
     /// Writes the index, `config.json`, `hf_quant_config.json`, the copies and the manifest into
@@ -164,7 +163,7 @@ public enum FolderQuantizeJob {
         for name in folder.otherFiles where !files.contains(where: { $0.name == name }) && name != manifestFileName {
             try copyFile(from: "\(folder.path)/\(name)", to: "\(directory)/\(name)")
         }
-        let manifest = document(summary: summary, records: parsed.map(\.json), invocation: invocation)
+        let manifest = Manifest.folderDocument(summary: summary, records: parsed.map(\.json), invocation: invocation)
         let sink = try sealedTextFile(manifest.serialized(.pretty), to: "\(directory)/\(manifestFileName)", replace: true)
         try sink.publish()
         return manifest
@@ -183,21 +182,6 @@ public enum FolderQuantizeJob {
             sink.abort()
             throw error
         }
-    }
-
-    /// The folder manifest (schema in `docs/manifest.md`); deterministic, no timestamps or output paths.
-    static func document(summary: FolderSummary, records: [JSONValue], invocation: [String]) -> JSONValue {
-        .object([
-            ("schema_version", .int(Manifest.schemaVersion)),
-            ("tool", .object([("name", "nvfp4"), ("version", .string(nvfp4Version))])),
-            ("invocation", .array((["nvfp4"] + invocation.dropFirst()).map { .string($0) })),
-            ("options", summary.options),
-            ("input_folder", .string(summary.folder.path)),
-            ("fusion", summary.fusion),
-            ("ignore", .array(summary.quantization.ignore.map { .string($0) })),
-            ("copied_files", .array(summary.folder.otherFiles.map { .string($0) })),
-            ("shards", .array(records)),
-        ])
     }
 }
 
@@ -254,38 +238,16 @@ public struct FolderSummary: Sendable {
     }
 }
 
-extension FolderPlan {
+extension QuantizePlan {
     /// The folder-level summary of this plan.
     public var summary: FolderSummary {
         FolderSummary(
-            folder: folder, quantization: quantizationConfig, options: folderOptionsEntry,
-            fusion: .object([("rules_from", .string(fusion.source)), ("groups", .array(groups.map(FolderQuantizeJob.groupEntry)))]),
-            outputShards: outputShards.map(\.name))
-    }
-}
-
-extension FolderPlan {
-    /// The manifest's `options`, plus `tensor_parallel` when it is not 1.
-    var folderOptionsEntry: JSONValue {
-        var members = Manifest.optionsEntry(options).objectValue ?? []
-        if tensorParallel > 1 { members.append(("tensor_parallel", .int(tensorParallel))) }
-        return .object(members)
+            folder: folder, quantization: quantizationConfig, options: Manifest.optionsEntry(self),
+            fusion: Manifest.fusionEntry(self), outputShards: outputShards.map(\.name))
     }
 }
 
 extension FolderQuantizeJob {
-    static func groupEntry(_ g: FolderPlan.Group) -> JSONValue {
-        var members: [(key: String, value: JSONValue)] = [
-            ("members", .array(g.group.weights.map { .string(moduleName($0)) })),
-            ("action", g.quantized ? "quantized" : "kept"),
-        ]
-        if let shared = g.sharedAmax {
-            members.append(("member_amax", .array(g.memberAmax.map { .finite(Double($0)) })))
-            members.append(("shared_amax", .finite(Double(shared))))
-        }
-        return .object(members)
-    }
-
     /// `nvfp4 merge OUT_DIR`: checks that every worker's part file is present and from the same
     /// run, then writes the index, config, copies and manifest, and removes the part files.
     ///

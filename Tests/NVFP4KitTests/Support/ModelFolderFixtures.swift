@@ -32,12 +32,12 @@ enum ModelFixtures {
     static func quantize(
         _ input: String, format: CheckpointFormat, into scratch: ScratchFolder, name: String? = nil,
         exclude: [String] = [], calibration: [String: Float]? = nil
-    ) throws -> (output: String, plan: FolderPlan) {
+    ) throws -> (output: String, plan: QuantizePlan) {
         var options = QuantizeOptions()
         options.format = format
         options.threads = 2
         options.selection = TensorSelection(exclude: exclude)
-        let plan = try FolderPlan(folder: try ModelFolder(path: input), options: options, calibration: calibration)
+        let plan = try QuantizePlan(folder: try ModelFolder(path: input), options: options, calibration: calibration)
         let output = scratch.file(name ?? format.rawValue)
         try FolderQuantizeJob.run(plan: plan, output: output, replace: false, invocation: ["nvfp4", "test"])
         return (output, plan)

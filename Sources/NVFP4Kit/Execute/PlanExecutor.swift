@@ -1,0 +1,134 @@
+/// Writes a ``QuantizePlan``, one output shard at a time.
+///
+/// The output header comes from the plan before any data is read. Tensors are then written in
+/// the plan's order by their write kind: kept tensors are copied; 2-D matrices, torchao's stacked
+/// experts and per-expert slices all go through one codec entry (``QuantizeJob/writeQuantized``
+/// or, for torchao's 3-D layout, ``QuantizeJob/quantizeRows``), so every method and option applies
+/// to every kind. Memory is bounded by one tensor's block scales plus one wave of rows, apart from
+/// the input mapping, whose pages are released behind the cursor.
+public enum PlanExecutor {
+    /// Writes output shard `index` of `plan`, reading input shard `plan.outputShards[index].input` from `reader`.
+    ///
+    /// - Parameters:
+    ///   - sink: The output; sealed on success (the caller publishes it), aborted on failure. It
+    ///     need not hash: the executor hashes the output itself as `plan.options.hashes` asks.
+    ///   - progress: Called after each tensor with (input bytes done, input bytes of this shard).
+    public static func writeShard(
+        _ index: Int, of plan: QuantizePlan, reader: SafetensorsReader, sink: any OutputSink,
+        progress: ((UInt64, UInt64) -> Void)? = nil
+    ) throws -> QuantizeResult {
+        let options = plan.options
+        // Hashing and writing run behind the codec, each on its own thread.
+        let behind = WriteBehindSink(wrapping: sink, bufferBytes: max(options.waveBytes, 1 << 16), hashing: options.hashes.hashesOutput)
+        do {
+            return try write(index, of: plan, reader: reader, sink: behind, progress: progress)
+        } catch {
+            behind.abort()  // waits for the writer, then aborts `sink`
+            throw error
+        }
+    }
+
+    private static func write(
+        _ index: Int, of plan: QuantizePlan, reader: SafetensorsReader, sink: WriteBehindSink, progress: ((UInt64, UInt64) -> Void)?
+    ) throws -> QuantizeResult {
+        let options = plan.options
+        let entries = plan.tensors(ofOutputShard: index)
+        let layoutPlan = plan.layoutPlan(ofOutputShard: index)
+        try ImportanceCheck.run(entries, options: options)
+        try sink.write(layoutPlan.headerBytes)
+        let writer = TensorWriter(options: options, layout: options.layout, reader: reader, sink: sink)
+        let total = entries.reduce(UInt64(0)) { $0 + UInt64($1.tensor.byteCount) }
+        var reports: [TensorReport] = []
+        var done: UInt64 = 0
+        for entry in entries {
+            reports.append(try writer.write(entry))
+            done += UInt64(entry.tensor.byteCount)
+            progress?(done, total)
+        }
+        // Kept tensors may still be read from the input's mapping until the writer is done.
+        try sink.flush()
+        let input = try reader.finish()
+        let output = try sink.seal()
+        return QuantizeResult(
+            tensors: reports,
+            input: FileSummary(path: reader.displayPath, byteCount: input.byteCount, sha256: input.sha256),
+            output: FileSummary(path: sink.displayPath, byteCount: output.byteCount, sha256: output.sha256),
+            outputTensorNames: layoutPlan.tensors.map(\.name), dataBytes: layoutPlan.dataByteCount)
+    }
+}
+
+/// Writes one planned tensor by its kind.
+struct TensorWriter {
+    let options: QuantizeOptions
+    let layout: any WeightLayout
+    let reader: SafetensorsReader
+    let sink: WriteBehindSink
+    let scratch = ScratchBuffers()
+
+    func write(_ entry: TensorPlan) throws -> TensorReport {
+        let tensor = entry.tensor
+        var report = TensorReport(
+            name: tensor.name, dtype: tensor.dtype, shape: tensor.shape, decision: entry.decision, outputs: entry.outputs.map(\.name))
+        switch entry.kind {
+        case .kept:
+            try sink.writeKept(tensor, from: reader)
+            return report
+        case .matrix:
+            try reader.withBytes(of: tensor) { bytes in
+                let matrix = DenseMatrix(bytes: bytes, dtype: tensor.dtype, rows: tensor.shape[0], columns: tensor.shape[1])
+                let codec = try QuantizeJob.makeCodec(for: matrix, tensor: tensor, options: options, path: reader.displayPath)
+                try writeMatrix(matrix, weight: tensor.name, codec: codec, into: &report)
+            }
+        case .stackedExperts:
+            let written = try reader.withBytes(of: tensor) { bytes in
+                try StackedExperts.write(tensor, bytes: bytes, options: options, sink: sink, path: reader.displayPath)
+            }
+            report.amax = written.amax.max()
+            report.error = written.error
+            report.importanceWeighted = written.importanceWeighted
+        case .expertSlices(let naming):
+            try reader.withBytes(of: tensor) { bytes in
+                try writeSlices(naming, tensor: tensor, bytes: bytes, into: &report)
+            }
+        }
+        reader.release(tensor)
+        return report
+    }
+
+    /// Quantizes one 2-D weight (a whole tensor or an expert's slice) and writes its parts in the layout's order.
+    private func writeMatrix(_ matrix: DenseMatrix, weight name: String, codec: NVFP4Codec, into report: inout TensorReport) throws {
+        let parts = layout.storedParts(
+            ofWeight: name, rows: matrix.rows, columns: matrix.columns, calibrated: options.scalePlan.inputAmax[name] != nil)
+        let scales = try options.scalePlan.scales(for: name, codec: codec, numerics: options.numerics, path: reader.displayPath)
+        let search = try QuantizeJob.scaleSearch(forWeight: name, columns: matrix.columns, options: options)
+        let error = try QuantizeJob.writeQuantized(
+            matrix, codec: codec, layout: layout, parts: parts, scales: scales, sink: sink, threads: options.threads,
+            waveBytes: options.waveBytes, scratch: scratch, search: search, scaleBufferLimit: options.scaleBufferLimit)
+        report.amax = max(report.amax ?? 0, codec.scale.amax)
+        report.perTensorScale = report.perTensorScale ?? codec.scale.perTensorScale
+        report.inputScale = report.inputScale ?? scales.input
+        report.importanceWeighted = report.importanceWeighted || search?.importance != nil
+        var total = report.error ?? QuantizationError()
+        total.merge(error)
+        report.error = total
+    }
+
+    /// Each expert's slices, expert by expert: the slices of one expert (gate and up of a fused
+    /// `gate_up_proj`) share that expert's global scale, from the amax over the whole expert.
+    private func writeSlices(_ naming: StackedExpertNaming, tensor: TensorInfo, bytes: UnsafeRawBufferPointer, into report: inout TensorReport) throws {
+        let expertBytes = naming.rows * naming.columns * tensor.dtype.bitWidth / 8
+        let slices = naming.slices
+        for e in 0..<naming.experts {
+            let expert = DenseMatrix(
+                bytes: UnsafeRawBufferPointer(rebasing: bytes[(e * expertBytes)..<((e + 1) * expertBytes)]),
+                dtype: tensor.dtype, rows: naming.rows, columns: naming.columns)
+            var named = tensor
+            named.name = "\(tensor.name)[\(e)]"
+            let codec = try QuantizeJob.makeCodec(for: expert, tensor: named, options: options, path: reader.displayPath)
+            for slice in slices where slice.expert == e {
+                try writeMatrix(expert.rows(slice.rows), weight: StackedExpertNaming.weightName(of: slice), codec: codec, into: &report)
+            }
+        }
+        report.perTensorScale = nil  // one per expert: see the outputs
+    }
+}

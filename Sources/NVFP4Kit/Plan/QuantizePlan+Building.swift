@@ -1,0 +1,196 @@
+/// The steps of building a ``QuantizePlan``, in the order ``QuantizePlan/init`` runs them.
+extension QuantizePlan {
+    /// Leaf names of layers engines split along K (row-parallel) under tensor parallelism.
+    static let rowParallelLeaves: Set<String> = ["o_proj", "down_proj", "w2", "out_proj", "wo", "dense_4h_to_h", "fc2", "c_proj"]
+
+    /// Each tensor's decision and write kind, before fused groups are considered.
+    static func decide(shards: [Shard], options: QuantizeOptions, calibrated: Bool, tensorParallel: Int) -> [TensorPlan] {
+        var result: [TensorPlan] = []
+        for (s, shard) in shards.enumerated() {
+            for tensor in shard.header.tensors {
+                var decision = options.selection.decide(tensor)
+                var kind: TensorWriteKind = decision == .quantize ? .matrix : .kept
+                if decision == .quantize, tensorParallel > 1, tensor.shape.count == 2,
+                    rowParallelLeaves.contains(String(moduleName(tensor.name).split(separator: ".").last ?? "")),
+                    tensor.shape[1] % (16 * tensorParallel) != 0
+                {
+                    decision = .keep(.notMultipleOf16AfterTensorParallel)
+                    kind = .kept
+                }
+                if case .keep(let reason) = decision, reason == .notAWeight || reason == .notTwoDimensional,
+                    let naming = StackedExpertNaming(tensor)
+                {
+                    (decision, kind) = stackedDecision(tensor, naming: naming, options: options, calibrated: calibrated, otherwise: decision)
+                }
+                result.append(TensorPlan(tensor: tensor, inputShard: s, decision: decision, kind: kind, group: nil, outputs: [], outputShard: 0))
+            }
+        }
+        return result
+    }
+
+    /// The decision for a stacked expert tensor `[E, N, K]`: quantized in every layout where its
+    /// shape allows (torchao's 3-D layout needs `N % 128 == 0`, two-level scaling and no
+    /// calibration; per-expert slices need each slice's rows to be a multiple of 16).
+    static func stackedDecision(
+        _ tensor: TensorInfo, naming: StackedExpertNaming, options: QuantizeOptions, calibrated: Bool, otherwise: TensorDecision
+    ) -> (TensorDecision, TensorWriteKind) {
+        guard tensor.dtype.isQuantizable else { return (.keep(.unsupportedDtype), .kept) }
+        if let reason = TensorSelection.structuralReason(module: naming.expertsModule) { return (.keep(reason), .kept) }
+        guard naming.columns % 16 == 0, (naming.rows / naming.leaves.count) % 16 == 0 else { return (.keep(.notMultipleOf16), .kept) }
+        guard options.format.names.stacksExperts else { return (.quantize, .expertSlices(naming)) }
+        guard naming.rows % 128 == 0, options.mode == .twoLevel, !calibrated else { return (.keep(.stackedExpertsUnsupported), .kept) }
+        return (.quantize, .stackedExperts)
+    }
+
+    /// The fused groups among the 2-D weights; a group whose members are not all quantized is kept
+    /// whole (each member kept for the partner's sake is marked so).
+    static func fusedGroups(_ tensors: inout [TensorPlan], fusion: FusedGroups, format: CheckpointFormat) -> [Group] {
+        let index = Dictionary(tensors.enumerated().map { ($1.tensor.name, $0) }, uniquingKeysWith: { a, _ in a })
+        var groups: [Group] = []
+        for group in fusion.groups(in: tensors.filter { $0.tensor.shape.count == 2 }.map(\.tensor.name)) {
+            let members = group.weights.compactMap { index[$0] }
+            let quantized = members.allSatisfy { tensors[$0].kind == .matrix }
+            for m in members {
+                tensors[m].group = groups.count
+                if !quantized && tensors[m].isQuantized {
+                    tensors[m].decision = .keep(.fusedPartnerKept)
+                    tensors[m].kind = .kept
+                }
+            }
+            groups.append(Group(group: group, quantized: quantized, sharesScale: quantized && format.names.sharesFusedScales, memberAmax: [], sharedAmax: nil))
+        }
+        return groups
+    }
+
+    /// Reads the members of every group that shares a scale, shard by shard, for their amax.
+    static func sharedAmaxPrePass(
+        _ groups: inout [Group], tensors: [TensorPlan], shards: [Shard], threads: Int, open: (Int) throws -> SafetensorsReader
+    ) throws {
+        let members = Set(groups.filter(\.sharesScale).flatMap(\.group.weights))
+        guard !members.isEmpty else { return }
+        var amax: [String: Float] = [:]
+        for s in shards.indices {
+            let wanted = tensors.filter { $0.inputShard == s && members.contains($0.tensor.name) }
+            guard !wanted.isEmpty else { continue }
+            let reader = try open(s)
+            for plan in wanted {
+                let tensor = plan.tensor
+                // Only finiteness is checked here: a member may be all zero, as long as its group is not.
+                amax[tensor.name] = try reader.withBytes(of: tensor) { bytes in
+                    let matrix = DenseMatrix(bytes: bytes, dtype: tensor.dtype, rows: tensor.shape[0], columns: tensor.shape[1])
+                    let (value, bad) = ParallelLoop.magnitudeMaximum(matrix, threads: threads)
+                    if let bad {
+                        throw FileError(path: reader.displayPath, cause: WeightError.nonFinite(
+                            tensor: tensor.name, index: bad, row: bad / matrix.columns, column: bad % matrix.columns))
+                    }
+                    return value
+                }
+                reader.release(tensor)
+            }
+        }
+        for i in groups.indices where groups[i].sharesScale {
+            groups[i].memberAmax = groups[i].group.weights.map { amax[$0]! }
+            groups[i].sharedAmax = groups[i].memberAmax.max()
+        }
+    }
+
+    /// Every quantized weight needs a calibrated input amax; a fused group (and an expert's
+    /// gate/up slices, which read one input) share the max.
+    static func applyCalibration(
+        _ calibration: [String: Float], path: String, tensors: [TensorPlan], groups: [Group], into scalePlan: inout ScalePlan
+    ) throws {
+        func amax(_ weight: String) throws -> Float {
+            let module = moduleName(weight)
+            guard let value = calibration[module] else { throw FileError(path: path, cause: CalibrationError.missing(module: module)) }
+            guard value.isFinite, value > 0 else { throw FileError(path: path, cause: CalibrationError.invalidAmax(module: module, amax: value)) }
+            return value
+        }
+        for plan in tensors where plan.isQuantized {
+            switch plan.kind {
+            case .expertSlices(let naming):
+                for e in 0..<naming.experts {
+                    let names = naming.slices.filter { $0.expert == e }.map(StackedExpertNaming.weightName)
+                    let shared = try names.map(amax).max()!
+                    for name in names { scalePlan.inputAmax[name] = shared }
+                }
+            default:
+                scalePlan.inputAmax[plan.tensor.name] = try amax(plan.tensor.name)
+            }
+        }
+        for group in groups where group.quantized {
+            let shared = group.group.weights.compactMap { scalePlan.inputAmax[$0] }.max()!
+            for member in group.group.weights { scalePlan.inputAmax[member] = shared }
+        }
+    }
+
+    /// The output tensors of one planned tensor, in write order.
+    static func outputs(of plan: TensorPlan, layout: any WeightLayout, scalePlan: ScalePlan) -> [PlannedTensor] {
+        let t = plan.tensor
+        switch plan.kind {
+        case .kept:
+            return [PlannedTensor(name: t.name, dtype: t.dtype, shape: t.shape)]
+        case .matrix:
+            return layout.storedParts(ofWeight: t.name, rows: t.shape[0], columns: t.shape[1], calibrated: scalePlan.inputAmax[t.name] != nil).map(\.tensor)
+        case .stackedExperts:
+            return StackedExperts.storedParts(t, layout: (layout as! TorchAOWeightLayout).torchao).map(\.tensor)
+        case .expertSlices(let naming):
+            return naming.slices.flatMap { slice in
+                let name = StackedExpertNaming.weightName(of: slice)
+                return layout.storedParts(ofWeight: name, rows: slice.rows.count, columns: naming.columns, calibrated: scalePlan.inputAmax[name] != nil).map(\.tensor)
+            }
+        }
+    }
+
+    /// Refuses a plan in which two input tensors would be written under one name (a hostile or
+    /// odd checkpoint: `x.weight_packed` beside a quantized `x.weight`, per-expert tensors beside
+    /// their stacked form).
+    static func checkUniqueOutputs(_ tensors: [TensorPlan], source: PlanSource) throws {
+        var owner: [String: String] = [:]
+        for plan in tensors {
+            for output in plan.outputs {
+                if let first = owner[output.name], first != plan.tensor.name {
+                    let path = source.folder?.path ?? { if case .file(let p) = source { return p } else { return "" } }()
+                    throw FileError(path: path, cause: PlanError.outputNameCollision(name: output.name, first: first, second: plan.tensor.name))
+                }
+                owner[output.name] = plan.tensor.name
+            }
+        }
+    }
+
+    /// Cuts each input shard into output shards of at most `maxShardSize` data bytes, in file order,
+    /// and records each tensor's output shard.
+    static func split(_ tensors: inout [TensorPlan], shards: [Shard], maxShardSize: Int?, single: Bool) -> [OutputShard] {
+        var pieces: [(input: Int, tensors: [Int])] = []
+        for s in shards.indices {
+            var current: [Int] = []
+            var bytes = 0
+            for i in tensors.indices where tensors[i].inputShard == s {
+                let size = tensors[i].outputByteCount
+                if let maxShardSize, !current.isEmpty, bytes + size > maxShardSize {
+                    pieces.append((s, current))
+                    current = []
+                    bytes = 0
+                }
+                current.append(i)
+                bytes += size
+            }
+            pieces.append((s, current))
+        }
+        let names: [String]
+        if maxShardSize == nil || single {
+            names = pieces.map { shards[$0.input].name }
+        } else if pieces.count == 1 {
+            names = [ModelFolder.singleFileName]
+        } else {
+            let digits = max(5, String(pieces.count).count)
+            func padded(_ n: Int) -> String { String(repeating: "0", count: max(0, digits - String(n).count)) + String(n) }
+            names = (1...pieces.count).map { "model-\(padded($0))-of-\(padded(pieces.count)).safetensors" }
+        }
+        var result: [OutputShard] = []
+        for (o, piece) in pieces.enumerated() {
+            for i in piece.tensors { tensors[i].outputShard = o }
+            result.append(OutputShard(name: names[o], input: piece.input, tensors: piece.tensors))
+        }
+        return result
+    }
+}

@@ -1,0 +1,183 @@
+/// Where a plan's input comes from: a model folder, or one safetensors file (a file, `-`, or
+/// `.zst`), which is planned as a folder of one shard.
+public enum PlanSource: Sendable {
+    case folder(ModelFolder)
+    case file(displayPath: String)
+
+    /// The folder, for folder inputs.
+    public var folder: ModelFolder? {
+        if case .folder(let f) = self { return f }
+        return nil
+    }
+}
+
+/// Everything decided about a quantization before any weight is written: for every input tensor
+/// its decision and reason, how it is written, its fused group and the global scale it uses, its
+/// output names and output shard; the shards and their byte sizes. Deterministic for a given
+/// input and options, so every worker of a `--shard I/N` run derives the same plan.
+///
+/// Quantize, the summary, the manifest, `--shard`/`merge` and the dry-run view all read this one
+/// value; ``PlanExecutor`` writes it.
+public struct QuantizePlan: Sendable {
+    /// One input shard.
+    public struct Shard: Sendable {
+        /// The file name inside the model folder (also the output file name), or the file's display path.
+        public var name: String
+        public var header: SafetensorsHeader
+    }
+
+    /// A fused group and the global scale its members use.
+    public struct Group: Sendable {
+        public var group: FusedGroup
+        /// Whether the members are quantized (all) or kept (all).
+        public var quantized: Bool
+        /// Whether the members are written with one global scale (the format's rule; quantized groups only).
+        public var sharesScale: Bool
+        /// Each member's own amax, in member order (shared groups only).
+        public var memberAmax: [Float]
+        /// The max over the members, which every member's global scale derives from (shared groups only).
+        public var sharedAmax: Float?
+    }
+
+    /// One output shard: the input shard it comes from and which planned tensors it holds.
+    public struct OutputShard: Sendable {
+        /// The output file name.
+        public var name: String
+        /// Index into ``shards``.
+        public var input: Int
+        /// Indices into ``tensors``, in write order.
+        public var tensors: [Int]
+    }
+
+    public var source: PlanSource
+    public var shards: [Shard]
+    /// Every input tensor, shard by shard in file order.
+    public var tensors: [TensorPlan]
+    public var groups: [Group]
+    public var outputShards: [OutputShard]
+    public var fusion: FusedGroups
+    /// Options with the scale plan (shared and calibrated amax) filled in.
+    public var options: QuantizeOptions
+    /// The tensor-parallel size row-parallel layers were checked against.
+    public var tensorParallel: Int
+
+    /// Plans the quantization of `shards`.
+    ///
+    /// - Parameters:
+    ///   - config: The model's `config.json` (fusion rules), if any.
+    ///   - calibration: Module name → calibrated max |input|, or `nil` for weight-only.
+    ///   - maxShardSize: Split output shards so that each holds at most this many bytes of tensor
+    ///     data (a larger tensor gets a shard of its own); `nil` keeps the input's sharding.
+    ///   - tensorParallel: Row-parallel layers whose `K / tensorParallel` is not a multiple of 16 are kept.
+    ///   - open: Opens input shard `i` for the amax pre-pass over fused groups that share a scale.
+    /// - Throws: ``FileError`` for non-finite weights, calibration problems or colliding output names.
+    public init(
+        source: PlanSource, shards: [Shard], config: JSONValue?, options: QuantizeOptions, calibration: [String: Float]?,
+        calibrationPath: String = "calibration", maxShardSize: Int? = nil, tensorParallel: Int = 1,
+        open: (Int) throws -> SafetensorsReader
+    ) throws {
+        self.source = source
+        self.shards = shards
+        self.tensorParallel = tensorParallel
+        fusion = FusedGroups(config: config)
+        var options = options
+        var tensors = QuantizePlan.decide(shards: shards, options: options, calibrated: calibration != nil, tensorParallel: tensorParallel)
+        var groups = QuantizePlan.fusedGroups(&tensors, fusion: fusion, format: options.format)
+        try QuantizePlan.sharedAmaxPrePass(&groups, tensors: tensors, shards: shards, threads: options.threads, open: open)
+        for group in groups where group.sharesScale {
+            for member in group.group.weights { options.scalePlan.sharedAmax[member] = group.sharedAmax }
+        }
+        if let calibration {
+            try QuantizePlan.applyCalibration(calibration, path: calibrationPath, tensors: tensors, groups: groups, into: &options.scalePlan)
+        }
+        let layout = options.layout
+        for i in tensors.indices {
+            tensors[i].outputs = QuantizePlan.outputs(of: tensors[i], layout: layout, scalePlan: options.scalePlan)
+        }
+        try QuantizePlan.checkUniqueOutputs(tensors, source: source)
+        outputShards = QuantizePlan.split(&tensors, shards: shards, maxShardSize: maxShardSize, single: source.folder == nil)
+        self.tensors = tensors
+        self.groups = groups
+        self.options = options
+    }
+
+    /// A folder of one shard: `reader`'s file. Fused groups that share a scale are read twice, so
+    /// such a plan needs a random-access reader (``SafetensorsReader/randomAccess(path:hashing:)``).
+    public init(
+        file reader: SafetensorsReader, options: QuantizeOptions, calibration: [String: Float]? = nil, calibrationPath: String = "calibration",
+        tensorParallel: Int = 1
+    ) throws {
+        try self.init(
+            source: .file(displayPath: reader.displayPath), shards: [Shard(name: reader.displayPath, header: reader.header)],
+            config: nil, options: options, calibration: calibration, calibrationPath: calibrationPath, tensorParallel: tensorParallel
+        ) { _ in
+            guard reader.isRandomAccess else {
+                throw FileError(path: reader.displayPath, cause: PlanError.needsRandomAccess)
+            }
+            return reader
+        }
+    }
+
+    /// The planned tensors of output shard `index`, in write order.
+    public func tensors(ofOutputShard index: Int) -> [TensorPlan] { outputShards[index].tensors.map { tensors[$0] } }
+
+    /// The output header of output shard `index`.
+    public func layoutPlan(ofOutputShard index: Int) -> SafetensorsLayoutPlan {
+        let entries = tensors(ofOutputShard: index)
+        let header = shards[outputShards[index].input].header
+        let described = options.format == .torchao ? tensors : entries
+        let metadata = options.layout.fileMetadata(
+            inputMetadata: header.metadata,
+            tensors: described.map { ($0.tensor, $0.isQuantized, $0.isQuantized && options.scalePlan.inputAmax[$0.tensor.name] != nil) })
+        return SafetensorsLayoutPlan(tensors: entries.flatMap(\.outputs), metadata: metadata)
+    }
+
+    /// Module names of the quantized weights (expert slices count one each).
+    public var quantizedModules: [String] { tensors.flatMap(\.quantizedWeightNames).map(moduleName) }
+
+    /// Module names of kept Linear-like weights (`.weight` tensors of two or more dimensions).
+    public var keptModules: [String] {
+        tensors.filter { !$0.isQuantized && $0.tensor.name.hasSuffix(".weight") && $0.tensor.shape.count >= 2 }.map { moduleName($0.tensor.name) }
+    }
+
+    /// The names the ignore list must never be a substring of: quantized modules and the fused
+    /// modules the engines build from them.
+    public var quantizedNamesForMatching: [String] {
+        quantizedModules + groups.filter(\.quantized).compactMap(\.group.fusedModule)
+    }
+
+    /// The `quantization_config` for this plan.
+    public var quantizationConfig: QuantizationConfig {
+        QuantizationConfig(
+            format: options.format, calibrated: !options.scalePlan.inputAmax.isEmpty,
+            dynamicActivations: options.dynamicActivations,
+            ignore: IgnoreList.entries(kept: keptModules, quantized: quantizedNamesForMatching, format: options.format))
+    }
+
+    /// Weights kept only because a fused partner is kept, each with the partners that are kept for
+    /// their own reason (excluded, not included, …).
+    public var keptFusedPartners: [(kept: String, because: [String])] {
+        let decisions = Dictionary(tensors.map { ($0.tensor.name, $0.decision) }, uniquingKeysWith: { a, _ in a })
+        return groups.filter { !$0.quantized }.flatMap { group in
+            let causes = group.group.weights.filter { decisions[$0] != .keep(.fusedPartnerKept) }
+            return group.group.weights.filter { decisions[$0] == .keep(.fusedPartnerKept) }.map { ($0, causes) }
+        }
+    }
+}
+
+/// Why a plan cannot be made.
+public enum PlanError: Error, Sendable, CustomStringConvertible {
+    /// Fused groups must be read twice, and the input is a stream.
+    case needsRandomAccess
+    /// Two input tensors would be written under the same name.
+    case outputNameCollision(name: String, first: String, second: String)
+
+    public var description: String {
+        switch self {
+        case .needsRandomAccess:
+            return "fused layers share a global scale, so their weights are read twice; this input is a stream (open it with random access)"
+        case .outputNameCollision(let name, let first, let second):
+            return "tensors \"\(first)\" and \"\(second)\" would both be written as \"\(name)\"; rename one or --exclude it"
+        }
+    }
+}

@@ -1,0 +1,57 @@
+/// How one planned tensor is written.
+public enum TensorWriteKind: Sendable, Equatable {
+    /// Copied as it is.
+    case kept
+    /// A 2-D weight quantized as one matrix.
+    case matrix
+    /// Stacked experts `[E, N, K]` quantized expert by expert into one 3-D tensor set, one
+    /// per-tensor scale per expert (torchao's 3-D `NVFP4Tensor`).
+    case stackedExperts
+    /// Stacked experts written as each expert's 2-D projections (compressed-tensors, ModelOpt):
+    /// the modules of ``StackedExpertNaming/slices``, each expert's slices sharing one global scale.
+    case expertSlices(StackedExpertNaming)
+
+    /// The name the manifest and the dry-run view give this kind.
+    public var label: String {
+        switch self {
+        case .kept: return "kept"
+        case .matrix: return "matrix"
+        case .stackedExperts: return "stacked-experts"
+        case .expertSlices: return "per-expert-slices"
+        }
+    }
+}
+
+/// Everything decided about one input tensor before any byte is written.
+public struct TensorPlan: Sendable {
+    /// The input tensor.
+    public var tensor: TensorInfo
+    /// Index into ``QuantizePlan/shards``.
+    public var inputShard: Int
+    /// Quantize or keep, with the reason.
+    public var decision: TensorDecision
+    /// How it is written.
+    public var kind: TensorWriteKind
+    /// Index into ``QuantizePlan/groups`` of the fused group it belongs to, if any.
+    public var group: Int?
+    /// The output tensors written for it, in write order.
+    public var outputs: [PlannedTensor]
+    /// Index into ``QuantizePlan/outputShards``.
+    public var outputShard: Int
+
+    /// Whether it becomes NVFP4.
+    public var isQuantized: Bool { decision == .quantize }
+
+    /// Bytes of output data.
+    public var outputByteCount: Int { outputs.reduce(0) { $0 + $1.byteCount } }
+
+    /// The names of the 2-D weights it is quantized as: itself, or each expert slice's weight name.
+    /// (A torchao stacked tensor is one 3-D weight: its own name.)
+    public var quantizedWeightNames: [String] {
+        switch kind {
+        case .kept: return []
+        case .matrix, .stackedExperts: return [tensor.name]
+        case .expertSlices(let naming): return naming.slices.map(StackedExpertNaming.weightName)
+        }
+    }
+}
