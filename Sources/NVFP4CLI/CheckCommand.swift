@@ -48,6 +48,11 @@ enum CheckCommand {
         } else {
             var text = ""
             for f in findings { text += f.description + "\n" }
+            // Not an NVFP4 checkpoint: the finding says it all.
+            if audit.model.modules.isEmpty && findings.count == 1 && findings[0].rule == .noNVFP4Weights {
+                Terminal.out(text)
+                return ExitStatus.checkFailed
+            }
             let modules = audit.model.modules.count
             let layout = audit.model.layout.rawValue
             text += findings.isEmpty

@@ -20,22 +20,16 @@ enum InspectCommand {
     static func run(_ parsed: ParsedArguments, _ invocation: [String]) throws -> Int32 {
         let path = try positionals(parsed, ["file"], command: spec.name)[0]
         if InspectModelReport.isFolder(path) { return try InspectModelReport.runFolder(path: path, json: parsed.flag("--json")) }
+        // Streamed for stdin and .zst: only the header and, where mapped, the scalar scales are read.
         let reader = try SafetensorsReader(path: path, hashing: false)
         let header = reader.header
-        let contents: CheckpointContents
-        do { contents = try CheckpointContents(header: header) } catch { throw FileError(path: reader.displayPath, cause: error) }
+        let inspection = CheckpointInspection(source: try CheckpointSource(singleFile: reader, path: path))
+        try inspection.model.requireDecodable(in: inspection.source)
         // Read a pipe to its end, so that the program writing into it can finish (and the stream is checked).
         if path == "-" && !standardInputIsRegularFile() { _ = try reader.finish() }
-        var scales: [String: Float] = [:]
-        if reader.isRandomAccess {
-            for w in contents.weights { scales[w.name] = try w.perTensorScaleValue(in: reader) }
-        }
-        let inspection = CheckpointInspection(source: try CheckpointSource(singleFile: reader, path: path))
         if parsed.flag("--json") {
-            guard case .object(var members) = json(reader: reader, contents: contents, scales: scales) else { return ExitStatus.success }
-            if contents.weights.isEmpty, let index = members.firstIndex(where: { $0.key == "nvfp4_weights" }) {
-                members[index].value = .array(inspection.model.modules.map(inspection.json(module:)))
-            }
+            var members = fileJSON(reader: reader)
+            members.append(("nvfp4_weights", .array(inspection.model.modules.map(inspection.json(module:)))))
             members += inspection.jsonMembers
             Terminal.out(JSONValue.object(members).serialized(.pretty))
             return ExitStatus.success
@@ -44,33 +38,13 @@ enum InspectCommand {
         for t in header.tensors { rows.append([t.name, t.dtype.rawValue, shapeText(t.shape), String(t.byteCount)]) }
         var text = "\(reader.displayPath): \(header.tensors.count) tensors, \(Format.bytes(UInt64(reader.dataStart) + header.dataByteCount)) (header \(reader.dataStart) bytes)\n\n"
         text += Format.table(rows)
-        if !contents.weights.isEmpty {
-            text += "\nNVFP4 weights (\(contents.weights.count)):\n"
-            var weightRows: [[String]] = [["NAME", "SHAPE", "ORIG", "SCALES", "PER-TENSOR SCALE"]]
-            for w in contents.weights {
-                let pts = scales[w.name].map { "\($0)" } ?? (w.perTensorScale == nil ? "none (single-level)" : "?")
-                weightRows.append([w.name, shapeText(w.logicalShape), w.originalDtype?.shortName ?? "?", w.scaleLayout.rawValue, pts])
-            }
-            text += Format.table(weightRows)
-        }
+        text += InspectModelReport.weightTable(inspection, withFile: false)
         if !header.metadata.isEmpty {
             text += "\nmetadata keys: \(header.metadata.count)"
-            let described = Set(header.tensors.map(\.name) + contents.weights.map(\.name) + ["tensor_names"])
+            let described = Set(header.tensors.map(\.name) + inspection.model.modules.map(\.originalName) + ["tensor_names"])
             let plainKeys = header.metadata.map(\.key).filter { !described.contains($0) }
             if !plainKeys.isEmpty { text += " (" + plainKeys.joined(separator: ", ") + ")" }
             text += "\n"
-        }
-        if contents.weights.isEmpty && !inspection.model.modules.isEmpty {
-            text += "\nNVFP4 modules (\(inspection.model.modules.count)):\n"
-            var moduleRows: [[String]] = [["MODULE", "SHAPE", "GLOBAL SCALE (amax/2688)", "INPUT SCALE"]]
-            for m in inspection.model.modules {
-                moduleRows.append([
-                    m.name, shapeText([m.rows, m.columns]),
-                    m.weightScale(in: inspection.source).map { "\($0)" } ?? (m.globalScale == nil ? "none" : "?"),
-                    m.inputScaleValue(in: inspection.source).map { "\($0)" } ?? (m.inputScale == nil ? "-" : "?"),
-                ])
-            }
-            text += Format.table(moduleRows)
         }
         text += "\n" + InspectModelReport.summary(inspection)
         Terminal.out(text)
@@ -84,9 +58,10 @@ enum InspectCommand {
 
     static func shapeText(_ shape: [Int]) -> String { "[" + shape.map(String.init).joined(separator: ", ") + "]" }
 
-    static func json(reader: SafetensorsReader, contents: CheckpointContents, scales: [String: Float]) -> JSONValue {
+    /// The file-level members of `inspect --json` for a single file.
+    static func fileJSON(reader: SafetensorsReader) -> [(key: String, value: JSONValue)] {
         let header = reader.header
-        return .object([
+        return [
             ("file", .string(reader.displayPath)),
             ("header_bytes", .int(reader.dataStart)),
             ("data_bytes", .int(header.dataByteCount)),
@@ -100,17 +75,6 @@ enum InspectCommand {
                     ("data_offsets", .array([.int(t.dataOffsets.lowerBound), .int(t.dataOffsets.upperBound)])),
                 ])
             })),
-            ("nvfp4_weights", .array(contents.weights.map { w in
-                .object([
-                    ("name", .string(w.name)),
-                    ("shape", .array(w.logicalShape.map { .int($0) })),
-                    ("layout", "torchao"),
-                    ("scale_layout", .string(w.scaleLayout.rawValue)),
-                    ("original_dtype", w.originalDtype.map { .string($0.shortName) } ?? .null),
-                    ("per_tensor_scale", scales[w.name].map { .finite(Double($0)) } ?? .null),
-                    ("tensors", .array(w.parts.map { .string($0.name) })),
-                ])
-            })),
-        ])
+        ]
     }
 }

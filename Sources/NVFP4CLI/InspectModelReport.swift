@@ -12,6 +12,7 @@ enum InspectModelReport {
     /// `nvfp4 inspect FOLDER`.
     static func runFolder(path: String, json: Bool) throws -> Int32 {
         let inspection = CheckpointInspection(source: try CheckpointSource(path: path))
+        try inspection.model.requireDecodable(in: inspection.source)
         if json {
             var members: [(key: String, value: JSONValue)] = [("path", .string(path)), ("folder", true)]
             members += inspection.jsonMembers
@@ -23,22 +24,28 @@ enum InspectModelReport {
         var rows: [[String]] = [["FILE", "TENSORS", "BYTES", "NVFP4 MODULES"]]
         for s in inspection.shards { rows.append([s.fileName, String(s.tensors), Format.bytes(s.bytes), String(s.quantizedModules)]) }
         text += Format.table(rows)
+        text += weightTable(inspection, withFile: true)
         text += "\n" + summary(inspection)
-        if !inspection.model.modules.isEmpty {
-            text += "\nNVFP4 modules (\(inspection.model.modules.count)):\n"
-            var moduleRows: [[String]] = [["MODULE", "SHAPE", "GLOBAL SCALE (amax/2688)", "INPUT SCALE", "FILE"]]
-            for m in inspection.model.modules {
-                moduleRows.append([
-                    m.name, InspectCommand.shapeText([m.rows, m.columns]),
-                    m.weightScale(in: inspection.source).map { "\($0)" } ?? (m.globalScale == nil ? "none" : "?"),
-                    m.inputScaleValue(in: inspection.source).map { "\($0)" } ?? (m.inputScale == nil ? "-" : "?"),
-                    inspection.source.shards[m.packed.shard].fileName,
-                ])
-            }
-            text += Format.table(moduleRows)
-        }
         Terminal.out(text)
         return ExitStatus.success
+    }
+
+    /// The NVFP4 weights, one row each (empty when there are none).
+    static func weightTable(_ inspection: CheckpointInspection, withFile: Bool) -> String {
+        let modules = inspection.model.modules
+        guard !modules.isEmpty else { return "" }
+        var rows: [[String]] = [["NAME", "SHAPE", "LAYOUT", "ORIG", "SCALES", "GLOBAL SCALE (amax/2688)", "INPUT SCALE"] + (withFile ? ["FILE"] : [])]
+        for m in modules {
+            let global = m.perTensorScales(in: inspection.source).map { $0.count == 1 ? "\($0[0])" : "\($0.count) per expert" }
+                ?? (m.globalScale == nil ? "none (single-level)" : "?")
+            var row = [
+                m.originalName, InspectCommand.shapeText(m.logicalShape), m.layout.rawValue, m.originalDtype?.shortName ?? "?", m.scaleLayout.rawValue,
+                global, m.inputScaleValue(in: inspection.source).map { "\($0)" } ?? (m.inputScale == nil ? "-" : "?"),
+            ]
+            if withFile { row.append(inspection.source.shards[m.packed.shard].fileName) }
+            rows.append(row)
+        }
+        return "\nNVFP4 weights (\(modules.count)):\n" + Format.table(rows)
     }
 
     /// Layout, config, counts, fused groups and kept modules as text.

@@ -8,11 +8,11 @@ enum VerifyCommand {
         name: "verify",
         overview: "Compare an NVFP4 checkpoint with its original.",
         usage: "nvfp4 verify <original> <quantized> [--tolerance <t>] [--manifest <path>] [--compare-method rtn|mse] [--json] [--quiet]",
-        arguments: [("<original>", "The source .safetensors file ('-' for stdin), or model folder."), ("<quantized>", "The NVFP4 .safetensors file ('-' for stdin), or the folder 'nvfp4 quantize' wrote (any --format).")],
+        arguments: [("<original>", "The source .safetensors file (.zst, '-' for stdin), or model folder."), ("<quantized>", "The NVFP4 checkpoint in any layout (torchao, compressed-tensors, ModelOpt): a file (.zst, '-' for stdin) or model folder.")],
         options: [
             OptionSpec(names: ["--tolerance"], valueName: "<t>", help: "Largest relative RMS error allowed per tensor. (default: 0.15)"),
             OptionSpec(names: ["--manifest"], valueName: "<path>", help: "Also check both files' SHA-256 and size against this quantize manifest."),
-            OptionSpec(names: ["--compare-method"], valueName: "<rtn|mse>", help: "Also quantize each original with this method in memory and show the error change against it (single files)."),
+            OptionSpec(names: ["--compare-method"], valueName: "<rtn|mse>", help: "Also quantize each original 2-D weight with this method in memory and show the error change against it."),
             OptionSpec(names: ["--json"], valueName: nil, help: "Print the report as JSON."),
             OptionSpec(names: ["--quiet", "-q"], valueName: nil, help: "Print only failures."),
         ],
@@ -37,29 +37,29 @@ enum VerifyCommand {
         let comparison: QuantizationMethod? = try parsed.value("--compare-method").map {
             try choice($0, option: "--compare-method", ["rtn": QuantizationMethod.rtn, "mse": .mse], default: .rtn)
         }
-        let report: VerifyReport
-        let displayPaths: (original: String, quantized: String)
-        if isFolder(paths[0]) && isFolder(paths[1]) {
-            if manifestPath != nil { throw UsageError(message: "--manifest checks single files; a folder's manifest is <quantized>/nvfp4-manifest.json") }
-            if comparison != nil { throw UsageError(message: "--compare-method compares single files") }
-            report = try FolderVerifyJob.run(original: ModelFolder(path: paths[0]), quantized: ModelFolder(path: paths[1]), tolerance: tolerance)
-            displayPaths = (paths[0], paths[1])
-        } else {
-            let manifest = try manifestPath.map(readManifest)
-            let original = try SafetensorsReader.randomAccess(path: paths[0], hashing: manifest != nil)
-            let quantized = try SafetensorsReader.randomAccess(path: paths[1], hashing: manifest != nil)
-            var fileReport = try VerifyJob.run(original: original, quantized: quantized, tolerance: tolerance, comparisonMethod: comparison)
-            if let manifest, let manifestPath {
-                do {
-                    let failures = try ManifestCheck.failures(manifest: manifest, original: try original.finish(), quantized: try quantized.finish())
-                    fileReport.manifestFailures = failures.map { "\(manifestPath): \($0)" }
-                } catch let error as ManifestCheck.InvalidManifest {
-                    throw FileError(path: manifestPath, cause: error)
-                }
-            }
-            report = fileReport
-            displayPaths = (original.displayPath, quantized.displayPath)
+        let manifest = try manifestPath.map(readManifest)
+        if manifest != nil && (isFolder(paths[0]) || isFolder(paths[1])) {
+            throw UsageError(message: "--manifest checks single files; a folder's manifest is <quantized>/nvfp4-manifest.json")
         }
+        // Single files are hashed on the way when a manifest is to be checked.
+        func open(_ path: String) throws -> CheckpointSource {
+            guard manifest != nil else { return try CheckpointSource(path: path) }
+            return try CheckpointSource(singleFile: try SafetensorsReader.randomAccess(path: path, hashing: true), path: path)
+        }
+        let original = try open(paths[0])
+        let quantized = try open(paths[1])
+        var report = try VerifyJob.run(original: original, quantized: quantized, tolerance: tolerance, comparisonMethod: comparison)
+        if let manifest, let manifestPath {
+            do {
+                let failures = try ManifestCheck.failures(
+                    manifest: manifest, original: try original.shards[0].reader.finish(), quantized: try quantized.shards[0].reader.finish())
+                report.manifestFailures = failures.map { "\(manifestPath): \($0)" }
+            } catch let error as ManifestCheck.InvalidManifest {
+                throw FileError(path: manifestPath, cause: error)
+            }
+        }
+        let displayPaths = (original: original.shards.count == 1 && !original.isFolder ? original.shards[0].reader.displayPath : paths[0],
+                            quantized: quantized.shards.count == 1 && !quantized.isFolder ? quantized.shards[0].reader.displayPath : paths[1])
         let status = report.passed ? ExitStatus.success : report.comparable ? ExitStatus.checkFailed : ExitStatus.usageOrInputError
         if parsed.flag("--json") {
             Terminal.out(json(report).serialized(.pretty))

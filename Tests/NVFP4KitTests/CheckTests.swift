@@ -161,7 +161,7 @@ struct CheckTests {
         #expect(try CheckpointAudit(source: torchao).findings.isEmpty)
     }
 
-    @Test("an unquantized model folder is clean")
+    @Test("an unquantized model folder is not an NVFP4 checkpoint: one finding, exit 1, one line")
     func unquantizedClean() throws {
         let scratch = ScratchFolder()
         defer { scratch.remove() }
@@ -171,7 +171,11 @@ struct CheckTests {
         try writeWholeFile(folder + "/model.safetensors", try readWholeFile(FixturePaths.tinyLlama))
         let audit = try CheckpointAudit(source: CheckpointSource(path: folder))
         #expect(audit.model.layout == .unquantized)
-        #expect(audit.findings.isEmpty, "\(audit.findings.map(\.description))")
+        expectOnly(.noNVFP4Weights, audit.findings)
+        for path in [folder, folder + "/model.safetensors"] {
+            let cli = try ToolRunner.run(["check", path])
+            #expect(cli.status == 1 && cli.stdoutText.split(separator: "\n").count == 1 && cli.stdoutText.contains("no NVFP4 weights"), "\(cli)")
+        }
     }
 
     // MARK: Real llm-compressor output (Fixtures/llm-compressor, scripts/fixtures/make_llmcompressor_nvfp4.py)
@@ -530,8 +534,8 @@ struct CheckTests {
         try writeWholeFile(folder + "/config.json", Array(config.serialized().utf8))
         try writeWholeFile(folder + "/model.safetensors", try readWholeFile(FixturePaths.tinyLlama))
         let findings = try CheckpointAudit(source: CheckpointSource(path: folder)).findings
-        expectOnly(.configLayoutMismatch, findings, subject: "quantization_config.quant_method")
-        #expect(findings[0].message.contains("\"gguf\""))
+        #expect(rules(findings) == [.noNVFP4Weights, .configLayoutMismatch], "\(findings.map(\.description))")
+        #expect(findings.contains { $0.rule == .configLayoutMismatch && $0.subject == "quantization_config.quant_method" && $0.message.contains("\"gguf\"") })
     }
 
     @Test("compressed-tensors config fields vLLM needs", arguments: configEdits)

@@ -16,15 +16,22 @@ private let fuzzFiles: [String] = {
     return files
 }()
 
-/// Reads every tensor of `reader`, groups NVFP4 weights and dequantizes a few rows of each.
+/// Reads every tensor of `reader`, groups NVFP4 modules (any layout) and dequantizes a few rows of each matrix.
 private func readEverything(_ reader: SafetensorsReader) throws {
-    if reader.isRandomAccess, let contents = try? CheckpointContents(header: reader.header) {
-        for w in contents.weights {
-            let scale = try w.perTensorScaleValue(in: reader)
-            try reader.withBytes(of: w.scales) { scales in
-                _ = w.invalidScaleCodes(scales)
-                try reader.withBytes(of: w.packed) { packed in
-                    w.dequantize(packed: packed, scaleBytes: scales, perTensorScale: scale, rows: 0..<min(w.rows, 4)) { _, _ in }
+    let source = try CheckpointSource(singleFile: reader, path: reader.displayPath)
+    let model = CheckpointModel(source: source)
+    if reader.isRandomAccess, (try? model.requireDecodable(in: source)) != nil {
+        for m in model.modules {
+            let scales = m.perTensorScales(in: source)
+            try source.withBytes(of: m.blockScales!) { allScales in
+                try source.withBytes(of: m.packed) { allPacked in
+                    for e in 0..<m.matrixCount {
+                        let r = m.byteRanges(ofMatrix: e)
+                        let s = UnsafeRawBufferPointer(rebasing: allScales[r.scales])
+                        _ = m.matrix.invalidScaleCodes(s)
+                        m.matrix.dequantize(packed: UnsafeRawBufferPointer(rebasing: allPacked[r.packed]), scaleBytes: s, perTensorScale: scales?[e],
+                                            rows: 0..<min(m.rows, 4)) { _, _ in }
+                    }
                 }
             }
         }

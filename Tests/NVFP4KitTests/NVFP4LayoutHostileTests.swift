@@ -58,8 +58,10 @@ private let layoutCases: [LayoutCase] = [
 struct NVFP4LayoutHostileTests {
     @Test("each broken NVFP4 grouping rule is one error line naming the tensor", arguments: layoutCases)
     fileprivate func rejected(_ c: LayoutCase) throws {
-        let header = try SafetensorsReader(stream: MemoryStream(c.bytes), displayPath: "<case>").header
-        #expect(throws: LayoutProblem.self) { _ = try CheckpointContents(header: header) }
+        let source = try CheckpointSource(singleFile: try SafetensorsReader(stream: MemoryStream(c.bytes), displayPath: "<case>"), path: "<case>")
+        let error = try #require(throws: FileError.self) { try CheckpointModel(source: source).requireDecodable(in: source) }
+        let problem = try #require(error.cause as? LayoutProblem)
+        #expect(problem.tensor == c.tensor && problem.reason.contains(c.mentions), "\(problem)")
         try ToolRunner.withTemporaryDirectory { dir in
             let path = try dir.write(c.bytes, to: "bad.safetensors")
             for command in [["inspect", path], ["verify", path, path], ["dequantize", path, "-o", dir.file("out.safetensors")]] {
@@ -75,7 +77,9 @@ struct NVFP4LayoutHostileTests {
     @Test("a well-formed layout of the same shapes is accepted (the cases above differ by one rule)")
     func wellFormed() throws {
         let bytes = craft([("w._weight_qdata", "U8", [16, 8]), ("w._weight_scale", "F8_E4M3", [16, 1]), ("w._weight_per_tensor_scale", "F32", [])])
-        let contents = try CheckpointContents(header: try SafetensorsReader(stream: MemoryStream(bytes), displayPath: "<ok>").header)
-        #expect(contents.weights.map(\.name) == ["w.weight"] && contents.weights[0].scaleLayout == .rowMajor)
+        let source = try CheckpointSource(singleFile: try SafetensorsReader(stream: MemoryStream(bytes), displayPath: "<ok>"), path: "<ok>")
+        let model = CheckpointModel(source: source)
+        try model.requireDecodable(in: source)
+        #expect(model.modules.map(\.originalName) == ["w.weight"] && model.modules[0].scaleLayout == .rowMajor)
     }
 }

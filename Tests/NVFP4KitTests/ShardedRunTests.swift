@@ -54,7 +54,7 @@ struct ShardedRunTests {
             })
             #expect(header.dataByteCount <= UInt64(limit) || inputs.count == 1, "\(name): \(header.dataByteCount) bytes")
         }
-        let report = try FolderVerifyJob.run(original: try ModelFolder(path: ModelFixtures.qwenMoE), quantized: try ModelFolder(path: single), tolerance: 0.15)
+        let report = try VerifyJob.run(original: try CheckpointSource(path: ModelFixtures.qwenMoE), quantized: try CheckpointSource(path: single), tolerance: 0.15)
         #expect(report.passed, "\(report.mismatches)")
         let merged = scratch.file("merged")
         for index in 0..<3 {
@@ -97,8 +97,8 @@ struct ShardedRunTests {
         let scratch = ScratchFolder()
         defer { scratch.remove() }
         let output = try ModelFixtures.quantize(ModelFixtures.qwenMoE, format: format, into: scratch).output
-        let report = try FolderVerifyJob.run(
-            original: try ModelFolder(path: ModelFixtures.qwenMoE), quantized: try ModelFolder(path: output), tolerance: 0.15)
+        let report = try VerifyJob.run(
+            original: try CheckpointSource(path: ModelFixtures.qwenMoE), quantized: try CheckpointSource(path: output), tolerance: 0.15)
         #expect(report.passed, "\(report.mismatches) \(report.tensors.filter { !$0.failures.isEmpty }.map(\.failures))")
         #expect(report.tensors.filter { $0.kind == .quantized }.count == 19)
         // Tamper with one member's global scale (engine layouts): the fused-group check fails.
@@ -112,8 +112,8 @@ struct ShardedRunTests {
         let sink = try AtomicFileSink(path: "\(output)/\(shard)", replace: true)
         try sink.write(bytes)
         _ = try sink.commit()
-        let tampered = try FolderVerifyJob.run(
-            original: try ModelFolder(path: ModelFixtures.qwenMoE), quantized: try ModelFolder(path: output), tolerance: 0.15)
+        let tampered = try VerifyJob.run(
+            original: try CheckpointSource(path: ModelFixtures.qwenMoE), quantized: try CheckpointSource(path: output), tolerance: 0.15)
         #expect(!tampered.passed)
         #expect(tampered.tensors.contains { $0.failures.contains { $0.contains("fused group") } })
     }

@@ -60,7 +60,7 @@ struct StackedExpertsTests {
         #expect(out["\(m)._weight_per_tensor_scale"]?.bytes == (0..<e).flatMap { ref["x\($0)._weight_per_tensor_scale"]!.bytes })
         #expect(Set((0..<e).map { ref["x\($0)._weight_per_tensor_scale"]!.bytes }).count == e, "one scale per expert")
 
-        let report = try FolderVerifyJob.run(original: try ModelFolder(path: folder), quantized: try ModelFolder(path: output), tolerance: 0.15)
+        let report = try VerifyJob.run(original: try CheckpointSource(path: folder), quantized: try CheckpointSource(path: output), tolerance: 0.15)
         #expect(report.passed && report.tensors.first?.kind == .quantized, "\(report.mismatches)")
 
         // Without room for all experts' scales, they are computed again expert by expert: same bytes.

@@ -72,8 +72,8 @@ import Testing
         defer { scratch.remove() }
         for (dtype, suffix) in [(DType.bf16, ".dequant-bf16"), (.f32, ".dequant-f32")] {
             let output = scratch.file("dense\(suffix).safetensors")
-            let reader = try SafetensorsReader(path: FixturePaths.torchaoExpected(c.dtype, c.mode, c.numerics))
-            let names = try DequantizeJob.run(reader: reader, sink: try AtomicFileSink(path: output, replace: false), dtype: dtype)
+            let source = try CheckpointSource(path: FixturePaths.torchaoExpected(c.dtype, c.mode, c.numerics))
+            let names = try DequantizeJob.run(source: source, sink: try AtomicFileSink(path: output, replace: false), dtype: dtype).dequantized
             #expect(names.count == 20)
             let ours = try tensorBytes(output)
             let theirs = try tensorBytes(FixturePaths.torchaoExpected(c.dtype, c.mode, c.numerics, suffix: suffix))

@@ -6,16 +6,16 @@ import Testing
 @Suite struct VerifyKernelTests {
     static let cases: [(dtype: String, mode: ScalingMode)] = ["bf16", "f32"].flatMap { d in ScalingMode.allCases.map { (d, $0) } }
 
-    /// Dequantizes element by element (NVFP4Weight.dequantize) and accumulates in Double.
-    static func reference(_ weight: NVFP4Weight, original: SafetensorsReader, quantized: SafetensorsReader) throws -> QuantizationError {
-        let source = try #require(original.header.tensor(named: weight.name))
-        let pts = try weight.perTensorScaleValue(in: quantized)
+    /// Dequantizes element by element (NVFP4Matrix.dequantize) and accumulates in Double.
+    static func reference(_ weight: QuantizedModule, original: SafetensorsReader, quantized: CheckpointSource) throws -> QuantizationError {
+        let source = try #require(original.header.tensor(named: weight.originalName))
+        let pts = weight.perTensorScales(in: quantized)?.first
         var error = QuantizationError()
-        try quantized.withBytes(of: weight.scales) { scales in
+        try quantized.withBytes(of: try #require(weight.blockScales)) { scales in
             try quantized.withBytes(of: weight.packed) { packed in
                 try original.withBytes(of: source) { bytes in
                     let matrix = DenseMatrix(bytes: bytes, dtype: source.dtype, rows: weight.rows, columns: weight.columns)
-                    weight.dequantize(packed: packed, scaleBytes: scales, perTensorScale: pts, rows: 0..<weight.rows) { row, values in
+                    weight.matrix.dequantize(packed: packed, scaleBytes: scales, perTensorScale: pts, rows: 0..<weight.rows) { row, values in
                         for (i, v) in values.enumerated() { error.add(original: matrix.element(row * weight.columns + i), reconstructed: v) }
                     }
                 }
@@ -33,17 +33,17 @@ import Testing
         let originalPath = FixturePaths.torchaoInput(c.dtype)
         let quantizedPath = FixturePaths.torchaoExpected(c.dtype, c.mode, .cuda)
         let original = try SafetensorsReader.randomAccess(path: originalPath)
-        let quantized = try SafetensorsReader.randomAccess(path: quantizedPath)
-        let report = try VerifyJob.run(original: original, quantized: quantized, tolerance: 1, threads: 2)
-        let weights = try CheckpointContents(header: quantized.header).weights
+        let quantized = try CheckpointSource(path: quantizedPath)
+        let report = try VerifyJob.run(original: try CheckpointSource(singleFile: original, path: originalPath), quantized: quantized, tolerance: 1, threads: 2)
+        let weights = CheckpointModel(source: quantized).modules
         #expect(weights.count >= 20)
         for weight in weights {
-            let measured = try #require(report.tensors.first { $0.name == weight.name }?.error)
+            let measured = try #require(report.tensors.first { $0.name == weight.originalName }?.error)
             let expected = try Self.reference(weight, original: original, quantized: quantized)
             #expect(measured.count == expected.count)
-            #expect(Self.close(measured.signalSquareSum, expected.signalSquareSum), "\(weight.name) signal")
-            #expect(Self.close(measured.errorSquareSum, expected.errorSquareSum), "\(weight.name) error \(measured.errorSquareSum) vs \(expected.errorSquareSum)")
-            #expect(Self.close(measured.maxAbsoluteError, expected.maxAbsoluteError), "\(weight.name) max")
+            #expect(Self.close(measured.signalSquareSum, expected.signalSquareSum), "\(weight.originalName) signal")
+            #expect(Self.close(measured.errorSquareSum, expected.errorSquareSum), "\(weight.originalName) error \(measured.errorSquareSum) vs \(expected.errorSquareSum)")
+            #expect(Self.close(measured.maxAbsoluteError, expected.maxAbsoluteError), "\(weight.originalName) max")
         }
     }
 
@@ -59,8 +59,8 @@ import Testing
         try sink.publish()
         for threads in [1, 3] {
             let report = try VerifyJob.run(
-                original: try SafetensorsReader.randomAccess(path: FixturePaths.torchaoInput(c.dtype)),
-                quantized: try SafetensorsReader.randomAccess(path: output), tolerance: 1, threads: threads)
+                original: try CheckpointSource(path: FixturePaths.torchaoInput(c.dtype)),
+                quantized: try CheckpointSource(path: output), tolerance: 1, threads: threads)
             for t in result.tensors {
                 let recorded = try #require(t.error)
                 let measured = try #require(report.tensors.first { $0.name == t.name }?.error)
@@ -106,7 +106,7 @@ import Testing
             let result = try QuantizeJob.run(reader: try SafetensorsReader(path: input), sink: sink, options: options)
             try sink.publish()
             let report = try VerifyJob.run(
-                original: try SafetensorsReader.randomAccess(path: input), quantized: try SafetensorsReader.randomAccess(path: output),
+                original: try CheckpointSource(path: input), quantized: try CheckpointSource(path: output),
                 tolerance: 1e9, threads: 1)
             let recorded = try #require(result.tensors.first?.error)
             let measured = try #require(report.tensors.first?.error)

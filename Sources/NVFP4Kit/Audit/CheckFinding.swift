@@ -2,6 +2,7 @@
 /// it guards against.
 public enum CheckRule: String, Sendable, CaseIterable {
     // Layout and structure
+    case noNVFP4Weights = "no-nvfp4-weights"
     case mixedLayouts = "mixed-layouts"
     case badPackedTensor = "bad-packed-tensor"
     case missingBlockScales = "missing-block-scales"

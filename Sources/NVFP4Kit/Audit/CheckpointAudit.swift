@@ -31,6 +31,7 @@ public struct CheckpointAudit {
         self.tensorParallel = max(1, tensorParallel)
         model = CheckpointModel(source: source)
         config = QuantizationConfigSummary(config: source.config, hfQuantConfig: source.hfQuantConfig)
+        checkAnyQuantized()
         checkLayouts()
         for module in model.modules { try checkModule(module) }
         checkOrphans()
@@ -50,6 +51,13 @@ public struct CheckpointAudit {
 
     // MARK: Structure
 
+    private mutating func checkAnyQuantized() {
+        guard model.modules.isEmpty else { return }
+        let count = source.shards.reduce(0) { $0 + $1.reader.header.tensors.count }
+        add(.noNVFP4Weights, source.path, "checkpoint",
+            "no NVFP4 weights: none of its \(count) tensors is packed NVFP4 data in any layout (torchao, compressed-tensors, ModelOpt), so there is nothing to check; is this the original model?")
+    }
+
     private mutating func checkLayouts() {
         guard model.layoutsFound.count > 1 else { return }
         let names = model.layoutsFound.map(\.rawValue).joined(separator: ", ")
@@ -59,62 +67,48 @@ public struct CheckpointAudit {
             "tensors follow several NVFP4 layouts (\(names)); \(odd.count) modules are not \(model.layout.rawValue) (e.g. \(examples)); an engine loads one layout, so convert every module to one")
     }
 
+    /// What an engine does with each structural problem, and what to do.
+    static let advice: [CheckRule: String] = [
+        .kNotMultipleOf16: "vLLM, SGLang and TensorRT-LLM refuse it: keep this module unquantized and list it in the ignore/exclude list",
+        .missingBlockScales: "the module cannot be decoded",
+        .missingGlobalScale: "vLLM allocates it with torch.empty and uses whatever memory holds",
+    ]
+
     private mutating func checkModule(_ m: QuantizedModule) throws {
         let path = location(m)
-        let names = EngineLayoutNames.of(m.layout)!
-        let p = m.packed.info
-        guard p.dtype == .u8, p.shape.count == 2 else {
-            add(.badPackedTensor, path, p.name, "packed NVFP4 data must be a 2-D U8 tensor [N, K/2], found \(p.dtype.rawValue) \(p.shape)")
-            return
+        let problems = m.problems
+        for problem in problems {
+            let file = m.tensors.first { $0.name == problem.tensor }.map(source.path(of:)) ?? path
+            let subject = [CheckRule.kNotMultipleOf16, .missingBlockScales, .missingGlobalScale].contains(problem.rule) ? m.name : problem.tensor
+            add(problem.rule, file, subject, problem.reason + (CheckpointAudit.advice[problem.rule].map { "; " + $0 } ?? ""))
         }
-        let rows = m.rows, columns = m.columns
-        var blocksUsable = true
-        if columns % 16 != 0 {
-            add(.kNotMultipleOf16, path, m.name,
-                "K = \(columns) (packed [\(rows), \(p.shape[1])]) is not a multiple of 16; vLLM, SGLang and TensorRT-LLM refuse it: keep this module unquantized and list it in the ignore/exclude list")
-            blocksUsable = false
-        } else if tensorParallel > 1, CheckpointAudit.rowParallelLeaves.contains(leaf(m.name)), columns % (16 * tensorParallel) != 0 {
+        if problems.contains(where: { $0.rule == .badPackedTensor }) { return }
+        let columns = m.columns
+        if tensorParallel > 1, columns % 16 == 0, CheckpointAudit.rowParallelLeaves.contains(leaf(m.name)), columns % (16 * tensorParallel) != 0 {
             add(.kNotMultipleOf16, path, m.name,
                 "K = \(columns) split over \(tensorParallel) tensor-parallel ranks gives \(columns % tensorParallel == 0 ? "\(columns / tensorParallel)" : "an uneven split") per rank, not a multiple of 16; vLLM and SGLang refuse row-parallel NVFP4 layers whose per-rank K is not a multiple of 16: use another TP degree or keep this module unquantized")
         }
-        if let scales = m.blockScales {
-            let s = scales.info
-            let expected = m.scaleLayout.storedShape(rows: rows, blocks: columns / 16)
-            if s.dtype != .f8E4M3 {
-                add(.badBlockScales, source.path(of: scales), s.name, "block scales must be F8_E4M3, found \(s.dtype.rawValue)")
-                blocksUsable = false
-            } else if blocksUsable && s.shape != expected {
-                add(.badBlockScales, source.path(of: scales), s.name,
-                    "block scales have shape \(s.shape) but packed \(p.shape) needs \(expected) (\(m.scaleLayout.rawValue), one per 16 columns)")
-                blocksUsable = false
-            }
-            if blocksUsable { try scanBlockScales(m, scales) }
-        } else {
-            add(.missingBlockScales, path, m.name, "no block scales \"\(names.name(names.blockScales, of: m.name))\": the module cannot be decoded")
-        }
-        if let g = m.globalScale {
-            checkScalar(g, role: "global weight scale", m)
-        } else if m.layout != .torchao {
-            add(.missingGlobalScale, path, m.name,
-                "no global scale \"\(names.name(names.globalScale, of: m.name))\": vLLM allocates it with torch.empty and uses whatever memory holds")
-        }
-        if let i = m.inputScale { checkScalar(i, role: "input scale", m) }
+        let blockRules: Set<CheckRule> = [.kNotMultipleOf16, .badBlockScales, .missingBlockScales]
+        if let scales = m.blockScales, !problems.contains(where: { blockRules.contains($0.rule) }) { try scanBlockScales(m, scales) }
+        let badScalars = Set(problems.filter { $0.rule == .badScaleTensor }.map(\.tensor))
+        if let g = m.globalScale, !badScalars.contains(g.name) { checkScalar(g, role: "global weight scale", m) }
+        if let i = m.inputScale, !badScalars.contains(i.name) { checkScalar(i, role: "input scale", m) }
     }
 
     private mutating func checkScalar(_ t: LocatedTensor, role: String, _ m: QuantizedModule) {
         let path = source.path(of: t)
-        guard t.info.dtype == .f32, t.info.elementCount == 1, t.info.shape.count <= 1 else {
-            add(.badScaleTensor, path, t.name, "\(role) must be one F32 value ([] or [1]), found \(t.info.dtype.rawValue) \(t.info.shape)")
-            return
-        }
-        guard let stored = source.scalar(t) else { return }
+        guard let values = source.scalars(t) else { return }
         let rule: CheckRule = role.hasPrefix("input") ? .inputScaleInvalid : .globalScaleInvalid
-        if !stored.isFinite || stored <= 0 {
-            add(rule, path, t.name, "\(role) is \(stored); it must be finite and positive (a zero, NaN or uninitialized scale decodes the whole module to garbage)")
-            return
+        for (index, stored) in values.enumerated() {
+            let which = values.count > 1 ? "expert \(index)'s \(role)" : role
+            if !stored.isFinite || stored <= 0 {
+                add(rule, path, t.name, "\(which) is \(stored); it must be finite and positive (a zero, NaN or uninitialized scale decodes the whole module to garbage)")
+                return
+            }
         }
+        guard values.count == 1, let stored = values.first else { return }
         if rule == .globalScaleInvalid && m.layout != .torchao {
-            let amax = (m.storesReciprocalScales ? 1 / stored : stored) * EngineLayoutNames.amaxPerGlobalScale
+            let amax = m.names.perTensorScale(stored: stored) * EngineLayoutNames.amaxPerGlobalScale
             if !amax.isFinite || amax > CheckpointAudit.largestPlausibleWeightAmax {
                 let convention = m.storesReciprocalScales ? "2688/amax" : "amax/2688"
                 add(.globalScaleImplausible, path, t.name,
@@ -131,10 +125,11 @@ public struct CheckpointAudit {
         var nan = 0, negative = 0, zero = 0
         var firstNaN: (Int, Int)?, firstNegative: (Int, Int)?, firstZero: (Int, Int)?
         var zeroCandidates: [(Int, Int)] = []
+        // Rows of a stacked tensor count on across experts (row r is expert r / N's row r % N).
         try source.withBytes(of: scales) { stored in
-            for row in 0..<rows {
+            for row in 0..<(m.matrixCount * rows) {
                 for block in 0..<blocks {
-                    let code = m.blockScaleCode(stored, row: row, block: block)
+                    let code = m.blockScaleCode(stored, matrix: row / rows, row: row % rows, block: block)
                     if code & 0x7F == 0x7F {
                         nan += 1
                         if firstNaN == nil { firstNaN = (row, block) }
@@ -161,7 +156,7 @@ public struct CheckpointAudit {
             }
             source.release(m.packed)
         }
-        let total = rows * blocks
+        let total = m.matrixCount * rows * blocks
         let name = scales.name
         let path = source.path(of: scales)
         if let (r, b) = firstNaN {
@@ -177,7 +172,7 @@ public struct CheckpointAudit {
 
     private mutating func checkOrphans() {
         for t in model.orphans {
-            add(.orphanScale, source.path(of: t), t.name, "a scale tensor without its packed NVFP4 data (no matching weight_packed, U8 weight or _weight_qdata); loaders report it as an unexpected key or ignore it")
+            add(.orphanScale, source.path(of: t), t.name, CheckpointModel.orphanReason + "; loaders report it as an unexpected key or ignore it")
         }
     }
 

@@ -89,13 +89,13 @@ public struct CheckpointInspection {
     /// One module as `inspect --json` lists it under `nvfp4_weights`.
     public func json(module m: QuantizedModule) -> JSONValue {
         .object([
-            ("name", .string(m.name + ".weight")),
+            ("name", .string(m.originalName)),
             ("module", .string(m.name)),
-            ("shape", .array([.int(m.rows), .int(m.columns)])),
+            ("shape", .array(m.logicalShape.map { .int($0) })),
             ("layout", .string(m.layout.rawValue)),
             ("scale_layout", .string(m.scaleLayout.rawValue)),
-            ("original_dtype", .null),
-            ("per_tensor_scale", m.weightScale(in: source).map { .finite(Double($0)) } ?? .null),
+            ("original_dtype", m.originalDtype.map { .string($0.shortName) } ?? .null),
+            ("per_tensor_scale", m.perTensorScales(in: source).map { $0.count == 1 ? .finite(Double($0[0])) : .array($0.map { .finite(Double($0)) }) } ?? .null),
             ("input_scale", m.inputScaleValue(in: source).map { .finite(Double($0)) } ?? .null),
             ("file", .string(source.shards[m.packed.shard].fileName)),
             ("tensors", .array(m.tensors.map { .string($0.name) })),

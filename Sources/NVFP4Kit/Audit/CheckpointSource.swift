@@ -85,7 +85,7 @@ public final class CheckpointSource {
 
     private var locations: [String: LocatedTensor] = [:]
 
-    /// Opens a file, `-` for stdin (spooled to an unlinked temporary file), or a folder.
+    /// Opens a file (`.zst` decompressed), `-` for stdin (spooled to an unlinked temporary file), or a folder.
     ///
     /// - Throws: ``CheckpointSourceError`` or ``FileError`` naming the file that cannot be read.
     public convenience init(path: String) throws {
@@ -98,11 +98,8 @@ public final class CheckpointSource {
         if (st.st_mode & S_IFMT) == S_IFDIR {
             try self.init(folder: path)
         } else {
-            let reader: SafetensorsReader
-            do { reader = try SafetensorsReader(mappedFile: try MappedFile(path: path), hashing: false) } catch let e as SystemError {
-                throw FileError(path: path, cause: e)
-            }
-            try self.init(singleFile: reader, path: path)
+            // Mapped; a .zst file is decompressed into an anonymous temporary file first.
+            try self.init(singleFile: try SafetensorsReader.randomAccess(path: path), path: path)
         }
     }
 
@@ -192,6 +189,15 @@ public final class CheckpointSource {
     public func scalar(_ tensor: LocatedTensor) -> Float? {
         guard tensor.info.dtype == .f32, tensor.info.elementCount == 1, shards[tensor.shard].reader.isRandomAccess else { return nil }
         return try? withBytes(of: tensor) { Float(bitPattern: UInt32(littleEndian: $0.loadUnaligned(as: UInt32.self))) }
+    }
+
+    /// The values of an F32 tensor of at most `limit` elements (per-expert scales), or `nil` if it is
+    /// not one or cannot be read out of order.
+    public func scalars(_ tensor: LocatedTensor, limit: Int = 1 << 20) -> [Float]? {
+        guard tensor.info.dtype == .f32, tensor.info.elementCount <= limit, shards[tensor.shard].reader.isRandomAccess else { return nil }
+        return try? withBytes(of: tensor) { bytes in
+            (0..<(bytes.count / 4)).map { Float(bitPattern: UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: 4 * $0, as: UInt32.self))) }
+        }
     }
 
     /// Releases the mapped pages of `tensor` after it has been scanned.

@@ -37,7 +37,8 @@ public struct QuantizationConfigSummary {
     /// Whether the config says activations are quantized (W4A4: static input scales needed);
     /// `nil` when it does not say (torchao, no config).
     public var activationsQuantized: Bool?
-    /// The ignore (compressed-tensors) or exclude (ModelOpt) entries, from every source.
+    /// The ignore (compressed-tensors), exclude (ModelOpt) or `modules_to_not_convert` (torchao)
+    /// entries, from every source.
     public var ignore: [String]
     /// compressed-tensors `targets` of every config group.
     public var targets: [String]
@@ -53,15 +54,16 @@ public struct QuantizationConfigSummary {
         quantMethod = qc?["quant_method"]?.stringValue
         format = qc?["format"]?.stringValue
         quantAlgo = hfQuantization?["quant_algo"]?.stringValue ?? qc?["quant_algo"]?.stringValue
-        switch quantMethod?.lowercased() {
-        case EngineLayoutNames.ConfigStrings.compressedTensorsMethod: declaredLayout = .compressedTensors
-        case let m? where m.hasPrefix(EngineLayoutNames.ConfigStrings.modeloptMethod): declaredLayout = .modelopt
-        case EngineLayoutNames.ConfigStrings.torchaoMethod: declaredLayout = .torchao
-        case nil: declaredLayout = hfQuantization != nil ? .modelopt : nil
-        default: declaredLayout = nil
+        if let quantMethod {
+            declaredLayout = EngineLayoutNames.format(quantMethod: quantMethod).map(CheckpointLayout.init)
+        } else {
+            declaredLayout = hfQuantization != nil ? .modelopt : nil
         }
         var ignore: [String] = []
-        for list in [qc?["ignore"], hfQuantization?["exclude_modules"]] {
+        // Every layout's ignore-list key (`ignore`, torchao's `modules_to_not_convert`), then ModelOpt's hf_quant_config.json.
+        var keys: [String] = []
+        for names in EngineLayoutNames.all where !keys.contains(names.ignoreListKey) { keys.append(names.ignoreListKey) }
+        for list in keys.map({ qc?[$0] }) + [hfQuantization?["exclude_modules"]] {
             for entry in list?.arrayValue ?? [] { if let s = entry.stringValue, !ignore.contains(s) { ignore.append(s) } }
         }
         self.ignore = ignore
@@ -101,6 +103,9 @@ public struct QuantizationConfigSummary {
     public func ignoreMatch(for module: String, layout: CheckpointLayout) -> IgnoreMatch? {
         for entry in ignore where entry == module { return .exact(entry) }
         switch layout {
+        case .torchao:
+            // transformers skips the named module and everything under it.
+            for entry in ignore where module.hasPrefix(entry + ".") { return .pattern(entry) }
         case .compressedTensors:
             for entry in ignore where entry.hasPrefix("re:") {
                 if matchesPrefix(entry, module) { return .pattern(entry) }

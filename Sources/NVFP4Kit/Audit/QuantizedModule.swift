@@ -1,24 +1,42 @@
-/// One NVFP4-quantized Linear module, described the same way whatever the layout.
+/// One NVFP4-quantized parameter of a module, described the same way whatever the layout: a 2-D
+/// Linear weight, or (torchao) a stacked `[E, N, K]` expert tensor stored as one 3-D set.
 public struct QuantizedModule: Sendable {
-    /// The module name (`model.layers.0.self_attn.q_proj`).
+    /// The module name (`model.layers.0.self_attn.q_proj`; `model.layers.0.mlp.experts` for a
+    /// stacked expert tensor).
     public var name: String
-    /// The layout its tensors follow.
-    public var layout: CheckpointLayout
-    /// The packed e2m1 data; its shape gives N and K/2.
+    /// The parameter: `weight`, or a stacked expert tensor's last name component (`gate_up_proj`).
+    public var parameter: String
+    /// The table row its tensors follow, for this parameter.
+    public var names: EngineLayoutNames
+    /// The packed e2m1 data; its shape gives (E,) N and K/2.
     public var packed: LocatedTensor
     /// The e4m3 block scales, if present.
     public var blockScales: LocatedTensor?
     /// How the block scales are stored (swizzled for torchao, row-major otherwise).
     public var scaleLayout: ScaleLayout
-    /// The stored per-tensor weight scale, if present.
+    /// The stored per-tensor weight scale (one per expert for a stacked tensor), if present.
     public var globalScale: LocatedTensor?
     /// The stored per-tensor input (activation) scale, if present.
     public var inputScale: LocatedTensor?
+    /// The dtype the weight had before quantization, where the layout records it (torchao's `orig_dtype`).
+    public var originalDtype: DType?
 
-    /// Rows (out_features), from the packed shape; 0 if the packed tensor is not 2-D.
-    public var rows: Int { packed.info.shape.count == 2 ? packed.info.shape[0] : 0 }
-    /// Columns (in_features), twice the packed width; 0 if the packed tensor is not 2-D.
-    public var columns: Int { packed.info.shape.count == 2 ? packed.info.shape[1] * 2 : 0 }
+    /// The layout its tensors follow.
+    public var layout: CheckpointLayout { names.layout }
+    /// The dense tensor this module stands for (`<m>.weight`, `<m>.gate_up_proj`).
+    public var originalName: String { EngineLayoutNames.originalName(module: name, parameter: parameter) }
+    /// E for a stacked `[E, N, K]` tensor, `nil` for a 2-D weight.
+    public var experts: Int? { packed.info.shape.count == 3 ? packed.info.shape[0] : nil }
+    /// Rows (out_features), from the packed shape; 0 if the packed tensor has no usable shape.
+    public var rows: Int { packed.info.shape.count >= 2 ? packed.info.shape[packed.info.shape.count - 2] : 0 }
+    /// Columns (in_features), twice the packed width; 0 if the packed tensor has no usable shape.
+    public var columns: Int { packed.info.shape.count >= 2 ? packed.info.shape[packed.info.shape.count - 1] * 2 : 0 }
+    /// The dense shape: `[N, K]` or `[E, N, K]`.
+    public var logicalShape: [Int] { (experts.map { [$0] } ?? []) + [rows, columns] }
+    /// One `[N, K]` matrix (each expert's, for a stacked tensor).
+    public var matrix: NVFP4Matrix { NVFP4Matrix(rows: rows, columns: columns, scaleLayout: scaleLayout) }
+    /// How many matrices are stored back to back: E, or 1.
+    public var matrixCount: Int { experts ?? 1 }
     /// Bytes of packed e2m1 data.
     public var packedBytes: Int { packed.info.byteCount }
 
@@ -26,23 +44,99 @@ public struct QuantizedModule: Sendable {
     public var tensors: [LocatedTensor] { [packed, blockScales, globalScale, inputScale].compactMap { $0 } }
 
     /// Whether the global and input scales are stored as `2688/amax` (compressed-tensors).
-    public var storesReciprocalScales: Bool { EngineLayoutNames.of(layout)?.storesReciprocalScales ?? false }
+    public var storesReciprocalScales: Bool { names.storesReciprocalScales }
 
-    /// The weight's global scale as `amax/2688` (ModelOpt's convention, whatever the layout), or `nil`
-    /// if absent or unreadable.
+    /// The weight's global scale as `amax/2688` (whatever the layout stores), or `nil` if absent,
+    /// unreadable or one per expert.
     public func weightScale(in source: CheckpointSource) -> Float? {
-        globalScale.flatMap(source.scalar).map { storesReciprocalScales ? 1 / $0 : $0 }
+        globalScale.flatMap(source.scalar).map(names.perTensorScale(stored:))
+    }
+
+    /// Every matrix's per-tensor scale as `amax/2688`, in expert order; `nil` if there is none
+    /// (torchao single-level) or it cannot be read.
+    public func perTensorScales(in source: CheckpointSource) -> [Float]? {
+        guard let globalScale, let stored = source.scalars(globalScale), stored.count == matrixCount else { return nil }
+        return stored.map(names.perTensorScale(stored:))
     }
 
     /// The input scale as `amax/2688`, or `nil` if absent or unreadable.
     public func inputScaleValue(in source: CheckpointSource) -> Float? {
-        inputScale.flatMap(source.scalar).map { storesReciprocalScales ? 1 / $0 : $0 }
+        inputScale.flatMap(source.scalar).map(names.perTensorScale(stored:))
     }
 
-    /// The stored code of block scale `(row, block)` in a row-major view, whatever the stored layout.
+    /// The byte ranges of matrix `index` (an expert) inside the packed and the stored scale tensors.
+    public func byteRanges(ofMatrix index: Int) -> (packed: Range<Int>, scales: Range<Int>) {
+        let m = matrix
+        return (index * m.packedByteCount..<(index + 1) * m.packedByteCount, index * m.scaleByteCount..<(index + 1) * m.scaleByteCount)
+    }
+
+    /// The stored code of block scale `(row, block)` of matrix `index` in a row-major view, whatever the stored layout.
     @inline(__always)
-    public func blockScaleCode(_ stored: UnsafeRawBufferPointer, row: Int, block: Int) -> UInt8 {
-        stored[scaleLayout.offset(row: row, block: block, blocks: columns / 16)]
+    public func blockScaleCode(_ stored: UnsafeRawBufferPointer, matrix index: Int = 0, row: Int, block: Int) -> UInt8 {
+        stored[index * matrix.scaleByteCount + scaleLayout.offset(row: row, block: block, blocks: columns / 16)]
+    }
+}
+
+/// Something about a module's stored tensors that makes it undecodable: the same rules for
+/// `check` (a finding) and for the commands that decode (an error).
+public struct ModuleProblem: Sendable, Equatable {
+    /// The `check` rule it breaks.
+    public var rule: CheckRule
+    /// The tensor concerned.
+    public var tensor: String
+    /// What is wrong, without engine advice.
+    public var reason: String
+}
+
+extension QuantizedModule {
+    /// The structural problems of this module's tensors (dtypes, ranks, shapes, missing parts), in
+    /// the order they are checked; empty when every matrix can be decoded.
+    public var problems: [ModuleProblem] {
+        var found: [ModuleProblem] = []
+        let p = packed.info
+        let ranks = names.stacksExperts ? [2, 3] : [2]
+        guard p.dtype == .u8, ranks.contains(p.shape.count) else {
+            let expected = names.stacksExperts ? "a 2-D U8 tensor [N, K/2] (or [E, N, K/2] for stacked experts)" : "a 2-D U8 tensor [N, K/2]"
+            return [ModuleProblem(rule: .badPackedTensor, tensor: p.name, reason: "packed NVFP4 data must be \(expected), found \(p.dtype.rawValue) \(p.shape)")]
+        }
+        let blocksUsable = columns % 16 == 0
+        if !blocksUsable {
+            found.append(ModuleProblem(rule: .kNotMultipleOf16, tensor: p.name, reason: "K = \(columns) is not a multiple of 16 (packed \(p.shape))"))
+        }
+        if let scales = blockScales {
+            let s = scales.info
+            let expected = (experts.map { [$0] } ?? []) + scaleLayout.storedShape(rows: rows, blocks: columns / 16)
+            if s.dtype != .f8E4M3 {
+                found.append(ModuleProblem(rule: .badBlockScales, tensor: s.name, reason: "block scales must be F8_E4M3, found \(s.dtype.rawValue)"))
+            } else if blocksUsable && s.shape != expected {
+                found.append(ModuleProblem(
+                    rule: .badBlockScales, tensor: s.name,
+                    reason: "block scales have shape \(s.shape), expected \(expected) (\(scaleLayout.rawValue)) for packed \(p.shape), one per 16 columns"))
+            }
+        } else {
+            found.append(ModuleProblem(
+                rule: .missingBlockScales, tensor: p.name,
+                reason: "NVFP4 data without its block scales \"\(names.name(names.blockScales, of: name))\""))
+        }
+        if let g = globalScale {
+            if let problem = scalarProblem(g, role: "per-tensor scale", count: matrixCount) { found.append(problem) }
+        } else if !names.perTensorScaleOptional {
+            found.append(ModuleProblem(
+                rule: .missingGlobalScale, tensor: p.name, reason: "no global scale \"\(names.name(names.globalScale, of: name))\""))
+        }
+        if let i = inputScale, let problem = scalarProblem(i, role: "input scale", count: 1) { found.append(problem) }
+        return found
+    }
+
+    /// A scale tensor must be `count` F32 values: `[]` or `[1]` for one, `[E, 1, 1]` per expert.
+    private func scalarProblem(_ t: LocatedTensor, role: String, count: Int) -> ModuleProblem? {
+        let info = t.info
+        if count == 1 {
+            guard info.dtype != .f32 || info.elementCount != 1 || info.shape.count > 1 else { return nil }
+            return ModuleProblem(rule: .badScaleTensor, tensor: info.name, reason: "\(role) must be one F32 value ([] or [1]), found \(info.dtype.rawValue) \(info.shape)")
+        }
+        guard info.dtype != .f32 || info.shape != [count, 1, 1] else { return nil }
+        return ModuleProblem(rule: .badScaleTensor, tensor: info.name, reason: "\(role) must be \(count) F32 values [\(count), 1, 1], one per expert, found \(info.dtype.rawValue) \(info.shape)")
     }
 }
 
@@ -54,99 +148,4 @@ public struct KeptModule: Sendable {
     public var weight: LocatedTensor
     /// Why it is likely kept, recognised by name (embedding, lm_head, norm, router), if any.
     public var structuralReason: String?
-}
-
-/// A checkpoint read as NVFP4 modules, whatever its layout.
-public struct CheckpointModel {
-    /// The layout of the quantized tensors (the most common if several are mixed), or
-    /// ``CheckpointLayout/unquantized``.
-    public var layout: CheckpointLayout
-    /// Every layout found in the tensors (more than one is a defect).
-    public var layoutsFound: [CheckpointLayout]
-    /// Quantized modules, in shard and file order of their packed data.
-    public var modules: [QuantizedModule]
-    /// 2-D `.weight` tensors left unquantized.
-    public var kept: [KeptModule]
-    /// Tensors that belong to no quantized module (including kept weights).
-    public var plain: [LocatedTensor]
-    /// Scale-like tensors whose packed partner is missing (`X.weight_scale` without `X.weight_packed`).
-    public var orphans: [LocatedTensor]
-
-    /// Fused groups among quantized and kept modules.
-    public var fusedGroups: [FusedModuleGroup] {
-        FusedModulePatterns.groups(in: modules.map(\.name) + kept.map(\.name))
-    }
-
-    /// The quantized module named `name`.
-    public func module(named name: String) -> QuantizedModule? { moduleIndex[name].map { modules[$0] } }
-
-    private var moduleIndex: [String: Int] = [:]
-
-    /// Reads the tensor names of `source` and groups them.
-    public init(source: CheckpointSource) {
-        let tensors = source.allTensors
-        var modules: [QuantizedModule] = []
-        var consumed = Set<String>()
-        var counts: [CheckpointLayout: Int] = [:]
-        for t in tensors {
-            guard let (layout, module) = CheckpointModel.packedTensor(t) else { continue }
-            guard let names = EngineLayoutNames.of(layout), !consumed.contains(t.name) else { continue }
-            let scales = source.tensor(named: names.name(names.blockScales, of: module))
-            var scaleLayout = ScaleLayout.rowMajor
-            if layout == .torchao {
-                scaleLayout = CheckpointModel.torchaoScaleLayout(module: module, packed: t, scales: scales, source: source)
-            }
-            let m = QuantizedModule(
-                name: module, layout: layout, packed: t, blockScales: scales, scaleLayout: scaleLayout,
-                globalScale: source.tensor(named: names.name(names.globalScale, of: module)),
-                inputScale: source.tensor(named: names.name(names.inputScale, of: module)))
-            modules.append(m)
-            consumed.formUnion(m.tensors.map(\.name))
-            counts[layout, default: 0] += 1
-        }
-        // Scale tensors without their packed partner.
-        var orphans: [LocatedTensor] = []
-        let scaleSuffixes = Set([EngineLayoutNames.compressedTensors, .modelopt, .torchao].flatMap { $0.suffixes.dropFirst() })
-        for t in tensors where !consumed.contains(t.name) {
-            if scaleSuffixes.contains(where: { t.name.hasSuffix("." + $0) }) { orphans.append(t) }
-        }
-        let orphanNames = Set(orphans.map(\.name))
-        plain = tensors.filter { !consumed.contains($0.name) && !orphanNames.contains($0.name) }
-        kept = plain.compactMap { t in
-            guard t.name.hasSuffix(".weight"), t.info.shape.count == 2, t.info.dtype.isQuantizable else { return nil }
-            let name = String(t.name.dropLast(".weight".count))
-            return KeptModule(name: name, weight: t, structuralReason: TensorSelection.structuralReason(module: name)?.rawValue)
-        }
-        self.orphans = orphans
-        self.modules = modules
-        moduleIndex = Dictionary(modules.enumerated().map { ($1.name, $0) }, uniquingKeysWith: { a, _ in a })
-        layoutsFound = CheckpointLayout.allCases.filter { counts[$0] != nil }
-        layout = counts.max { ($0.value, $1.key.rawValue) < ($1.value, $0.key.rawValue) }?.key ?? .unquantized
-    }
-
-    /// The layout and module of a tensor that holds packed NVFP4 data, or `nil`.
-    ///
-    /// compressed-tensors: `<m>.weight_packed`. torchao: `<m>._weight_qdata`. ModelOpt: a U8
-    /// `<m>.weight` (an unquantized weight is never U8, and the name alone is ModelOpt's only marker).
-    static func packedTensor(_ t: LocatedTensor) -> (CheckpointLayout, String)? {
-        if let m = EngineLayoutNames.compressedTensors.module(of: t.name, suffix: "weight_packed") { return (.compressedTensors, m) }
-        if let m = EngineLayoutNames.torchao.module(of: t.name, suffix: "_weight_qdata") { return (.torchao, m) }
-        if let m = EngineLayoutNames.modelopt.module(of: t.name, suffix: "weight"), t.info.dtype == .u8 { return (.modelopt, m) }
-        return nil
-    }
-
-    /// torchao records `is_swizzled_scales` in the shard's metadata; without it, the scale shape decides.
-    static func torchaoScaleLayout(module: String, packed: LocatedTensor, scales: LocatedTensor?, source: CheckpointSource) -> ScaleLayout {
-        let header = source.shards[packed.shard].reader.header
-        if let text = header.metadataValue(module + ".weight"), let json = try? JSONParser.parse(text),
-            let swizzled = json["_data"]?["is_swizzled_scales"]?.boolValue
-        {
-            return swizzled ? .swizzled : .rowMajor
-        }
-        guard let scales, packed.info.shape.count == 2 else { return .swizzled }
-        let rows = packed.info.shape[0]
-        let blocks = packed.info.shape[1] * 2 / 16
-        return scales.info.shape == ScaleLayout.rowMajor.storedShape(rows: rows, blocks: blocks)
-            && scales.info.shape != ScaleLayout.swizzled.storedShape(rows: rows, blocks: blocks) ? .rowMajor : .swizzled
-    }
 }

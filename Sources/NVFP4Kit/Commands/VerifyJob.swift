@@ -36,84 +36,109 @@ public struct VerifyReport: Sendable {
     public var comparable: Bool { mismatches.isEmpty }
 }
 
-/// Compares a quantized checkpoint against its original.
+/// Compares a quantized checkpoint (any layout, a file or a model folder) with its original.
+///
+/// A single file is a folder of one shard: one path serves both. Every original tensor is looked
+/// up by the names the quantized checkpoint's layout gives it (wherever its shards put them):
+/// a quantized module standing for it is dequantized and measured (each expert of a stacked
+/// tensor with its own scale; per-expert modules cut from a stacked original slice by slice,
+/// through ``StackedExpertNaming``), kept tensors must be byte-identical, and nothing may be
+/// missing or extra. In a model folder of an engine layout, members of a fused group must carry
+/// bit-identical global scales.
 public enum VerifyJob {
-    /// Dequantizes every NVFP4 weight and measures it against the original; checks that kept
-    /// tensors are byte-identical, that nothing is missing or extra, and that block scales are
-    /// valid codes.
+    /// Runs every comparison.
     ///
     /// - Parameters:
     ///   - original: The source checkpoint (random access).
     ///   - quantized: The NVFP4 checkpoint (random access).
     ///   - tolerance: The largest relative RMSE that passes.
-    ///   - comparisonMethod: Also quantize each original with this method in memory and report its
-    ///     error (``VerifiedTensor/comparisonError``).
-    /// - Throws: ``FileError`` when a file is unreadable or its NVFP4 parts are malformed.
+    ///   - comparisonMethod: Also quantize each original 2-D weight with this method in memory and
+    ///     report its error (``VerifiedTensor/comparisonError``).
     ///   - threads: Worker threads; the report does not depend on it.
+    /// - Throws: ``FileError`` when a file is unreadable or its NVFP4 parts are malformed.
     public static func run(
-        original: SafetensorsReader, quantized: SafetensorsReader, tolerance: Double,
+        original: CheckpointSource, quantized: CheckpointSource, tolerance: Double,
         comparisonMethod: QuantizationMethod? = nil, threads: Int = ParallelLoop.availableCores
     ) throws -> VerifyReport {
-        precondition(
-            original.isRandomAccess && quantized.isRandomAccess,
-            "VerifyJob reads tensors in any order: open both files with SafetensorsReader.randomAccess(path:)")
-        let contents: CheckpointContents
-        do { contents = try CheckpointContents(header: quantized.header) } catch {
-            throw FileError(path: quantized.displayPath, cause: error)
-        }
-        let weights = Dictionary(contents.weights.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
-        let plain = Dictionary(contents.plain.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        let model = CheckpointModel(source: quantized)
+        try model.requireDecodable(in: quantized)
+        let plain = Dictionary(model.plain.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         var report = VerifyReport(tolerance: tolerance, tensors: [], mismatches: [], comparisonMethod: comparisonMethod)
+        let comparison = Comparison(original: original, quantized: quantized, tolerance: tolerance, threads: threads)
         var matched = Set<String>()
-        for source in original.header.tensors {
-            if let weight = weights[source.name] {
-                matched.insert(weight.name)
-                guard source.shape == weight.logicalShape else {
-                    report.mismatches.append("tensor \"\(source.name)\": original shape \(source.shape) but NVFP4 shape \(weight.logicalShape)")
+        var globalScales: [String: Float] = [:]
+        let originals = original.allTensors
+        for source in originals {
+            let name = source.name
+            if let m = model.module(forOriginal: name), !matched.contains(m.originalName) {
+                matched.insert(m.originalName)
+                guard source.info.shape == m.logicalShape, source.info.dtype.isQuantizable else {
+                    report.mismatches.append("tensor \"\(name)\": original \(source.info.dtype.rawValue) \(source.info.shape) cannot be NVFP4 \(m.logicalShape)")
                     continue
                 }
-                guard source.dtype.isQuantizable else {
-                    report.mismatches.append("tensor \"\(source.name)\": original dtype \(source.dtype.rawValue) cannot have been quantized")
-                    continue
-                }
-                var verified = try compare(
-                    source, weight, original: original, quantized: quantized, tolerance: tolerance, threads: threads)
-                if let comparisonMethod {
-                    let pts = try weight.perTensorScaleValue(in: quantized)
+                var verified = try comparison.compare(source, with: VerifiedPart.whole(m))
+                if let comparisonMethod, m.matrixCount == 1 {
+                    let pts = m.perTensorScales(in: quantized)?.first
                     verified.comparisonError = try original.withBytes(of: source) { bytes in
                         MethodComparison.error(
-                            of: DenseMatrix(bytes: bytes, dtype: source.dtype, rows: weight.rows, columns: weight.columns),
-                            perTensorScale: pts, method: comparisonMethod)
+                            of: DenseMatrix(bytes: bytes, dtype: source.info.dtype, rows: m.rows, columns: m.columns),
+                            perTensorScale: pts, method: comparisonMethod, threads: threads)
                     }
                 }
                 report.tensors.append(verified)
-                original.release(source)
-                weight.parts.forEach(quantized.release)
-            } else if let kept = plain[source.name] {
-                matched.insert(kept.name)
-                guard kept.dtype == source.dtype, kept.shape == source.shape else {
-                    report.mismatches.append("tensor \"\(source.name)\": original \(source.dtype.rawValue) \(source.shape) but stored as \(kept.dtype.rawValue) \(kept.shape)")
+                if let g = m.globalScale, let stored = quantized.scalar(g) { globalScales[name] = stored }
+            } else if let parts = perExpertModules(of: source.info, in: model), parts.allSatisfy({ !matched.contains($0.module.originalName) }) {
+                matched.formUnion(parts.map(\.module.originalName))
+                report.tensors.append(try comparison.compare(source, with: parts))
+            } else if let kept = plain[name], !matched.contains(name) {
+                matched.insert(name)
+                guard kept.info.dtype == source.info.dtype, kept.info.shape == source.info.shape else {
+                    report.mismatches.append("tensor \"\(name)\": original \(source.info.dtype.rawValue) \(source.info.shape) but stored as \(kept.info.dtype.rawValue) \(kept.info.shape)")
                     continue
                 }
-                let identical = try original.withBytes(of: source) { a in
-                    try quantized.withBytes(of: kept) { b in a.elementsEqual(b) }
-                }
+                let identical = try original.withBytes(of: source) { a in try quantized.withBytes(of: kept) { a.elementsEqual($0) } }
                 report.tensors.append(VerifiedTensor(
-                    name: source.name, kind: .kept, shape: source.shape, error: nil,
+                    name: name, kind: .kept, shape: source.info.shape, error: nil,
                     failures: identical ? [] : ["kept tensor's bytes differ from the original"]))
                 original.release(source)
                 quantized.release(kept)
             } else {
-                report.mismatches.append("tensor \"\(source.name)\" is missing from the quantized file")
+                report.mismatches.append("tensor \"\(name)\" is missing from \(quantized.path)")
             }
         }
-        for weight in contents.weights where !matched.contains(weight.name) {
-            report.mismatches.append("NVFP4 weight \"\(weight.name)\" has no counterpart in the original")
+        for m in model.modules where !matched.contains(m.originalName) {
+            report.mismatches.append("NVFP4 weight \"\(m.originalName)\" in \(quantized.path) has no counterpart in the original")
         }
-        for tensor in contents.plain where !matched.contains(tensor.name) {
-            report.mismatches.append("tensor \"\(tensor.name)\" has no counterpart in the original")
+        for t in model.plain where !matched.contains(t.name) {
+            report.mismatches.append("tensor \"\(t.name)\" in \(quantized.path) has no counterpart in the original")
+        }
+        if quantized.isFolder && model.layout != .torchao {
+            checkFusedScales(&report, globalScales: globalScales, names: originals.map(\.name), config: original.config ?? quantized.config)
         }
         return report
+    }
+
+    /// The per-expert 2-D modules a stacked `[E, N, K]` original was cut into, with the rows of the
+    /// expert's matrix each holds; `nil` unless every one is there.
+    static func perExpertModules(of tensor: TensorInfo, in model: CheckpointModel) -> [VerifiedPart]? {
+        guard tensor.dtype.isQuantizable, let naming = StackedExpertNaming(tensor) else { return nil }
+        var found: [VerifiedPart] = []
+        for slice in naming.slices {
+            guard let m = model.module(named: slice.module), m.matrixCount == 1, m.rows == slice.rows.count, m.columns == naming.columns else { return nil }
+            found.append(VerifiedPart(module: m, matrix: 0, originalMatrix: slice.expert, rows: slice.rows))
+        }
+        return found
+    }
+
+    /// In an engine layout's folder, members of a fused group must share one global scale.
+    private static func checkFusedScales(_ report: inout VerifyReport, globalScales: [String: Float], names: [String], config: JSONValue?) {
+        for group in FusedGroups(config: config).groups(in: names) {
+            let scales = group.weights.compactMap { globalScales[$0] }
+            guard scales.count == group.weights.count, Set(scales.map(\.bitPattern)).count > 1,
+                let i = report.tensors.firstIndex(where: { $0.name == group.weights[0] })
+            else { continue }
+            report.tensors[i].failures.append("fused group \(group.weights.map(moduleName)) has different global scales \(scales); engines need one shared scale")
+        }
     }
 
     /// The error of `matrix`'s NVFP4 encoding, over 128-row chunks on `threads` threads, merged in
@@ -138,43 +163,5 @@ public enum VerifyJob {
         var total = QuantizationError()
         for e in errors { total.merge(e) }
         return total
-    }
-
-    private static func compare(
-        _ source: TensorInfo, _ weight: NVFP4Weight, original: SafetensorsReader, quantized: SafetensorsReader, tolerance: Double,
-        threads: Int
-    ) throws -> VerifiedTensor {
-        var failures: [String] = []
-        let pts = try weight.perTensorScaleValue(in: quantized)
-        if let pts, !(pts.isFinite && pts > 0) {
-            failures.append("per-tensor scale \(pts) is not a positive finite number")
-        }
-        let error = try quantized.withBytes(of: weight.scales) { scales in
-            try quantized.withBytes(of: weight.packed) { packed in
-                try original.withBytes(of: source) { bytes in
-                    check(weight, original: bytes, dtype: source.dtype, packed: packed, scales: scales, perTensorScale: pts,
-                          tolerance: tolerance, threads: threads, failures: &failures)
-                }
-            }
-        }
-        return VerifiedTensor(name: source.name, kind: .quantized, shape: source.shape, error: error, failures: failures)
-    }
-
-    /// The checks of one NVFP4 weight against its original, given their bytes: invalid block-scale
-    /// codes, and the measured error against `tolerance`. Appends to `failures`; returns the error.
-    static func check(
-        _ weight: NVFP4Weight, original: UnsafeRawBufferPointer, dtype: DType, packed: UnsafeRawBufferPointer,
-        scales: UnsafeRawBufferPointer, perTensorScale: Float?, tolerance: Double, threads: Int, failures: inout [String]
-    ) -> QuantizationError {
-        let invalid = weight.invalidScaleCodes(scales)
-        if let first = invalid.first {
-            failures.append("\(invalid.count) invalid block-scale codes (NaN or negative), first at row \(first.row), block \(first.block)")
-        }
-        let matrix = DenseMatrix(bytes: original, dtype: dtype, rows: weight.rows, columns: weight.columns)
-        let error = measure(matrix, packed: packed, scales: scales, layout: weight.scaleLayout, perTensorScale: perTensorScale, threads: threads)
-        if !(error.relativeRMSE <= tolerance) {
-            failures.append("relative RMSE \(error.relativeRMSE) exceeds tolerance \(tolerance)")
-        }
-        return error
     }
 }

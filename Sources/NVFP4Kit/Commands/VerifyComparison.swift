@@ -1,0 +1,79 @@
+/// One stored NVFP4 matrix and the rows of an original tensor it stands for.
+struct VerifiedPart {
+    /// The quantized module holding it.
+    var module: QuantizedModule
+    /// Which of the module's matrices (an expert of a stacked module, else 0).
+    var matrix: Int
+    /// Which `[N, K]` matrix of the original (an expert of a stacked original, else 0).
+    var originalMatrix: Int
+    /// The rows of that original matrix.
+    var rows: Range<Int>
+
+    /// Every matrix of `module`, matched expert by expert with an original of the same shape.
+    static func whole(_ module: QuantizedModule) -> [VerifiedPart] {
+        (0..<module.matrixCount).map { VerifiedPart(module: module, matrix: $0, originalMatrix: $0, rows: 0..<module.rows) }
+    }
+}
+
+/// Measures quantized matrices against the original tensor they were made from.
+struct Comparison {
+    let original: CheckpointSource
+    let quantized: CheckpointSource
+    let tolerance: Double
+    let threads: Int
+
+    /// Dequantizes every part and measures it against its rows of `source`; checks the scales.
+    func compare(_ source: LocatedTensor, with parts: [VerifiedPart]) throws -> VerifiedTensor {
+        var failures: [String] = []
+        var modules: [QuantizedModule] = []
+        for part in parts where !modules.contains(where: { $0.originalName == part.module.originalName }) { modules.append(part.module) }
+        var scales: [String: [Float]] = [:]
+        for m in modules {
+            let label = modules.count > 1 ? "module \(m.name): " : ""
+            if m.globalScale != nil {
+                let values = m.perTensorScales(in: quantized) ?? [.nan]
+                scales[m.originalName] = values
+                for (e, pts) in values.enumerated() where !(pts.isFinite && pts > 0) {
+                    failures.append(label + (values.count > 1 ? "expert \(e): " : "") + "per-tensor scale \(pts) is not a positive finite number")
+                }
+            }
+            if m.inputScale != nil {
+                let value = m.inputScaleValue(in: quantized) ?? .nan
+                if !(value.isFinite && value > 0) { failures.append(label + "input scale \(value) is not a positive finite number") }
+            }
+        }
+        let shape = source.info.shape
+        let (originalRows, columns) = (shape[shape.count - 2], shape[shape.count - 1])
+        let matrixBytes = originalRows * columns * source.info.dtype.bitWidth / 8
+        var total = QuantizationError()
+        try original.withBytes(of: source) { bytes in
+            for part in parts {
+                let m = part.module
+                let label = (modules.count > 1 ? "module \(m.name): " : "") + (m.matrixCount > 1 ? "expert \(part.matrix): " : "")
+                let dense = DenseMatrix(
+                    bytes: UnsafeRawBufferPointer(rebasing: bytes[(part.originalMatrix * matrixBytes)..<((part.originalMatrix + 1) * matrixBytes)]),
+                    dtype: source.info.dtype, rows: originalRows, columns: columns
+                ).rows(part.rows)
+                let ranges = m.byteRanges(ofMatrix: part.matrix)
+                try quantized.withBytes(of: m.blockScales!) { allScales in
+                    try quantized.withBytes(of: m.packed) { allPacked in
+                        let scaleBytes = UnsafeRawBufferPointer(rebasing: allScales[ranges.scales])
+                        let invalid = m.matrix.invalidScaleCodes(scaleBytes)
+                        if let first = invalid.first {
+                            failures.append(label + "\(invalid.count) invalid block-scale codes (NaN or negative), first at row \(first.row), block \(first.block)")
+                        }
+                        total.merge(VerifyJob.measure(
+                            dense, packed: UnsafeRawBufferPointer(rebasing: allPacked[ranges.packed]), scales: scaleBytes,
+                            layout: m.scaleLayout, perTensorScale: scales[m.originalName]?[part.matrix], threads: threads))
+                    }
+                }
+            }
+        }
+        if !(total.relativeRMSE <= tolerance) {
+            failures.append("relative RMSE \(total.relativeRMSE) exceeds tolerance \(tolerance)")
+        }
+        original.release(source)
+        for m in modules { m.tensors.forEach(quantized.release) }
+        return VerifiedTensor(name: source.name, kind: .quantized, shape: shape, error: total, failures: failures)
+    }
+}
