@@ -61,6 +61,8 @@ struct PlanRegressionTests {
         if kind != .folder {
             let check = try ToolRunner.run(["check", directory.file("\(kind.rawValue)-\(format.rawValue).safetensors")])
             #expect(!check.stdoutText.contains("fused-global-scale-mismatch"), "\(check)")
+            let verify = try ToolRunner.run(["verify", FixturePaths.tinyLlama, directory.file("\(kind.rawValue)-\(format.rawValue).safetensors")])
+            #expect(verify.status == 0, "\(verify)")
         }
         // The file and the folder give the same tensors.
         let reference = kind == .file ? tensors : try Self.quantize(.file, format: format, in: directory).tensors

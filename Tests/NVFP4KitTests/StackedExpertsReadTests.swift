@@ -91,9 +91,9 @@ struct StackedExpertsReadTests {
                     for path in [\LayoutSpelling.packed, \.blockScales, \.globalScale] {
                         named[keyPath: path] = named[keyPath: path].replacingOccurrences(of: "_weight_", with: "_\(parameter)_")
                     }
-                    expected[s.name] = try #require(named.decode(Self.block, in: stored))
+                    expected[s.name] = named.decode(Self.block, in: stored)
                 } else {
-                    for e in 0..<Self.experts { for leaf in s.leaves { expected["\(Self.block).\(e).\(leaf).weight"] = try #require(spelling.decode("\(Self.block).\(e).\(leaf)", in: stored)) } }
+                    for e in 0..<Self.experts { for leaf in s.leaves { expected["\(Self.block).\(e).\(leaf).weight"] = spelling.decode("\(Self.block).\(e).\(leaf)", in: stored) } }
                 }
             }
             let quantizedNames = Set(expected.keys).subtracting(["model.norm.weight"])

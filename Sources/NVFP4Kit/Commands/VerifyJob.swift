@@ -43,8 +43,9 @@ public struct VerifyReport: Sendable {
 /// a quantized module standing for it is dequantized and measured (each expert of a stacked
 /// tensor with its own scale; per-expert modules cut from a stacked original slice by slice,
 /// through ``StackedExpertNaming``), kept tensors must be byte-identical, and nothing may be
-/// missing or extra. In a model folder of an engine layout, members of a fused group must carry
-/// bit-identical global scales.
+/// missing or extra. In a layout whose fused groups share a scale (the format table's
+/// `sharesFusedScales`: compressed-tensors, ModelOpt), members of a fused group must carry
+/// bit-identical global scales, in files and folders alike.
 public enum VerifyJob {
     /// Runs every comparison.
     ///
@@ -112,7 +113,7 @@ public enum VerifyJob {
         for t in model.plain where !matched.contains(t.name) {
             report.mismatches.append("tensor \"\(t.name)\" in \(quantized.path) has no counterpart in the original")
         }
-        if quantized.isFolder && model.layout != .torchao {
+        if model.layout.format?.names.sharesFusedScales == true {
             checkFusedScales(&report, globalScales: globalScales, names: originals.map(\.name), config: original.config ?? quantized.config)
         }
         return report
@@ -130,7 +131,7 @@ public enum VerifyJob {
         return found
     }
 
-    /// In an engine layout's folder, members of a fused group must share one global scale.
+    /// Where the layout shares fused scales, members of a fused group must carry one global scale.
     private static func checkFusedScales(_ report: inout VerifyReport, globalScales: [String: Float], names: [String], config: JSONValue?) {
         for group in FusedGroups(config: config).groups(in: names) {
             let scales = group.weights.compactMap { globalScales[$0] }
