@@ -28,7 +28,8 @@ enum QuantizeCommand {
             OptionSpec(names: ["--io"], valueName: "<direct|buffered>", help: "How output files are written: direct = around the page cache (O_DIRECT, where the file system allows it), buffered = through it, as cp does, so the output stays cached. (default: direct)"),
             OptionSpec(names: ["--weight-only"], valueName: nil, help: "Describe the weights as torchao NVFP4WeightOnlyConfig (no activation quantization)."),
             OptionSpec(names: ["--force"], valueName: nil, help: "Replace an existing output file."),
-            OptionSpec(names: ["--json"], valueName: nil, help: "Print the manifest as JSON on stdout."),
+            OptionSpec(names: ["--json"], valueName: nil, help: "Print the manifest as JSON on stdout (with --dry-run: the plan)."),
+            OptionSpec(names: ["--dry-run"], valueName: nil, help: "Print the plan (each weight's decision, reason, fused group, method, output shard; totals) and write nothing."),
             OptionSpec(names: ["--quiet", "-q"], valueName: nil, help: "Print nothing but errors."),
         ],
         discussion: """
@@ -59,34 +60,38 @@ enum QuantizeCommand {
             guard input != "-" else { throw UsageError(message: "reading stdin needs -o <output> (a file, or '-' for stdout)") }
             output = defaultOutputPath(for: input)
         }
-        if output == "-" && parsed.flag("--json") {
-            throw UsageError(message: "--json prints to stdout, which -o - already uses for the checkpoint")
-        }
+        let dryRun = parsed.flag("--dry-run")
         let manifestPath: String? = parsed.value("--manifest") ?? (output == "-" ? nil : defaultManifestPath(for: output))
-        if let manifestPath, manifestPath == "-" && (output == "-" || parsed.flag("--json")) {
-            throw UsageError(message: "--manifest - writes to stdout, which -o - or --json already uses")
-        }
-        if let manifestPath, manifestPath != "-", manifestPath == output
-            || (FileIdentity.of(path: manifestPath) != nil && FileIdentity.of(path: manifestPath) == FileIdentity.of(path: output))
-        {
-            throw UsageError(message: "--manifest \(manifestPath) is the output file; choose another path")
-        }
-        try refuseOverwritingInput(input: input, outputs: [output, manifestPath].compactMap { $0 })
-        if !force {
-            for path in [output, manifestPath].compactMap({ $0 }) where path != "-" && fileExists(path) {
-                throw UsageError(message: "\(path) already exists; use --force to replace it")
+        if !dryRun {
+            if output == "-" && parsed.flag("--json") {
+                throw UsageError(message: "--json prints to stdout, which -o - already uses for the checkpoint")
+            }
+            if let manifestPath, manifestPath == "-" && (output == "-" || parsed.flag("--json")) {
+                throw UsageError(message: "--manifest - writes to stdout, which -o - or --json already uses")
+            }
+            if let manifestPath, manifestPath != "-", manifestPath == output
+                || (FileIdentity.of(path: manifestPath) != nil && FileIdentity.of(path: manifestPath) == FileIdentity.of(path: output))
+            {
+                throw UsageError(message: "--manifest \(manifestPath) is the output file; choose another path")
+            }
+            try refuseOverwritingInput(input: input, outputs: [output, manifestPath].compactMap { $0 })
+            if !force {
+                for path in [output, manifestPath].compactMap({ $0 }) where path != "-" && fileExists(path) {
+                    throw UsageError(message: "\(path) already exists; use --force to replace it")
+                }
             }
         }
-
         let compression = try OutputCompression.parse(parsed.value("--compress"), output: output)
         // Formats whose fused layers share a global scale read those weights twice: a stream
-        // (stdin, zstd) is then spooled to an unlinked temporary file first.
-        let reader = options.format.names.sharesFusedScales
+        // (stdin, zstd) is then spooled to an unlinked temporary file first (a dry run reads headers only).
+        let reader = options.format.names.sharesFusedScales && !dryRun
             ? try SafetensorsReader.randomAccess(path: input, hashing: options.hashes.hashesInput)
             : try SafetensorsReader(path: input, hashing: options.hashes.hashesInput)
         let plan = try QuantizePlan(
             file: reader, options: options, calibration: try calibration(parsed), calibrationPath: parsed.value("--calibration") ?? "calibration",
-            tensorParallel: try tensorParallel(parsed))
+            tensorParallel: try tensorParallel(parsed), measure: !dryRun)
+        if dryRun { return DryRun.print(plan, json: parsed.flag("--json"), output: output) }
+        if !quiet { for pattern in plan.unmatchedExcludes { Terminal.err("warning: --exclude '\(pattern)' matches no tensor\n") } }
         // The executor hashes the output itself (options.hashes), on its own thread.
         let sink = try compression.makeSink(path: output, replace: force, threads: options.threads, io: options.outputIO)
         let progress = ProgressLine(label: "quantize", enabled: !quiet && Terminal.stderrIsTerminal)
