@@ -24,7 +24,7 @@ enum CheckCommand {
             """)
 
     static func run(_ parsed: ParsedArguments, _ invocation: [String]) throws -> Int32 {
-        let path = try positionals(parsed, ["checkpoint"], command: spec.name)[0]
+        let path = try modelArguments(parsed, ["checkpoint"], command: spec.name)[0]
         var tensorParallel = 1
         if let text = parsed.value("--tensor-parallel") {
             guard let n = Int(text), n >= 1, n <= 1024 else {

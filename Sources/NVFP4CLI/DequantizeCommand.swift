@@ -24,7 +24,7 @@ enum DequantizeCommand {
             """)
 
     static func run(_ parsed: ParsedArguments, _ invocation: [String]) throws -> Int32 {
-        let input = try positionals(parsed, ["quantized"], command: spec.name)[0]
+        let input = try modelArguments(parsed, ["quantized"], command: spec.name)[0]
         guard let output = parsed.value("--output") else { throw UsageError(message: "missing -o <output>; see 'nvfp4 dequantize --help'") }
         let dtype: DType? = try choice(parsed.value("--dtype"), option: "--dtype", ["bf16": .bf16, "f32": .f32], default: nil)
         let force = parsed.flag("--force")

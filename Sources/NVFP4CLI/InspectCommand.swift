@@ -18,7 +18,7 @@ enum InspectCommand {
             """)
 
     static func run(_ parsed: ParsedArguments, _ invocation: [String]) throws -> Int32 {
-        let path = try positionals(parsed, ["file"], command: spec.name)[0]
+        let path = try modelArguments(parsed, ["file"], command: spec.name)[0]
         if InspectModelReport.isFolder(path) { return try InspectModelReport.runFolder(path: path, json: parsed.flag("--json")) }
         // Streamed for stdin and .zst: only the header and, where mapped, the scalar scales are read.
         let reader = try SafetensorsReader(path: path, hashing: false)

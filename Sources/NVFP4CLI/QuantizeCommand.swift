@@ -44,7 +44,7 @@ enum QuantizeCommand {
             """)
 
     static func run(_ parsed: ParsedArguments, _ invocation: [String]) throws -> Int32 {
-        let input = try positionals(parsed, ["input"], command: spec.name)[0]
+        let input = try modelArguments(parsed, ["input"], command: spec.name)[0]
         let options = try parseOptions(parsed)
         if input != "-" && isFolder(input) { return try QuantizeFolderCommand.run(parsed, invocation, input: input, options: options) }
         for option in ["--shard", "--max-shard-size"] where parsed.value(option) != nil {

@@ -23,7 +23,7 @@ enum VerifyCommand {
             """)
 
     static func run(_ parsed: ParsedArguments, _ invocation: [String]) throws -> Int32 {
-        let paths = try positionals(parsed, ["original", "quantized"], command: spec.name)
+        let paths = try modelArguments(parsed, ["original", "quantized"], command: spec.name)
         if paths[0] == "-" && paths[1] == "-" { throw UsageError(message: "only one of <original> and <quantized> can be '-'") }
         var tolerance = defaultTolerance
         if let text = parsed.value("--tolerance") {
