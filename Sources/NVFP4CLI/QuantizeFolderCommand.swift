@@ -68,7 +68,7 @@ enum QuantizeFolderCommand {
             }
         }
         let calibration = try parsed.value("--calibration").map(CalibrationFile.read)
-        let folder = try ModelFolder(path: input)
+        let folder = try ModelFolder(path: input, followLinks: parsed.flag("--follow-links"))
         let maxShardSize = try parsed.value("--max-shard-size").map(parseSize)
         var tensorParallel = 1
         if let text = parsed.value("--tensor-parallel") {

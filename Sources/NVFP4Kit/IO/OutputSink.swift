@@ -189,8 +189,9 @@ public final class AtomicFileSink: OutputSink {
     ///   - replace: Whether an existing destination may be replaced (`--force`).
     ///   - hashing: Whether ``seal()`` reports the output's SHA-256.
     ///   - io: Whether the data goes through the page cache or around it.
+    ///   - permissions: The file's mode before the umask (default 0666, as a plain create).
     /// - Throws: ``SystemError`` if the destination exists (without `replace`) or the folder is not writable.
-    public init(path: String, replace: Bool, hashing: Bool = true, io: OutputIO = .buffered) throws(SystemError) {
+    public init(path: String, replace: Bool, hashing: Bool = true, io: OutputIO = .buffered, permissions: mode_t = 0o666) throws(SystemError) {
         displayPath = path
         destination = path
         self.replace = replace
@@ -205,7 +206,7 @@ public final class AtomicFileSink: OutputSink {
         // mkstemp creates 0600; give the file the permissions a plain create would.
         let mask = umask(0)
         umask(mask)
-        fchmod(fd, 0o666 & ~mask)
+        fchmod(fd, permissions & 0o777 & ~mask)
         writer = BufferedDescriptorWriter(fd: fd, path: path, hashing: hashing, startsWriteback: true, direct: io == .direct)
     }
 
