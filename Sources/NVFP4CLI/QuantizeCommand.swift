@@ -90,6 +90,7 @@ enum QuantizeCommand {
             }
         }
 
+        removeCrashLeftovers(near: [output, manifestPath].compactMap { $0 }, quiet: quiet)
         let compression = try OutputCompression.parse(parsed.value("--compress"), output: output)
         let reader = try SafetensorsReader(path: input, hashing: options.hashes.hashesInput)
         // QuantizeJob hashes the output itself (options.hashes), on its own thread.

@@ -167,7 +167,7 @@ public enum OutputIO: String, Sendable, CaseIterable {
     case buffered
 }
 
-/// Writes a file atomically: a temporary sibling `.<name>.XXXXXX`, `fsync`, then a move into place.
+/// Writes a file atomically: a temporary sibling (``TemporaryName``), `fsync`, then a move into place.
 ///
 /// Without `replace`, the move uses `link(2)`, which fails if the destination appeared meanwhile,
 /// so an existing file is never clobbered. Interrupting signals remove the temporary file
@@ -196,8 +196,7 @@ public final class AtomicFileSink: OutputSink {
         destination = path
         self.replace = replace
         if !replace, access(path, F_OK) == 0 { throw SystemError(call: "create", path: path, code: EEXIST) }
-        let (directory, name) = splitPath(path)
-        var template = Array("\(directory)/.\(name).XXXXXX".utf8CString)
+        var template = TemporaryName.template(for: path)
         let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
         guard fd >= 0 else { throw SystemError(call: "create", path: path) }
         _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
