@@ -74,13 +74,24 @@ public final class ZstdDecompressingStream: ByteStream {
         }
     }
 
-    /// Fills the input buffer once, so the first frame header (after skippable frames) is in it.
+    /// Reads just enough to hold the first frame header (after any skippable frames that fit in
+    /// the input buffer) and notes its declared content size.
     private func start() throws {
         guard !started else { return }
         started = true
-        let n = try source.readFully(into: input)
-        (inputStart, inputEnd, sourceEnded) = (0, n, n < input.count)
-        declaredContentSize = ZstdFrames.declaredContentSize(UnsafeRawBufferPointer(rebasing: input[0..<n]))
+        var filled = 0
+        while true {
+            let needed = min(input.count, ZstdFrames.firstFrameHeaderEnd(UnsafeRawBufferPointer(rebasing: input[0..<filled])))
+            guard filled < needed else { break }
+            let n = try source.read(into: UnsafeMutableRawBufferPointer(rebasing: input[filled..<needed]))
+            if n == 0 {
+                sourceEnded = true
+                break
+            }
+            filled += n
+        }
+        (inputStart, inputEnd) = (0, filled)
+        declaredContentSize = ZstdFrames.declaredContentSize(UnsafeRawBufferPointer(rebasing: input[0..<filled]))
     }
 
     /// The first frame's declared content size less what was decoded (a lower bound: later

@@ -17,16 +17,28 @@ enum ZstdFrames {
         head.count >= 4 && head[0] & 0xF0 == 0x50 && head[1] == 0x2A && head[2] == 0x4D && head[3] == 0x18
     }
 
-    /// The content size the first data frame in `prefix` declares, after any skippable frames,
-    /// or `nil` if its header is not within `prefix` or declares none.
-    ///
-    /// The corresponding zstd function is `ZSTD_getFrameContentSize`.
-    static func declaredContentSize(_ prefix: UnsafeRawBufferPointer) -> UInt64? {
+    /// Where the first frame that is not skippable starts, as far as `prefix` tells.
+    static func firstDataFrame(_ prefix: UnsafeRawBufferPointer) -> Int {
         var offset = 0
         while offset + 8 <= prefix.count, isSkippable(Array(prefix[offset..<(offset + 4)])) {
             let size = prefix.loadUnaligned(fromByteOffset: offset + 4, as: UInt32.self)
             offset += 8 + Int(UInt32(littleEndian: size))
         }
+        return offset
+    }
+
+    /// How many bytes from the start hold the first data frame's header (at most 18 bytes,
+    /// `ZSTD_FRAMEHEADERSIZE_MAX`), given what `prefix` already shows.
+    static func firstFrameHeaderEnd(_ prefix: UnsafeRawBufferPointer) -> Int {
+        firstDataFrame(prefix) + 18
+    }
+
+    /// The content size the first data frame in `prefix` declares, after any skippable frames,
+    /// or `nil` if its header is not within `prefix` or declares none.
+    ///
+    /// The corresponding zstd function is `ZSTD_getFrameContentSize`.
+    static func declaredContentSize(_ prefix: UnsafeRawBufferPointer) -> UInt64? {
+        let offset = firstDataFrame(prefix)
         guard offset < prefix.count else { return nil }
         let size = ZSTD_getFrameContentSize(prefix.baseAddress! + offset, prefix.count - offset)
         guard size != contentSizeUnknown, size != contentSizeError else { return nil }
