@@ -5,7 +5,7 @@ enum QuantizeCommand {
     static let spec = CommandSpec(
         name: "quantize",
         overview: "Quantize the linear-layer weights of a safetensors checkpoint to NVFP4.",
-        usage: "nvfp4 quantize <input> [-o <output>] [--format torchao|compressed-tensors|modelopt] [--manifest <path>] [--no-global-scale] [--numerics cuda|cpu] [--include <glob> ...] [--exclude <glob> ...] [--threads <n>] [--method rtn|mse] [--importance <stats.json>] [--hash all|output|none] [--io direct|buffered] [--compress <zstd[:level]|none>] [--weight-only] [--calibration <amax.json>] [--max-shard-size <size>] [--tensor-parallel <n>] [--shard <i>/<n>] [--force] [--json] [--quiet]",
+        usage: "nvfp4 quantize <input> [-o <output>] [--format torchao|compressed-tensors|modelopt] [--manifest <path>] [--no-global-scale] [--numerics cuda|cpu] [--include <glob> ...] [--exclude <glob> ...] [--threads <n>] [--method rtn|mse] [--importance <stats.json>] [--hash all|output|none] [--io direct|buffered] [--compress <zstd[:level]|none>] [--weight-only] [--calibration <amax.json>] [--max-shard-size <size>] [--tensor-parallel <n>] [--shard <i>/<n>] [--force] [--follow-links] [--json] [--quiet]",
         arguments: [("<input>", "A .safetensors or .safetensors.zst file, '-' for stdin (plain or zstd), or a Hugging Face model folder (then -o names the output folder).")],
         options: [
             OptionSpec(names: ["--format"], valueName: "<torchao|compressed-tensors|modelopt>", help: "Checkpoint layout: torchao (default), compressed-tensors (llm-compressor nvfp4-pack-quantized) or modelopt."),
@@ -28,6 +28,7 @@ enum QuantizeCommand {
             OptionSpec(names: ["--io"], valueName: "<direct|buffered>", help: "How output files are written: direct = around the page cache (O_DIRECT, where the file system allows it), buffered = through it, as cp does, so the output stays cached. (default: direct)"),
             OptionSpec(names: ["--weight-only"], valueName: nil, help: "Describe the weights as torchao NVFP4WeightOnlyConfig (no activation quantization)."),
             OptionSpec(names: ["--force"], valueName: nil, help: "Replace an existing output file."),
+            OptionSpec(names: ["--follow-links"], valueName: nil, help: "Model folders: follow symbolic links that leave the folder (refused by default; see docs/security.md)."),
             OptionSpec(names: ["--json"], valueName: nil, help: "Print the manifest as JSON on stdout (with --dry-run: the plan)."),
             OptionSpec(names: ["--dry-run"], valueName: nil, help: "Print the plan (each weight's decision, reason, fused group, method, output shard; totals) and write nothing."),
             OptionSpec(names: ["--quiet", "-q"], valueName: nil, help: "Print nothing but errors."),
@@ -50,6 +51,7 @@ enum QuantizeCommand {
         for option in ["--shard", "--max-shard-size"] where parsed.value(option) != nil {
             throw UsageError(message: "\(option) needs a model folder as input; a single file is written as one file")
         }
+        if parsed.flag("--follow-links") { throw UsageError(message: "--follow-links needs a model folder as input") }
         let quiet = parsed.flag("--quiet")
         let force = parsed.flag("--force")
 
@@ -81,6 +83,7 @@ enum QuantizeCommand {
                 }
             }
         }
+        if !dryRun { removeCrashLeftovers(near: [output, manifestPath].compactMap { $0 }, quiet: quiet) }
         let compression = try OutputCompression.parse(parsed.value("--compress"), output: output)
         // Formats whose fused layers share a global scale read those weights twice: a stream
         // (stdin, zstd) is then spooled to an unlinked temporary file first (a dry run reads headers only).
