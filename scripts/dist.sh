@@ -4,7 +4,7 @@
 #   nvfp4-VERSION-py3-none-manylinux_2_N_ARCH.whl       the same binary as the `nvfp4` command
 #   SHA256SUMS
 # The binary links the Swift runtime (--static-swift-stdlib) and libzstd statically, so it needs only
-# glibc (2.N, read from its symbol versions), libstdc++ and libgcc_s. VERSION comes from
+# glibc (2.N, read from its symbol versions; 2.34 with this toolchain), libstdc++ and libgcc_s. VERSION comes from
 # Manifest.swift's nvfp4Version, the constant `nvfp4 --version` prints.
 # The build uses its own scratch directory (.build-dist), so `swift build` in .build is untouched.
 # scripts/dist/check.sh checks the result. Safe to run repeatedly.
@@ -39,9 +39,19 @@ if [ -z "$zstd_archive" ]; then
     exit 2
 fi
 ln -sfn "$zstd_archive" "$static_libs/libzstd.a"
+# The Glibc overlay's hypotf reference would otherwise need glibc 2.35 (see glibc_compat.c).
+toolchain_bin=$(dirname "$(readlink -f "$(command -v swift)")")
+"$toolchain_bin/clang" -c -O2 -fPIC -fno-math-errno -o "$static_libs/glibc_compat.o" scripts/dist/glibc_compat.c
+# Any call out of the wrapper (a libm hypotf) would be wrapped back into itself.
+if [ -n "$(nm -u "$static_libs/glibc_compat.o")" ]; then
+    echo "dist: glibc_compat.o must not call anything: $(nm -u "$static_libs/glibc_compat.o" | xargs)" >&2
+    exit 1
+fi
 
+# SwiftPM does not track the object above or libzstd.a as link inputs: relink every time.
+rm -f "$scratch/release/nvfp4"
 swift build -c release --product nvfp4 --scratch-path "$scratch" --static-swift-stdlib \
-    -Xlinker -L"$static_libs"
+    -Xlinker -L"$static_libs" -Xlinker --wrap=hypotf -Xlinker "$static_libs/glibc_compat.o"
 built="$scratch/release/nvfp4"
 
 stage="dist/.stage"
@@ -77,7 +87,7 @@ fi
 third_party="$stage/$name/THIRD_PARTY_LICENSES.txt"
 {
     echo "nvfp4 $version links the following code into its binary."
-    swift_license="$(dirname "$(readlink -f "$(command -v swift)")")/../share/swift/LICENSE.txt"
+    swift_license="$toolchain_bin/../share/swift/LICENSE.txt"
     for entry in "Swift runtime, standard library and Foundation:$swift_license" \
         "zstd:/usr/share/doc/libzstd-dev/copyright"; do
         if [ -f "${entry#*:}" ]; then
