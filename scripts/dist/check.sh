@@ -5,8 +5,8 @@
 #   - `ldd` of the tarball's binary lists no library outside glibc, libstdc++ and libgcc_s;
 #   - the tarball's binary and the `nvfp4` that `pip install` (offline, fresh venv) puts on PATH quantize
 #     the Fixtures model with an empty environment (`env -i`) to the same bytes as REFERENCE;
-#   - where the kernel lets us, again with the toolchain's runtime directory hidden, where REFERENCE
-#     (toolchain-linked) must fail to start;
+#   - where root may unshare and chroot, again in a jail that holds only the binary and the libraries
+#     ldd lists, where REFERENCE (toolchain-linked) must fail to start;
 #   - `uv tool install` and `pipx install` of the wheel, when uv / pipx are on PATH.
 # Usage: scripts/dist/check.sh REFERENCE_BINARY   (e.g. .build/debug/nvfp4 from `swift build`)
 set -euo pipefail
@@ -79,19 +79,46 @@ fi
     || fail "tarball binary --version says '$(env -i "$binary" --version)', Manifest.swift '$version'"
 same_bytes_as_reference tarball "$binary"
 
-# The toolchain's runtime hidden: a fresh mount namespace with an empty directory over it.
-runtime_dir=$(swift -print-target-info 2>/dev/null | python3 -c \
-    'import json,sys; print(json.load(sys.stdin)["paths"]["runtimeLibraryPaths"][0])' 2>/dev/null || true)
-hide=(unshare --mount sh -c 'mount -t tmpfs none "$0" && exec "$@"' "$runtime_dir")
-if [ -n "$runtime_dir" ] && [ -f "$runtime_dir/libswiftCore.so" ] && "${hide[@]}" true 2>/dev/null; then
-    if "${hide[@]}" env -i "$reference" --version >/dev/null 2>&1; then
-        fail "with $runtime_dir hidden the toolchain build still starts: the hiding does not work"
+# A machine without Swift: a root filesystem holding only the binary, the libraries ldd resolves for
+# it, the fixture and /proc (the Swift runtime reads the arguments from /proc/self/cmdline). The
+# toolchain build, put in the same jail, must fail to start, so the jail is known to hide the toolchain.
+jail="$work/jail"
+make_jail() {
+    local library
+    rm -rf "$jail"
+    mkdir -p "$jail/proc" "$jail/out"
+    cp "$1" "$jail/nvfp4"
+    cp "$fixture" "$jail/model.safetensors"
+    for library in $(ldd "$1" | grep -o '/[^ ]*'); do
+        mkdir -p "$jail$(dirname "$library")"
+        cp -L "$library" "$jail$library"
+    done
+}
+in_jail() {
+    unshare --mount --pid --fork sh -c 'mount -t proc proc "$0/proc" && exec /usr/sbin/chroot "$0" "$@"' "$jail" "$@"
+}
+# Whether this machine lets us build the jail at all (root, chroot, a private mount and pid namespace).
+jail_possible() {
+    mkdir -p "$work/probe"
+    [ "$(id -u)" -eq 0 ] && [ -x /usr/sbin/chroot ] \
+        && unshare --mount --pid --fork sh -c 'mount -t proc proc "$0"' "$work/probe" 2>/dev/null
+}
+if jail_possible; then
+    make_jail "$binary"
+    if in_jail /nvfp4 quantize /model.safetensors -o /out/out.safetensors 2>"$work/jail.stderr" \
+        && cmp -s "$jail/out/out.safetensors" "$work/reference/out.safetensors"; then
+        pass "jail (only the binary, glibc, libstdc++, libgcc_s): quantize gives the reference's bytes"
     else
-        pass "with $runtime_dir hidden the toolchain build cannot start"
-        same_bytes_as_reference tarball-no-swift "$binary" "${hide[@]}"
+        fail "jail: quantize failed or gave other bytes: $(tail -1 "$work/jail.stderr")"
+    fi
+    cp "$reference" "$jail/toolchain-nvfp4"
+    if in_jail /toolchain-nvfp4 --version >/dev/null 2>&1; then
+        fail "jail: the toolchain build starts there too, so the jail does not hide the toolchain"
+    else
+        pass "jail: the toolchain build cannot start there"
     fi
 else
-    echo "dist check: skipped: cannot hide the Swift runtime directory here (needs root and unshare --mount)"
+    echo "dist check: skipped: the jail test (needs root, chroot, and unshare --mount --pid)"
 fi
 
 # Wheel: name, tag, RECORD, metadata.
