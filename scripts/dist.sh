@@ -15,13 +15,9 @@ cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 # strip/objdump (binutils) and python3 for the wheel; usually present with a Swift toolchain.
 need=()
-for tool in strip objdump; do command -v "$tool" >/dev/null 2>&1 || need+=(binutils); done
+for tool in strip objdump nm; do command -v "$tool" >/dev/null 2>&1 || need+=(binutils); done
 command -v python3 >/dev/null 2>&1 || need+=(python3)
-if [ ${#need[@]} -gt 0 ]; then
-    sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    $sudo apt-get update -qq
-    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(printf '%s\n' "${need[@]}" | sort -u)
-fi
+[ ${#need[@]} -eq 0 ] || dist_apt_install $(printf '%s\n' "${need[@]}" | sort -u)
 
 version=$(dist_source_version)
 scratch=.build-dist

@@ -168,11 +168,7 @@ installed_command() {
     same_bytes_as_reference "$label" "$command"
 }
 
-if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
-    sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    $sudo apt-get update -qq
-    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv
-fi
+python3 -c 'import venv, ensurepip' 2>/dev/null || dist_apt_install python3-venv
 python3 -m venv "$work/venv"
 PIP_DISABLE_PIP_VERSION_CHECK=1 "$work/venv/bin/pip" install --no-index --quiet "$wheel"
 installed_command pip "$work/venv/bin/nvfp4"

@@ -2,6 +2,14 @@
 # Each rule of the distribution lives here once: where the version comes from, which shared
 # libraries a distributed binary may need, how its glibc floor is read, and the artifact names.
 
+# Installs Debian packages $@ (apt-get; sudo unless root), as scripts/setup.sh does for the build's own.
+dist_apt_install() {
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@"
+}
+
 # The one source of the version: `public let nvfp4Version = "X.Y.Z"` in Manifest.swift (the same
 # constant `nvfp4 --version` prints). Fails unless exactly one such line exists.
 dist_source_version() {
