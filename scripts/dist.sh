@@ -3,9 +3,9 @@
 #   nvfp4-VERSION-linux-ARCH.tar.gz                     the self-contained binary, README, licenses
 #   nvfp4-VERSION-py3-none-manylinux_2_N_ARCH.whl       the same binary as the `nvfp4` command
 #   SHA256SUMS
-# The binary links the Swift runtime (--static-swift-stdlib) and libzstd statically, so it needs only
-# glibc (2.N, read from its symbol versions; 2.34 with this toolchain), libstdc++ and libgcc_s. VERSION comes from
-# Manifest.swift's nvfp4Version, the constant `nvfp4 --version` prints.
+# The binary links the Swift runtime (--static-swift-stdlib) and libzstd statically, so it needs
+# only glibc (2.N, read from its symbol versions; 2.34 with this toolchain), libstdc++ and libgcc_s.
+# VERSION comes from Manifest.swift's nvfp4Version, the constant `nvfp4 --version` prints.
 # The build uses its own scratch directory (.build-dist), so `swift build` in .build is untouched.
 # scripts/dist/check.sh checks the result. Safe to run repeatedly.
 set -euo pipefail
@@ -52,7 +52,7 @@ built="$scratch/release/nvfp4"
 
 stage="dist/.stage"
 rm -rf "$stage"
-name="nvfp4-$version-linux-$(dist_arch)"
+name=$(dist_package_name "$version")
 mkdir -p "$stage/$name"
 binary="$stage/$name/nvfp4"
 strip -o "$binary" "$built"

@@ -64,7 +64,7 @@ same_bytes_as_reference() {
 
 # Tarball: layout, version, libraries, bytes.
 tar -xzf "$tarball" -C "$work"
-unpacked="$work/nvfp4-$version-linux-$(dist_arch)"
+unpacked="$work/$(dist_package_name "$version")"
 binary="$unpacked/nvfp4"
 for file in nvfp4 README.md THIRD_PARTY_LICENSES.txt; do
     [ -f "$unpacked/$file" ] || fail "$tarball has no $(basename "$unpacked")/$file"

@@ -25,7 +25,9 @@ dist_source_version() {
 # The machine name used in artifact names and wheel tags (x86_64, aarch64).
 dist_arch() { uname -m; }
 
-dist_tarball_name() { echo "nvfp4-$1-linux-$(dist_arch).tar.gz"; }
+# The tarball's top directory for version $1, and the tarball's name.
+dist_package_name() { echo "nvfp4-$1-linux-$(dist_arch)"; }
+dist_tarball_name() { echo "$(dist_package_name "$1").tar.gz"; }
 
 # Lists the shared libraries `ldd` resolves for binary $1 that are not allowed: everything except
 # glibc's own libraries, the vdso, libstdc++ and libgcc_s. Prints them; returns 1 when any.

@@ -33,7 +33,7 @@ def zip_date(epoch: int) -> tuple:
 
 def metadata(name: str, version: str, summary: str, license_files: list, description: str) -> str:
     lines = [
-        "Metadata-Version: 2.1",
+        "Metadata-Version: 2.4",
         f"Name: {name}",
         f"Version: {version}",
         f"Summary: {summary}",
