@@ -6,6 +6,8 @@ public enum SafetensorsError: Error, Equatable, Sendable, CustomStringConvertibl
     case headerTooLarge(length: UInt64)
     /// The header length points past the end of the file.
     case headerLengthPastEnd(length: UInt64, fileSize: UInt64)
+    /// The first bytes are those of another format (JSON, GGUF, a pickle, zstd…), named with a hint.
+    case notSafetensors(String)
     /// The header is not valid JSON (or not UTF-8).
     case invalidJSON(JSONSyntaxError)
     /// The top level is not a JSON object.
@@ -35,6 +37,7 @@ public enum SafetensorsError: Error, Equatable, Sendable, CustomStringConvertibl
         case .headerTooLarge(let n): return "header length \(n) exceeds the 100000000-byte limit"
         case .headerLengthPastEnd(let n, let size):
             return "header length \(n) runs past the end of the \(size)-byte file"
+        case .notSafetensors(let kind): return kind
         case .invalidJSON(let e): return "header is not valid JSON: \(e)"
         case .headerNotObject: return "header is not a JSON object"
         case .invalidMetadata(let key):

@@ -49,8 +49,13 @@ public struct SafetensorsHeader: Sendable {
     /// - Throws: ``SafetensorsError`` when the length is too large or runs past the end.
     public static func validateLength(_ length: UInt64, fileSize: UInt64?) throws(SafetensorsError) {
         if let fileSize, fileSize < 8 { throw .headerTooSmall(fileSize: fileSize) }
-        if length > maxHeaderLength { throw .headerTooLarge(length: length) }
-        if let fileSize, length > fileSize - 8 { throw .headerLengthPastEnd(length: length, fileSize: fileSize) }
+        let tooLarge = length > maxHeaderLength
+        let pastEnd = fileSize.map { length > $0 - 8 } ?? false
+        guard tooLarge || pastEnd else { return }
+        // The 8 bytes were not a plausible length: say what the file is, when its first bytes tell.
+        if let kind = FormatSniffer.recognize(prefix: withUnsafeBytes(of: length.littleEndian) { Array($0) }) { throw .notSafetensors(kind) }
+        if tooLarge { throw .headerTooLarge(length: length) }
+        throw .headerLengthPastEnd(length: length, fileSize: fileSize!)
     }
 
     /// Parses and validates the JSON header.
