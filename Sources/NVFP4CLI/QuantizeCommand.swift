@@ -31,6 +31,7 @@ enum QuantizeCommand {
             OptionSpec(names: ["--follow-links"], valueName: nil, help: "Model folders: follow symbolic links that leave the folder (refused by default; see docs/security.md)."),
             OptionSpec(names: ["--json"], valueName: nil, help: "Print the manifest as JSON on stdout (with --dry-run: the plan)."),
             OptionSpec(names: ["--dry-run"], valueName: nil, help: "Print the plan (each weight's decision, reason, fused group, method, output shard; totals) and write nothing."),
+            OptionSpec(names: ["--progress"], valueName: nil, help: "Print one progress line per file even when stderr is not a terminal."),
             OptionSpec(names: ["--quiet", "-q"], valueName: nil, help: "Print nothing but errors."),
         ],
         discussion: """
@@ -45,6 +46,7 @@ enum QuantizeCommand {
             """)
 
     static func run(_ parsed: ParsedArguments, _ invocation: [String]) throws -> Int32 {
+        let started = JobProgress.now()
         let input = try modelArguments(parsed, ["input"], command: spec.name)[0]
         let options = try parseOptions(parsed)
         if input != "-" && isFolder(input) { return try QuantizeFolderCommand.run(parsed, invocation, input: input, options: options) }
@@ -97,9 +99,12 @@ enum QuantizeCommand {
         if !quiet { for pattern in plan.unmatchedExcludes { Terminal.err("warning: --exclude '\(pattern)' matches no tensor\n") } }
         // The executor hashes the output itself (options.hashes), on its own thread.
         let sink = try compression.makeSink(path: output, replace: force, threads: options.threads, io: options.outputIO)
-        let progress = ProgressLine(label: "quantize", enabled: !quiet && Terminal.stderrIsTerminal)
-        let result = try PlanExecutor.writeShard(0, of: plan, reader: reader, sink: sink, progress: progress.update)
-        progress.finish()
+        let display = ProgressDisplay(label: "quantize", parsed: parsed)
+        let progress = display.job(fileCount: 1, bytesTotal: plan.inputBytes(ofOutputShard: 0))
+        progress?.startFile(output == "-" ? "stdout" : output, bytes: plan.inputBytes(ofOutputShard: 0))
+        let result = try PlanExecutor.writeShard(0, of: plan, reader: reader, sink: sink, progress: progress)
+        progress?.finishFile()
+        display.finish()
         let manifest = Manifest.document(result: result, plan: plan, arguments: invocation)
         // Both files become visible only once both are complete: a failed manifest leaves no checkpoint.
         var manifestSink: (any OutputSink)?
@@ -112,12 +117,12 @@ enum QuantizeCommand {
             throw error
         }
         try manifestSink?.publish()
-        if parsed.flag("--json") { Terminal.out(manifest.serialized(.pretty)) }
+        let summary = RunSummary(
+            plan: plan, reports: result.tensors, files: [RunSummary.File(name: output, bytesIn: result.input.byteCount, bytesOut: result.output.byteCount)],
+            wallSeconds: JobProgress.now() - started)
+        if parsed.flag("--json") { Terminal.out(QuantizeSummary.json(manifest: manifest, summary).serialized(.pretty)) }
         if !quiet, let warning = importanceWarning(result.tensors, options: options) { Terminal.err(warning) }
-        if !quiet {
-            Terminal.err(QuantizeSummary.text(plan: plan, reports: result.tensors, bytesIn: result.input.byteCount, bytesOut: result.output.byteCount,
-                                              written: output == "-" ? "stdout" : output, manifest: manifestPath))
-        }
+        if !quiet { Terminal.err(QuantizeSummary.text(summary, written: output == "-" ? "stdout" : output, manifest: manifestPath)) }
         return ExitStatus.success
     }
 
@@ -194,29 +199,5 @@ enum QuantizeCommand {
         let output = droppingZstdSuffix(output)
         let stem = output.hasSuffix(".safetensors") ? String(output.dropLast(".safetensors".count)) : output
         return stem + ".manifest.json"
-    }
-}
-
-/// Shows `label NN%` on stderr, rewriting one line.
-final class ProgressLine {
-    private let label: String
-    private let enabled: Bool
-    private var lastPercent = -1
-
-    init(label: String, enabled: Bool) {
-        self.label = label
-        self.enabled = enabled
-    }
-
-    func update(_ done: UInt64, _ total: UInt64) {
-        guard enabled, total > 0 else { return }
-        let percent = Int(done * 100 / total)
-        guard percent != lastPercent else { return }
-        lastPercent = percent
-        Terminal.err("\r\(label) \(percent)%")
-    }
-
-    func finish() {
-        if enabled && lastPercent >= 0 { Terminal.err("\r\u{1B}[K") }
     }
 }

@@ -10,6 +10,7 @@ func isFolder(_ path: String) -> Bool {
 /// `nvfp4 quantize MODEL_DIR -o OUT_DIR`: a whole Hugging Face folder.
 enum QuantizeFolderCommand {
     static func run(_ parsed: ParsedArguments, _ invocation: [String], input: String, options: QuantizeOptions) throws -> Int32 {
+        let started = JobProgress.now()
         guard let output = parsed.value("--output"), output != "-" else {
             throw UsageError(message: "a model folder needs -o <output folder>")
         }
@@ -52,22 +53,24 @@ enum QuantizeFolderCommand {
             calibrationPath: parsed.value("--calibration") ?? "calibration",
             maxShardSize: try parsed.value("--max-shard-size").map(parseSize), tensorParallel: try QuantizeCommand.tensorParallel(parsed))
         if !quiet { for pattern in plan.unmatchedExcludes { Terminal.err("warning: --exclude '\(pattern)' matches no tensor\n") } }
-        let progress: (String) -> Void = { name in if !quiet && Terminal.stderrIsTerminal { Terminal.err("\r\u{1B}[Kquantize \(name)") } }
+        let display = ProgressDisplay(label: "quantize", parsed: parsed)
         if let share {
+            let mine = plan.outputShards.indices.filter { share.owns(shardAt: $0) }
+            let progress = display.job(fileCount: mine.count, bytesTotal: mine.reduce(0) { $0 + plan.inputBytes(ofOutputShard: $1) })
             try FolderQuantizeJob.runWorker(plan: plan, share: share, output: output, progress: progress)
-            if !quiet && Terminal.stderrIsTerminal { Terminal.err("\r\u{1B}[K") }
+            display.finish()
             if !quiet { Terminal.err("worker \(share.index)/\(share.count): wrote its shards and \(share.partFileName) in \(output)\n") }
             return ExitStatus.success
         }
-        let manifest = try FolderQuantizeJob.run(plan: plan, output: output, replace: force, invocation: invocation, progress: progress)
-        if !quiet && Terminal.stderrIsTerminal { Terminal.err("\r\u{1B}[K") }
-        if parsed.flag("--json") { Terminal.out(manifest.serialized(.pretty)) }
+        let progress = display.job(fileCount: plan.outputShards.count, bytesTotal: plan.outputShards.indices.reduce(0) { $0 + plan.inputBytes(ofOutputShard: $1) })
+        let run = try FolderQuantizeJob.run(plan: plan, output: output, replace: force, invocation: invocation, progress: progress)
+        display.finish()
+        let files = run.records.enumerated().map { i, r in RunSummary.File(name: r.name, bytesIn: plan.inputBytes(ofOutputShard: i), bytesOut: r.output.byteCount) }
+        let summary = RunSummary(plan: plan, reports: run.records.flatMap(\.reports), files: files, wallSeconds: JobProgress.now() - started)
+        if parsed.flag("--json") { Terminal.out(QuantizeSummary.json(manifest: run.manifest, summary).serialized(.pretty)) }
         if !quiet {
             for entry in folder.skippedEntries { Terminal.err("not copied: \(entry) (only regular files at the top of the folder are copied)\n") }
-            let records = manifest["shards"]?.arrayValue ?? []
-            let bytesOut = records.reduce(UInt64(0)) { $0 + ($1["output"]?["bytes"]?.unsignedValue ?? 0) }
-            let bytesIn = records.reduce(UInt64(0)) { $0 + ($1["input"]?["bytes"]?.unsignedValue ?? 0) }
-            Terminal.err(QuantizeSummary.text(plan: plan, reports: nil, bytesIn: bytesIn, bytesOut: bytesOut, written: output, manifest: nil))
+            Terminal.err(QuantizeSummary.text(summary, written: output, manifest: "\(output)/\(FolderQuantizeJob.manifestFileName)"))
         }
         return ExitStatus.success
     }

@@ -1,34 +1,35 @@
 import NVFP4Kit
 
-/// The lines that end a quantize run, file or folder, from its plan: kept weights by reason,
-/// partners kept with an excluded module, fused groups and whether they share a scale, the
-/// files written and their sizes, and the error measured.
+/// The lines that end a quantize run, file or folder, from its ``RunSummary``: kept tensors
+/// grouped by reason (a few names each), partners kept with an excluded module, what was quantized
+/// and its error, fused groups and whether they share a scale, the files written with sizes, the
+/// wall time and rate.
 enum QuantizeSummary {
-    static func text(plan: QuantizePlan, reports: [TensorReport]?, bytesIn: UInt64, bytesOut: UInt64, written: String, manifest: String?) -> String {
+    /// What `--json` prints: the manifest (as written to disk) with the run's summary as `run`.
+    static func json(manifest: JSONValue, _ summary: RunSummary) -> JSONValue {
+        .object((manifest.objectValue ?? []) + [("run", summary.json)])
+    }
+
+    static func text(_ summary: RunSummary, written: String, manifest: String?) -> String {
         var text = ""
-        for entry in plan.tensors where entry.tensor.name.hasSuffix(".weight") || entry.tensor.shape.count == 3 {
-            if case .keep(let reason) = entry.decision, reason != .fusedPartnerKept { text += "kept \(entry.tensor.name): \(reason.rawValue)\n" }
+        if !summary.keptByReason.isEmpty {
+            let groups = summary.keptByReason.filter { $0.reason != KeepReason.fusedPartnerKept.rawValue }.map { reason, names in
+                let shown = names.prefix(3).joined(separator: ", ") + (names.count > 3 ? ", … \(names.count - 3) more" : "")
+                return "\(names.count) \(reason) (\(shown))"
+            }
+            if !groups.isEmpty { text += "kept: " + groups.joined(separator: "; ") + "\n" }
         }
-        for (kept, because) in plan.keptFusedPartners {
+        for (kept, because) in summary.keptForPartner {
             text += "kept \(kept): its fused partner \(because.map(moduleName).joined(separator: ", ")) is kept, and fused layers are quantized together\n"
         }
-        let quantized = plan.tensors.filter(\.isQuantized)
-        text += "quantized \(quantized.count) of \(plan.tensors.count) tensors (\(plan.options.format.rawValue))"
-        if let reports {
-            var total = QuantizationError()
-            for r in reports { if let e = r.error { total.merge(e) } }
-            text += ", relative RMSE \(Format.fixed(total.relativeRMSE, 4)), SQNR \(Format.fixed(total.sqnrDB, 2)) dB"
-        }
-        let groups = plan.groups.filter(\.quantized)
-        if !groups.isEmpty {
-            let shared = groups.filter(\.sharesScale).count
-            text += shared > 0
-                ? "; \(shared) fused groups share a global scale"
-                : "; \(groups.count) fused groups keep per-weight global scales (\(plan.options.format.rawValue))"
-        }
-        let files = plan.outputShards.count
-        text += "; \(Format.bytes(bytesIn)) -> \(Format.bytes(bytesOut))"
-        text += files == 1 ? " in \(written)" : " in \(files) shards in \(written)"
+        text += "quantized \(summary.quantized) of \(summary.tensors) tensors (\(summary.format.rawValue))"
+        if let e = summary.error { text += ", relative RMSE \(Format.fixed(e.relativeRMSE, 4)), SQNR \(Format.fixed(e.sqnrDB, 2)) dB" }
+        if summary.sharedGroups > 0 { text += "; \(summary.sharedGroups) fused groups share a global scale" }
+        if summary.perWeightGroups > 0 { text += "; \(summary.perWeightGroups) fused groups keep per-weight global scales (\(summary.format.rawValue))" }
+        text += "\n"
+        let files = summary.files.count
+        let rate = summary.wallSeconds > 0 ? Double(summary.bytesIn) / summary.wallSeconds : 0
+        text += "wrote \(files == 1 ? "" : "\(files) files, ")\(Format.bytes(summary.bytesIn)) -> \(Format.bytes(summary.bytesOut)) in \(Format.fixed(summary.wallSeconds, 1)) s (\(Format.bytes(UInt64(rate)))/s): \(written)"
         if let manifest { text += "; manifest \(manifest)" }
         return text + "\n"
     }

@@ -431,13 +431,18 @@ struct CLITests {
         }
     }
 
-    @Test("quantize --json prints the manifest on stdout")
+    @Test("quantize --json prints the manifest on stdout, with the run's summary as 'run'")
     func quantizeJSON() throws {
         try ToolRunner.withTemporaryDirectory { dir in
             let input = try dir.write(CLIScaffold.smallCheckpoint(), to: "in.safetensors")
             let result = try ToolRunner.run(["quantize", input, "-o", dir.file("out.safetensors"), "--json", "--quiet"])
             #expect(result.status == 0, "\(result)")
-            #expect(result.stdout == (try ToolRunner.readFile(dir.file("out.manifest.json"))), "--json prints the manifest that was written")
+            let printed = try JSONParser.parse(result.stdout)
+            let written = try JSONParser.parse(try ToolRunner.readFile(dir.file("out.manifest.json")))
+            let members = printed.objectValue ?? []
+            #expect(members.last?.key == "run", "the summary comes last")
+            #expect(JSONValue.object(members.filter { $0.key != "run" }) == written, "--json prints the manifest that was written")
+            #expect(printed["run"]?["files"]?.arrayValue?.first?["bytes_out"]?.unsignedValue == UInt64(try ToolRunner.readFile(dir.file("out.safetensors")).count))
             #expect(CLIScaffold.int(try CLIScaffold.jsonObject(result.stdout)["schema_version"]) == 1)
         }
     }

@@ -111,11 +111,10 @@ public enum QuantizeJob {
     ///   - reader: The input, header already read. Formats whose fused layers share a global scale
     ///     read those weights twice: give them a random-access reader.
     ///   - sink: The output; sealed on success (the caller publishes it), aborted on failure.
-    ///   - progress: Called after each tensor with (bytes done, total bytes).
+    ///   - progress: Advanced after each tensor.
     /// - Throws: ``FileError`` for bad input (naming the file and tensor), ``SystemError`` for I/O.
     public static func run(
-        reader: SafetensorsReader, sink: any OutputSink, options: QuantizeOptions,
-        progress: ((UInt64, UInt64) -> Void)? = nil
+        reader: SafetensorsReader, sink: any OutputSink, options: QuantizeOptions, progress: JobProgress? = nil
     ) throws -> QuantizeResult {
         let plan: QuantizePlan
         do { plan = try QuantizePlan(file: reader, options: options) } catch {

@@ -12,10 +12,9 @@ public enum PlanExecutor {
     /// - Parameters:
     ///   - sink: The output; sealed on success (the caller publishes it), aborted on failure. It
     ///     need not hash: the executor hashes the output itself as `plan.options.hashes` asks.
-    ///   - progress: Called after each tensor with (input bytes done, input bytes of this shard).
+    ///   - progress: Advanced by each tensor's input bytes, named by the tensor.
     public static func writeShard(
-        _ index: Int, of plan: QuantizePlan, reader: SafetensorsReader, sink: any OutputSink,
-        progress: ((UInt64, UInt64) -> Void)? = nil
+        _ index: Int, of plan: QuantizePlan, reader: SafetensorsReader, sink: any OutputSink, progress: JobProgress? = nil
     ) throws -> QuantizeResult {
         let options = plan.options
         // Hashing and writing run behind the codec, each on its own thread.
@@ -29,7 +28,7 @@ public enum PlanExecutor {
     }
 
     private static func write(
-        _ index: Int, of plan: QuantizePlan, reader: SafetensorsReader, sink: WriteBehindSink, progress: ((UInt64, UInt64) -> Void)?
+        _ index: Int, of plan: QuantizePlan, reader: SafetensorsReader, sink: WriteBehindSink, progress: JobProgress?
     ) throws -> QuantizeResult {
         let options = plan.options
         let entries = plan.tensors(ofOutputShard: index)
@@ -37,13 +36,10 @@ public enum PlanExecutor {
         try ImportanceCheck.run(entries, options: options)
         try sink.write(layoutPlan.headerBytes)
         let writer = TensorWriter(options: options, layout: options.layout, reader: reader, sink: sink)
-        let total = entries.reduce(UInt64(0)) { $0 + UInt64($1.tensor.byteCount) }
         var reports: [TensorReport] = []
-        var done: UInt64 = 0
         for entry in entries {
             reports.append(try writer.write(entry))
-            done += UInt64(entry.tensor.byteCount)
-            progress?(done, total)
+            progress?.advance(UInt64(entry.tensor.byteCount), item: entry.tensor.name)
         }
         // Kept tensors may still be read from the input's mapping until the writer is done.
         try sink.flush()

@@ -72,22 +72,23 @@ public enum FolderQuantizeJob {
     /// Runs the whole conversion into `output` (which must not exist unless `replace`).
     ///
     /// - Parameters:
-    ///   - progress: Called with each shard's name before it is written.
-    /// - Returns: The manifest document.
+    ///   - progress: Told of each shard and tensor (sized by input bytes).
+    /// - Returns: The manifest document and what each shard recorded.
     @discardableResult
     public static func run(
-        plan: QuantizePlan, output: String, replace: Bool, invocation: [String], progress: ((String) -> Void)? = nil
-    ) throws -> JSONValue {
+        plan: QuantizePlan, output: String, replace: Bool, invocation: [String], progress: JobProgress? = nil
+    ) throws -> (manifest: JSONValue, records: [ShardRecord]) {
         let folder = try TemporaryFolder(destination: output, replace: replace)
         do {
             var records: [ShardRecord] = []
             for (index, shard) in plan.outputShards.enumerated() {
-                progress?(shard.name)
-                records.append(try writeShard(index, plan: plan, into: folder.file(shard.name)))
+                progress?.startFile(shard.name, bytes: plan.inputBytes(ofOutputShard: index))
+                records.append(try writeShard(index, plan: plan, into: folder.file(shard.name), progress: progress))
+                progress?.finishFile()
             }
             let manifest = try writeFolderFiles(summary: plan.summary, records: records.map(\.json), into: folder.path, invocation: invocation)
             try folder.publish()
-            return manifest
+            return (manifest, records)
         } catch {
             folder.abort()
             throw error
@@ -96,13 +97,14 @@ public enum FolderQuantizeJob {
 
     /// A `--shard I/N` worker: writes its share of the shards into `output` (created if missing)
     /// and the part file `merge` reads. Files appear atomically, one by one.
-    public static func runWorker(plan: QuantizePlan, share: WorkerShare, output: String, progress: ((String) -> Void)? = nil) throws {
+    public static func runWorker(plan: QuantizePlan, share: WorkerShare, output: String, progress: JobProgress? = nil) throws {
         if mkdir(output, 0o777) != 0 && errno != EEXIST { throw SystemError(call: "mkdir", path: output) }
         guard isDirectory(output) else { throw SystemError(call: "mkdir", path: output, code: ENOTDIR) }
         var records: [JSONValue] = []
         for (position, shard) in plan.outputShards.enumerated() where share.owns(shardAt: position) {
-            progress?(shard.name)
-            records.append(try writeShard(position, plan: plan, into: "\(output)/\(shard.name)").json)
+            progress?.startFile(shard.name, bytes: plan.inputBytes(ofOutputShard: position))
+            records.append(try writeShard(position, plan: plan, into: "\(output)/\(shard.name)", progress: progress).json)
+            progress?.finishFile()
         }
         let part: JSONValue = .object([
             ("schema_version", .int(Manifest.schemaVersion)),
@@ -115,12 +117,12 @@ public enum FolderQuantizeJob {
     }
 
     /// Writes output shard `index` of `plan` into an atomic file.
-    static func writeShard(_ index: Int, plan: QuantizePlan, into path: String) throws -> ShardRecord {
+    static func writeShard(_ index: Int, plan: QuantizePlan, into path: String, progress: JobProgress? = nil) throws -> ShardRecord {
         let shard = plan.outputShards[index]
         let input = plan.shards[shard.input].name
         let reader = try SafetensorsReader(path: "\(plan.folder.path)/\(input)", hashing: plan.options.hashes.hashesInput)
         let sink = try AtomicFileSink(path: path, replace: true, hashing: false, io: plan.options.outputIO)  // the executor hashes
-        let result = try PlanExecutor.writeShard(index, of: plan, reader: reader, sink: sink)
+        let result = try PlanExecutor.writeShard(index, of: plan, reader: reader, sink: sink, progress: progress)
         try sink.publish()
         return ShardRecord(
             name: shard.name, input: result.input, output: result.output, dataBytes: result.dataBytes,

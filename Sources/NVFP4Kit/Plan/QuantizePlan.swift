@@ -150,6 +150,11 @@ public struct QuantizePlan: Sendable {
     /// The planned tensors of output shard `index`, in write order.
     public func tensors(ofOutputShard index: Int) -> [TensorPlan] { outputShards[index].tensors.map { tensors[$0] } }
 
+    /// Input bytes of the tensors written into output shard `index` (the work of that shard).
+    public func inputBytes(ofOutputShard index: Int) -> UInt64 {
+        tensors(ofOutputShard: index).reduce(0) { $0 + UInt64($1.tensor.byteCount) }
+    }
+
     /// The output header of output shard `index`.
     public func layoutPlan(ofOutputShard index: Int) -> SafetensorsLayoutPlan {
         let entries = tensors(ofOutputShard: index)
