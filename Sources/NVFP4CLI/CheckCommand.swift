@@ -11,6 +11,7 @@ enum CheckCommand {
             OptionSpec(names: ["--tensor-parallel", "--tp"], valueName: "<n>", help: "Also require row-parallel layers' K / n to be a multiple of 16. (default: 1)"),
             OptionSpec(names: ["--skip"], valueName: "<rule>", help: "Do not report findings of this rule (repeatable; rules: docs/check.md).", repeatable: true),
             OptionSpec(names: ["--json"], valueName: nil, help: "Print the findings as a JSON array."),
+            OptionSpec(names: ["--progress"], valueName: nil, help: "Print one progress line per file even when stderr is not a terminal."),
         ],
         discussion: """
             Reads torchao, compressed-tensors (nvfp4-pack-quantized) and ModelOpt NVFP4 checkpoints, ours or
@@ -33,7 +34,12 @@ enum CheckCommand {
             tensorParallel = n
         }
         let source = try CheckpointSource(path: path)
-        let audit = try CheckpointAudit(source: source, tensorParallel: tensorParallel)
+        let display = ProgressDisplay(label: "check", parsed: parsed)
+        let progress = display.job(fileCount: 1, bytesTotal: source.allTensors.reduce(0) { $0 + UInt64($1.info.byteCount) })
+        progress?.startFile(path, bytes: 0)
+        let audit = try CheckpointAudit(source: source, tensorParallel: tensorParallel, progress: progress)
+        progress?.finishFile()
+        display.finish()
         var skipped = Set<CheckRule>()
         for name in parsed.all("--skip") {
             guard let rule = CheckRule(rawValue: name) else {

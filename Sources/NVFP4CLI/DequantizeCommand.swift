@@ -14,6 +14,7 @@ enum DequantizeCommand {
             OptionSpec(names: ["--io"], valueName: "<direct|buffered>", help: "How output files are written: around the page cache (O_DIRECT, where the file system allows it) or through it. (default: direct)"),
             OptionSpec(names: ["--force"], valueName: nil, help: "Replace an existing output."),
             OptionSpec(names: ["--quiet", "-q"], valueName: nil, help: "Print nothing but errors."),
+            OptionSpec(names: ["--progress"], valueName: nil, help: "Print one progress line per file even when stderr is not a terminal."),
         ],
         discussion: """
             Every NVFP4 module becomes its original tensor (<m>.weight; torchao's stacked experts their [E, N, K] \
@@ -39,12 +40,18 @@ enum DequantizeCommand {
         let io = try QuantizeCommand.outputIO(parsed)
         let source = try CheckpointSource(path: input)
         let result: DequantizeJob.Result
+        let display = ProgressDisplay(label: "dequantize", parsed: parsed)
+        let total = source.allTensors.reduce(UInt64(0)) { $0 + UInt64($1.info.byteCount) }
+        let progress = display.job(fileCount: source.shards.count, bytesTotal: total)
         if folderInput {
-            result = try DequantizeJob.runFolder(source: source, output: output, replace: force, dtype: dtype, threads: threads, io: io)
+            result = try DequantizeJob.runFolder(source: source, output: output, replace: force, dtype: dtype, threads: threads, io: io, progress: progress)
         } else {
             let sink = try OutputCompression.parse(nil, output: output).makeSink(path: output, replace: force, threads: threads, io: io)
-            result = try DequantizeJob.run(source: source, sink: sink, dtype: dtype, threads: threads)
+            progress?.startFile(output == "-" ? "stdout" : output, bytes: total)
+            result = try DequantizeJob.run(source: source, sink: sink, dtype: dtype, threads: threads, progress: progress)
+            progress?.finishFile()
         }
+        display.finish()
         if !parsed.flag("--quiet") {
             Terminal.err("dequantized \(result.dequantized.count) NVFP4 weights" + (output == "-" ? "\n" : " into \(output)\n"))
         }

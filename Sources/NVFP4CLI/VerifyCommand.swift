@@ -15,6 +15,7 @@ enum VerifyCommand {
             OptionSpec(names: ["--compare-method"], valueName: "<rtn|mse>", help: "Also quantize each original 2-D weight with this method in memory and show the error change against it."),
             OptionSpec(names: ["--json"], valueName: nil, help: "Print the report as JSON."),
             OptionSpec(names: ["--quiet", "-q"], valueName: nil, help: "Print only failures."),
+            OptionSpec(names: ["--progress"], valueName: nil, help: "Print one progress line per file even when stderr is not a terminal."),
         ],
         discussion: """
             Dequantizes every NVFP4 weight and measures relative RMSE, SQNR and max abs error against the
@@ -48,7 +49,12 @@ enum VerifyCommand {
         }
         let original = try open(paths[0])
         let quantized = try open(paths[1])
-        var report = try VerifyJob.run(original: original, quantized: quantized, tolerance: tolerance, comparisonMethod: comparison)
+        let display = ProgressDisplay(label: "verify", parsed: parsed)
+        let progress = display.job(fileCount: 1, bytesTotal: original.allTensors.reduce(0) { $0 + UInt64($1.info.byteCount) })
+        progress?.startFile(paths[1], bytes: 0)
+        var report = try VerifyJob.run(original: original, quantized: quantized, tolerance: tolerance, comparisonMethod: comparison, progress: progress)
+        progress?.finishFile()
+        display.finish()
         if let manifest, let manifestPath {
             do {
                 let failures = try ManifestCheck.failures(

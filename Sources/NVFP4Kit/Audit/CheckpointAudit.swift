@@ -26,14 +26,18 @@ public struct CheckpointAudit {
     ///
     /// - Parameter tensorParallel: Also require `(K / tensorParallel) % 16 == 0` for row-parallel layers.
     /// - Throws: ``FileError`` if a shard's bytes cannot be read.
-    public init(source: CheckpointSource, tensorParallel: Int = 1) throws {
+    ///   - progress: Advanced by each module's stored bytes.
+    public init(source: CheckpointSource, tensorParallel: Int = 1, progress: JobProgress? = nil) throws {
         self.source = source
         self.tensorParallel = max(1, tensorParallel)
         model = CheckpointModel(source: source)
         config = QuantizationConfigSummary(config: source.config, hfQuantConfig: source.hfQuantConfig)
         checkAnyQuantized()
         checkLayouts()
-        for module in model.modules { try checkModule(module) }
+        for module in model.modules {
+            try checkModule(module)
+            progress?.advance(module.tensors.reduce(0) { $0 + UInt64($1.info.byteCount) }, item: module.name)
+        }
         checkOrphans()
         checkInputScales()
         checkFusedGroups()

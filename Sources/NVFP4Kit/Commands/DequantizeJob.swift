@@ -34,7 +34,9 @@ public enum DequantizeJob {
     ///   - dtype: bf16 or f32; `nil` uses each weight's recorded `orig_dtype` (bf16 if none).
     ///   - threads: Worker threads; the output does not depend on them.
     /// - Throws: ``FileError`` for malformed NVFP4 tensors, ``DequantizeError`` for a folder.
-    public static func run(source: CheckpointSource, sink: any OutputSink, dtype: DType?, threads: Int = ParallelLoop.availableCores) throws -> Result {
+    public static func run(
+        source: CheckpointSource, sink: any OutputSink, dtype: DType?, threads: Int = ParallelLoop.availableCores, progress: JobProgress? = nil
+    ) throws -> Result {
         guard !source.isFolder, source.shards.count == 1 else {
             sink.abort()
             throw DequantizeError(path: source.path, reason: "a model folder is dequantized into a folder, not a single file")
@@ -42,7 +44,7 @@ public enum DequantizeJob {
         let model = try decodableModel(source)
         let behind = WriteBehindSink(wrapping: sink, hashing: false)
         do {
-            let names = try writeShard(0, of: source, model: model, into: behind, dtype: dtype, threads: threads).dequantized
+            let names = try writeShard(0, of: source, model: model, into: behind, dtype: dtype, threads: threads, progress: progress).dequantized
             _ = try behind.commit()
             return Result(dequantized: names, files: [sink.displayPath])
         } catch {
@@ -60,7 +62,7 @@ public enum DequantizeJob {
     ///   when `output` exists (without `replace`) or cannot be written.
     public static func runFolder(
         source: CheckpointSource, output: String, replace: Bool, dtype: DType?, threads: Int = ParallelLoop.availableCores,
-        io: OutputIO = .buffered
+        io: OutputIO = .buffered, progress: JobProgress? = nil
     ) throws -> Result {
         let model = try decodableModel(source)
         let otherFiles = try ModelFolder(path: source.path).otherFiles
@@ -72,8 +74,10 @@ public enum DequantizeJob {
             for (index, shard) in source.shards.enumerated() {
                 let sink = WriteBehindSink(wrapping: try AtomicFileSink(path: folder.file(shard.fileName), replace: true, hashing: false, io: io), hashing: false)
                 do {
-                    let written = try writeShard(index, of: source, model: model, into: sink, dtype: dtype, threads: threads)
+                    progress?.startFile(shard.fileName, bytes: shard.reader.header.dataByteCount)
+                    let written = try writeShard(index, of: source, model: model, into: sink, dtype: dtype, threads: threads, progress: progress)
                     _ = try sink.commit()
+                    progress?.finishFile()
                     dequantized += written.dequantized
                     weightMap += written.tensors.map { ($0, shard.fileName) }
                     totalSize += written.dataBytes
@@ -131,7 +135,8 @@ public enum DequantizeJob {
 
     /// Writes the dense version of shard `index` (header and data) into `sink`, without committing.
     static func writeShard(
-        _ index: Int, of source: CheckpointSource, model: CheckpointModel, into sink: WriteBehindSink, dtype: DType?, threads: Int
+        _ index: Int, of source: CheckpointSource, model: CheckpointModel, into sink: WriteBehindSink, dtype: DType?, threads: Int,
+        progress: JobProgress? = nil
     ) throws -> (dequantized: [String], tensors: [String], dataBytes: Int) {
         let reader = source.shards[index].reader
         var items: [(offset: UInt64, item: Item)] = model.plain.filter { $0.shard == index }.map { ($0.info.dataOffsets.lowerBound, .plain($0)) }
@@ -154,10 +159,12 @@ public enum DequantizeJob {
             switch item {
             case .plain(let t):
                 try sink.writeKept(t.info, from: reader)
+                progress?.advance(UInt64(t.info.byteCount), item: t.name)
             case .module(let m, let d):
                 try writeDense(m, dtype: d, source: source, sink: sink, threads: threads)
                 m.tensors.forEach(source.release)
                 dequantized.append(m.originalName)
+                progress?.advance(m.tensors.reduce(0) { $0 + UInt64($1.info.byteCount) }, item: m.originalName)
             }
         }
         try sink.flush()  // kept tensors may still be read from the mapping until then

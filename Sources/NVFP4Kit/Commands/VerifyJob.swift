@@ -59,7 +59,7 @@ public enum VerifyJob {
     /// - Throws: ``FileError`` when a file is unreadable or its NVFP4 parts are malformed.
     public static func run(
         original: CheckpointSource, quantized: CheckpointSource, tolerance: Double,
-        comparisonMethod: QuantizationMethod? = nil, threads: Int = ParallelLoop.availableCores
+        comparisonMethod: QuantizationMethod? = nil, threads: Int = ParallelLoop.availableCores, progress: JobProgress? = nil
     ) throws -> VerifyReport {
         let model = CheckpointModel(source: quantized)
         try model.requireDecodable(in: quantized)
@@ -71,6 +71,7 @@ public enum VerifyJob {
         let originals = original.allTensors
         for source in originals {
             let name = source.name
+            defer { progress?.advance(UInt64(source.info.byteCount), item: name) }
             if let m = model.module(forOriginal: name), !matched.contains(m.originalName) {
                 matched.insert(m.originalName)
                 guard source.info.shape == m.logicalShape, source.info.dtype.isQuantizable else {
