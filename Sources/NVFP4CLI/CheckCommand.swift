@@ -5,20 +5,15 @@ enum CheckCommand {
     static let spec = CommandSpec(
         name: "check",
         overview: "Audit an NVFP4 checkpoint for what makes engines load it wrongly.",
-        usage: "nvfp4 check <checkpoint> [--tensor-parallel <n>] [--skip <rule> ...] [--json]",
-        arguments: [("<checkpoint>", "A .safetensors file, '-' for stdin, or a model folder (config.json, shards, index).")],
-        options: [
-            OptionSpec(names: ["--tensor-parallel", "--tp"], valueName: "<n>", help: "Also require row-parallel layers' K / n to be a multiple of 16. (default: 1)"),
-            OptionSpec(names: ["--skip"], valueName: "<rule>", help: "Do not report findings of this rule (repeatable; rules: docs/check.md).", repeatable: true),
-            OptionSpec(names: ["--json"], valueName: nil, help: "Print the findings as a JSON array."),
-        ],
+        arguments: [ArgumentSpec(name: "<checkpoint>", help: "A .safetensors file, '-' for stdin, or a model folder (config.json, shards, index).")],
+        options: [.tensorParallel, .skip, .json, .quiet, .progress],
         discussion: """
-            Reads torchao, compressed-tensors (nvfp4-pack-quantized) and ModelOpt NVFP4 checkpoints, ours or
-            anyone's, without the original weights. Checks fused q/k/v, gate/up, w1/w3 and q_a/kv_a members
-            for unequal global or input scales; NaN, negative or zero block scales; invalid global and input
-            scales; missing input scales for W4A4; ignore/exclude entries that match quantized modules (ModelOpt
-            excludes match by substring in vLLM); kept Linear layers missing from the ignore list; K not a
-            multiple of 16; shapes against each other and against config.json; the quantization config; and
+            Reads torchao, compressed-tensors (nvfp4-pack-quantized) and ModelOpt NVFP4 checkpoints, ours or \
+            anyone's, without the original weights. Checks fused q/k/v, gate/up, w1/w3 and q_a/kv_a members \
+            for unequal global or input scales; NaN, negative or zero block scales; invalid global and input \
+            scales; missing input scales for W4A4; ignore/exclude entries that match quantized modules (ModelOpt \
+            excludes match by substring in vLLM); kept Linear layers missing from the ignore list; K not a \
+            multiple of 16; shapes against each other and against config.json; the quantization config; and \
             the shard index. Prints one line per finding: 'path: module: problem [rule]' (rules: docs/check.md).
             Exit 0 if clean, 1 if anything was found, 2 if the input cannot be read.
             """)
