@@ -39,10 +39,14 @@ enum CheckCommand {
         let findings = audit.findings.filter { !skipped.contains($0.rule) }
         let skippedCount = audit.findings.count - findings.count
         if parsed.flag("--json") {
-            Terminal.out(JSONValue.array(findings.map(\.json)).serialized(.pretty))
+            Terminal.out(JSONReport.document([("findings", .array(findings.map(\.json))), ("skipped", .int(skippedCount))]).serialized(.pretty))
         } else {
             var text = ""
             for f in findings { text += f.description + "\n" }
+            if parsed.flag("--quiet") {
+                Terminal.out(text)
+                return findings.isEmpty ? ExitStatus.success : ExitStatus.checkFailed
+            }
             // Not an NVFP4 checkpoint: the finding says it all.
             if audit.model.modules.isEmpty && findings.count == 1 && findings[0].rule == .noNVFP4Weights {
                 Terminal.out(text)

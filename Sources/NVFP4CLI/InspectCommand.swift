@@ -30,7 +30,7 @@ enum InspectCommand {
             var members = fileJSON(reader: reader)
             members.append(("nvfp4_weights", .array(inspection.model.modules.map(inspection.json(module:)))))
             members += inspection.jsonMembers
-            Terminal.out(JSONValue.object(members).serialized(.pretty))
+            Terminal.out(JSONReport.document(members).serialized(.pretty))
             return ExitStatus.success
         }
         var rows: [[String]] = [["NAME", "DTYPE", "SHAPE", "BYTES"]]

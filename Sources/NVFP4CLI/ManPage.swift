@@ -54,9 +54,23 @@ enum ManPage {
         return ".TP\n\(names)\(value)\n\(escape(o.fullHelp))\n"
     }
 
+    /// `2026` for U+2026, as roff's `\[u2026]` wants it (at least four upper-case hex digits).
+    static func hex4(_ value: UInt32) -> String {
+        let digits = String(value, radix: 16, uppercase: true)
+        return String(repeating: "0", count: max(0, 4 - digits.count)) + digits
+    }
+
     /// Text safe in roff: backslashes and hyphens escaped, no line starting with a control character.
     static func escape(_ text: String) -> String {
-        let escaped = text.replacingAll("\\", with: "\\e").replacingAll("-", with: "\\-")
+        var escaped = ""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\\": escaped += "\\e"
+            case "-": escaped += "\\-"
+            case _ where !scalar.isASCII: escaped += "\\[u" + hex4(scalar.value) + "]"
+            default: escaped.unicodeScalars.append(scalar)
+            }
+        }
         return escaped.hasPrefix(".") || escaped.hasPrefix("'") ? "\\&" + escaped : escaped
     }
 }

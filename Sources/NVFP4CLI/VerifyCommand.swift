@@ -44,7 +44,8 @@ enum VerifyCommand {
         }
         let original = try open(paths[0])
         let quantized = try open(paths[1])
-        var report = try VerifyJob.run(original: original, quantized: quantized, tolerance: tolerance, comparisonMethod: comparison)
+        var report = try VerifyJob.run(
+            original: original, quantized: quantized, tolerance: tolerance, comparisonMethod: comparison, threads: try QuantizeCommand.threadCount(parsed))
         if let manifest, let manifestPath {
             do {
                 let failures = try ManifestCheck.failures(
@@ -128,7 +129,7 @@ enum VerifyCommand {
     }
 
     static func json(_ report: VerifyReport) -> JSONValue {
-        .object([
+        JSONReport.document([
             ("passed", .bool(report.passed)),
             ("tolerance", .number(report.tolerance)),
             ("mismatches", .array(report.mismatches.map { .string($0) })),
