@@ -151,7 +151,8 @@ enum Completions {
             case .path: action = "_files"
             default: action = o.value.completionWords.isEmpty ? " " : "(\(o.value.completionWords.joined(separator: " ")))"
             }
-            tail += ":\(placeholder.trimmingAngleBrackets.replacingColons):\(action)"
+            let message = o.value.completionWords.isEmpty ? placeholder.trimmingAngleBrackets : String(o.key.drop(while: { $0 == "-" }))
+            tail += ":\(message.replacingColons):\(action)"
         }
         let prefix = (o.repeatable ? "*" : "") + exclusion
         if spellings.count == 1 { return zshQuoted(prefix + spellings[0] + tail) }

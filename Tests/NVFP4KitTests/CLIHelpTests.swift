@@ -133,6 +133,27 @@ struct CLIHelpTests {
         }
     }
 
+    @Test("docs/cli.md's table of shared options names the commands that take each")
+    func sharedOptionsDocumented() throws {
+        let doc = try String(contentsOfFile: ToolRunner.repositoryRoot.appendingPathComponent("docs/cli.md").path, encoding: .utf8)
+        var takers: [String: Set<String>] = [:]
+        for case let command? in HelpScaffold.commands {
+            for row in HelpScaffold.optionRows(try HelpScaffold.run(["help", command], columns: 10_000).stdoutText) {
+                for name in row.names { takers[name, default: []].insert(command) }
+            }
+        }
+        let rows = doc.split(separator: "\n").filter { $0.hasPrefix("| `-") }
+        #expect(rows.count >= 9)
+        for row in rows {
+            let cells = row.replacingOccurrences(of: "\\|", with: "/").split(separator: "|").map { $0.trimmingCharacters(in: .whitespaces) }
+            let names = cells[0].split(separator: "`").flatMap { $0.split(separator: ",") }
+                .compactMap { $0.split(separator: " ").first.map(String.init) }.filter { $0.hasPrefix("-") }
+            let commands = Set(cells[2].split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
+            #expect(!names.isEmpty)
+            for name in names { #expect(takers[name] == commands, "docs/cli.md: \(name) is taken by \(takers[name]?.sorted() ?? [])") }
+        }
+    }
+
     @Test("nvfp4 man is docs/nvfp4.1, and groff reads it without a warning")
     func manPage() throws {
         let result = try HelpScaffold.run(["man"], columns: 80)
