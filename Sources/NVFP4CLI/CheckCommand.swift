@@ -5,7 +5,7 @@ enum CheckCommand {
     static let spec = CommandSpec(
         name: "check",
         overview: "Audit an NVFP4 checkpoint for what makes engines load it wrongly.",
-        arguments: [ArgumentSpec(name: "<checkpoint>", help: "A .safetensors file, '-' for stdin, or a model folder (config.json, shards, index).")],
+        arguments: [ArgumentSpec(name: "<checkpoint>", help: "A .safetensors file, '-' for stdin, a model folder (config.json, shards, index), or a model id in the local Hub cache (org/name[@revision]).")],
         options: [.tensorParallel, .skip, .json, .quiet, .progress],
         discussion: """
             Reads torchao, compressed-tensors (nvfp4-pack-quantized) and ModelOpt NVFP4 checkpoints, ours or \
@@ -19,7 +19,7 @@ enum CheckCommand {
             """)
 
     static func run(_ parsed: ParsedArguments, _ invocation: [String]) throws -> Int32 {
-        let path = try positionals(parsed, ["checkpoint"], command: spec.name)[0]
+        let path = try modelArguments(parsed, ["checkpoint"], command: spec.name)[0]
         var tensorParallel = 1
         if let text = parsed.value("--tensor-parallel") {
             guard let n = Int(text), n >= 1, n <= 1024 else {

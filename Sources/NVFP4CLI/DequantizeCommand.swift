@@ -5,7 +5,7 @@ enum DequantizeCommand {
     static let spec = CommandSpec(
         name: "dequantize",
         overview: "Expand NVFP4 weights back to the dense checkpoint they came from.",
-        arguments: [ArgumentSpec(name: "<quantized>", help: "An NVFP4 checkpoint in any layout (torchao, compressed-tensors, ModelOpt): a .safetensors or .safetensors.zst file, '-' for stdin, or a model folder (then -o names the output folder).")],
+        arguments: [ArgumentSpec(name: "<quantized>", help: "An NVFP4 checkpoint in any layout (torchao, compressed-tensors, ModelOpt): a .safetensors or .safetensors.zst file, '-' for stdin, a model folder (then -o names the output folder), or a model id in the local Hub cache (org/name[@revision]).")],
         options: [.output.required(), .dtype, .io, .threads, .force, .quiet, .progress],
         discussion: """
             Every NVFP4 module becomes its original tensor (<m>.weight; torchao's stacked experts their [E, N, K] \
@@ -17,7 +17,7 @@ enum DequantizeCommand {
         binaryOutput: .output)
 
     static func run(_ parsed: ParsedArguments, _ invocation: [String]) throws -> Int32 {
-        let input = try positionals(parsed, ["quantized"], command: spec.name)[0]
+        let input = try modelArguments(parsed, ["quantized"], command: spec.name)[0]
         guard let output = parsed.value("--output") else { throw UsageError(message: "missing -o <output>; see 'nvfp4 dequantize --help'") }
         let dtype: DType? = try choice(parsed.value("--dtype"), option: "--dtype", ["bf16": .bf16, "f32": .f32], default: nil)
         let force = parsed.flag("--force")

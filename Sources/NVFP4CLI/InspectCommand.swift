@@ -6,7 +6,7 @@ enum InspectCommand {
     static let spec = CommandSpec(
         name: "inspect",
         overview: "List the tensors of a safetensors file or model folder, with NVFP4 weights grouped.",
-        arguments: [ArgumentSpec(name: "<file>", help: "A .safetensors or .safetensors.zst file, '-' for stdin (plain or zstd), or a model folder (config.json, shards, index).")],
+        arguments: [ArgumentSpec(name: "<file>", help: "A .safetensors or .safetensors.zst file, '-' for stdin (plain or zstd), a model folder (config.json, shards, index), or a model id in the local Hub cache (org/name[@revision]).")],
         options: [.json],
         discussion: """
             Reads the headers, configs and the 4-byte per-tensor scales, never the tensor data. Understands torchao, \
@@ -17,7 +17,7 @@ enum InspectCommand {
             """)
 
     static func run(_ parsed: ParsedArguments, _ invocation: [String]) throws -> Int32 {
-        let path = try positionals(parsed, ["file"], command: spec.name)[0]
+        let path = try modelArguments(parsed, ["file"], command: spec.name)[0]
         if InspectModelReport.isFolder(path) { return try InspectModelReport.runFolder(path: path, json: parsed.flag("--json")) }
         // Streamed for stdin and .zst: only the header and, where mapped, the scalar scales are read.
         let reader = try SafetensorsReader(path: path, hashing: false)

@@ -5,7 +5,7 @@ enum QuantizeCommand {
     static let spec = CommandSpec(
         name: "quantize",
         overview: "Quantize the linear-layer weights of a safetensors checkpoint to NVFP4.",
-        arguments: [ArgumentSpec(name: "<input>", help: "A .safetensors or .safetensors.zst file, '-' for stdin (plain or zstd), or a Hugging Face model folder (then -o names the output folder).")],
+        arguments: [ArgumentSpec(name: "<input>", help: "A .safetensors or .safetensors.zst file, '-' for stdin (plain or zstd), a Hugging Face model folder, or a model id in the local Hub cache (org/name[@revision]); for a folder, -o names the output folder.")],
         options: [
             .output.defaulting("<input stem>.nvfp4.safetensors beside the input"),
             .format, .method, .searchRadius, .importance, .calibration, .include, .exclude, .noGlobalScale, .weightOnly, .numerics,
@@ -26,7 +26,7 @@ enum QuantizeCommand {
         binaryOutput: .output)
 
     static func run(_ parsed: ParsedArguments, _ invocation: [String]) throws -> Int32 {
-        let input = try positionals(parsed, ["input"], command: spec.name)[0]
+        let input = try modelArguments(parsed, ["input"], command: spec.name)[0]
         let options = try parseOptions(parsed)
         if input != "-" && isFolder(input) { return try QuantizeFolderCommand.run(parsed, invocation, input: input, options: options) }
         for option in ["--shard", "--max-shard-size"] where parsed.value(option) != nil {
@@ -42,34 +42,38 @@ enum QuantizeCommand {
             guard input != "-" else { throw UsageError(message: "reading stdin needs -o <output> (a file, or '-' for stdout)") }
             output = defaultOutputPath(for: input)
         }
-        if output == "-" && parsed.flag("--json") {
-            throw UsageError(message: "--json prints to stdout, which -o - already uses for the checkpoint")
-        }
+        let dryRun = parsed.flag("--dry-run")
         let manifestPath: String? = parsed.value("--manifest") ?? (output == "-" ? nil : defaultManifestPath(for: output))
-        if let manifestPath, manifestPath == "-" && (output == "-" || parsed.flag("--json")) {
-            throw UsageError(message: "--manifest - writes to stdout, which -o - or --json already uses")
-        }
-        if let manifestPath, manifestPath != "-", manifestPath == output
-            || (FileIdentity.of(path: manifestPath) != nil && FileIdentity.of(path: manifestPath) == FileIdentity.of(path: output))
-        {
-            throw UsageError(message: "--manifest \(manifestPath) is the output file; choose another path")
-        }
-        try refuseOverwritingInput(input: input, outputs: [output, manifestPath].compactMap { $0 })
-        if !force {
-            for path in [output, manifestPath].compactMap({ $0 }) where path != "-" && fileExists(path) {
-                throw UsageError(message: "\(path) already exists; use --force to replace it")
+        if !dryRun {
+            if output == "-" && parsed.flag("--json") {
+                throw UsageError(message: "--json prints to stdout, which -o - already uses for the checkpoint")
+            }
+            if let manifestPath, manifestPath == "-" && (output == "-" || parsed.flag("--json")) {
+                throw UsageError(message: "--manifest - writes to stdout, which -o - or --json already uses")
+            }
+            if let manifestPath, manifestPath != "-", manifestPath == output
+                || (FileIdentity.of(path: manifestPath) != nil && FileIdentity.of(path: manifestPath) == FileIdentity.of(path: output))
+            {
+                throw UsageError(message: "--manifest \(manifestPath) is the output file; choose another path")
+            }
+            try refuseOverwritingInput(input: input, outputs: [output, manifestPath].compactMap { $0 })
+            if !force {
+                for path in [output, manifestPath].compactMap({ $0 }) where path != "-" && fileExists(path) {
+                    throw UsageError(message: "\(path) already exists; use --force to replace it")
+                }
             }
         }
-
         let compression = try OutputCompression.parse(parsed.value("--compress"), output: output)
         // Formats whose fused layers share a global scale read those weights twice: a stream
-        // (stdin, zstd) is then spooled to an unlinked temporary file first.
-        let reader = options.format.names.sharesFusedScales
+        // (stdin, zstd) is then spooled to an unlinked temporary file first (a dry run reads headers only).
+        let reader = options.format.names.sharesFusedScales && !dryRun
             ? try SafetensorsReader.randomAccess(path: input, hashing: options.hashes.hashesInput)
             : try SafetensorsReader(path: input, hashing: options.hashes.hashesInput)
         let plan = try QuantizePlan(
             file: reader, options: options, calibration: try calibration(parsed), calibrationPath: parsed.value("--calibration") ?? "calibration",
-            tensorParallel: try tensorParallel(parsed))
+            tensorParallel: try tensorParallel(parsed), measure: !dryRun)
+        if dryRun { return DryRun.print(plan, json: parsed.flag("--json"), output: output) }
+        if !quiet { for pattern in plan.unmatchedExcludes { Terminal.err("warning: --exclude '\(pattern)' matches no tensor\n") } }
         // The executor hashes the output itself (options.hashes), on its own thread.
         let sink = try compression.makeSink(path: output, replace: force, threads: options.threads, io: options.outputIO)
         let progress = ProgressLine(label: "quantize", enabled: !quiet && Terminal.stderrIsTerminal)

@@ -31,6 +31,14 @@ enum QuantizeFolderCommand {
         }
         let force = parsed.flag("--force")
         let quiet = parsed.flag("--quiet")
+        let dryRun = parsed.flag("--dry-run")
+        if dryRun {
+            let plan = try QuantizePlan(
+                folder: try ModelFolder(path: input), options: options, calibration: try QuantizeCommand.calibration(parsed),
+                calibrationPath: parsed.value("--calibration") ?? "calibration", maxShardSize: try parsed.value("--max-shard-size").map(parseSize),
+                tensorParallel: try QuantizeCommand.tensorParallel(parsed), measure: false)
+            return DryRun.print(plan, json: parsed.flag("--json"), output: output)
+        }
         if let a = FileIdentity.of(path: input), let b = FileIdentity.of(path: output), a == b {
             throw UsageError(message: "\(output) is the input folder; choose another output")
         }
@@ -45,6 +53,7 @@ enum QuantizeFolderCommand {
             folder: folder, options: options, calibration: try QuantizeCommand.calibration(parsed),
             calibrationPath: parsed.value("--calibration") ?? "calibration",
             maxShardSize: try parsed.value("--max-shard-size").map(parseSize), tensorParallel: try QuantizeCommand.tensorParallel(parsed))
+        if !quiet { for pattern in plan.unmatchedExcludes { Terminal.err("warning: --exclude '\(pattern)' matches no tensor\n") } }
         let progress: (String) -> Void = { name in if !quiet && Terminal.stderrIsTerminal { Terminal.err("\r\u{1B}[Kquantize \(name)") } }
         if let share {
             try FolderQuantizeJob.runWorker(plan: plan, share: share, output: output, progress: progress)

@@ -33,3 +33,33 @@ enum QuantizeSummary {
         return text + "\n"
     }
 }
+
+/// `quantize --dry-run`: the plan as a table and its totals, or as JSON.
+enum DryRun {
+    /// Prints the plan and returns success; nothing is read beyond headers, nothing is written.
+    static func print(_ plan: QuantizePlan, json: Bool, output: String) -> Int32 {
+        let view = PlanView(plan, output: output)
+        if json {
+            Terminal.out(view.json.serialized(.pretty))
+            return ExitStatus.success
+        }
+        var rows: [[String]] = [["TENSOR", "SHAPE", "DTYPE", "ACTION", "WHY / FUSED GROUP", "METHOD", "OUTPUT FILE"]]
+        for r in view.rows {
+            let why = r.reason ?? r.group.map { $0 + (r.sharesScale ? " (shared scale)" : "") } ?? r.kind
+            rows.append([r.name, "[" + r.shape.map(String.init).joined(separator: ", ") + "]", r.dtype.shortName, r.action, why, r.method ?? "-", r.outputShard])
+        }
+        var text = Format.table(rows)
+        let quantized = view.rows.filter { $0.reason == nil }.count
+        text += "\nplan (\(view.format.rawValue)): quantize \(quantized) of \(view.rows.count) tensors"
+        let kept = view.keptByReason.map { "\($0.names.count) \($0.reason)" }
+        if !kept.isEmpty { text += "; keep " + kept.joined(separator: ", ") }
+        let groups = plan.groups.filter(\.quantized)
+        if !groups.isEmpty {
+            text += "; \(groups.count) fused groups" + (groups.contains(where: \.sharesScale) ? " sharing a global scale" : " with per-weight scales")
+        }
+        text += "\n\(Format.bytes(UInt64(view.inputBytes))) of tensors in -> about \(Format.bytes(UInt64(view.outputBytes))) in \(view.outputFiles.count) file\(view.outputFiles.count == 1 ? "" : "s") in \(output); nothing written (--dry-run)\n"
+        for pattern in view.unmatchedExcludes { text += "warning: --exclude '\(pattern)' matches no tensor\n" }
+        Terminal.out(text)
+        return ExitStatus.success
+    }
+}

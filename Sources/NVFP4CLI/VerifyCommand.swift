@@ -8,8 +8,8 @@ enum VerifyCommand {
         name: "verify",
         overview: "Compare an NVFP4 checkpoint with its original.",
         arguments: [
-            ArgumentSpec(name: "<original>", help: "The source .safetensors file (.zst, '-' for stdin), or model folder."),
-            ArgumentSpec(name: "<quantized>", help: "The NVFP4 checkpoint in any layout (torchao, compressed-tensors, ModelOpt): a file (.zst, '-' for stdin) or model folder."),
+            ArgumentSpec(name: "<original>", help: "The source .safetensors file (.zst, '-' for stdin), model folder, or model id in the local Hub cache (org/name[@revision])."),
+            ArgumentSpec(name: "<quantized>", help: "The NVFP4 checkpoint in any layout (torchao, compressed-tensors, ModelOpt): a file (.zst, '-' for stdin), model folder, or model id in the local Hub cache."),
         ],
         options: [.tolerance, .manifest, .compareMethod, .threads, .json, .quiet, .progress],
         discussion: """
@@ -19,7 +19,7 @@ enum VerifyCommand {
             """)
 
     static func run(_ parsed: ParsedArguments, _ invocation: [String]) throws -> Int32 {
-        let paths = try positionals(parsed, ["original", "quantized"], command: spec.name)
+        let paths = try modelArguments(parsed, ["original", "quantized"], command: spec.name)
         if paths[0] == "-" && paths[1] == "-" { throw UsageError(message: "only one of <original> and <quantized> can be '-'") }
         var tolerance = defaultTolerance
         if let text = parsed.value("--tolerance") {

@@ -574,9 +574,12 @@ private let cliHostileCases: [CLIHostileCase] = [
     CLIHostileCase(name: "unknown dtype", bytes: Craft.file("{\"x\":" + Craft.entry("F8_E4M3FN", [4], 0, 4) + "}", data: Craft.bytes(4)),
                    mentions: ["F8_E4M3FN"]),
     CLIHostileCase(name: "trailing bytes", bytes: Craft.file(trailingJSON, data: Craft.bytes(20)), mentions: ["cover"]),
-    CLIHostileCase(name: "trailing bytes", bytes: Craft.file(trailingJSON, data: Craft.bytes(20)), viaStdin: true, mentions: ["cover"]),
-    CLIHostileCase(name: "data section shorter than the tensors", bytes: Craft.file(shortJSON, data: Craft.bytes(12)), viaStdin: true,
+    // Through stdin the data is checked as it streams: the file must hold something to quantize
+    // (a file with nothing to quantize is refused from its header, before any data).
+    CLIHostileCase(name: "data section shorter than a quantizable weight", bytes: Array(Craft.weightFile(Craft.ordinary).dropLast(12)), viaStdin: true,
                    mentions: ["ended"]),
+    CLIHostileCase(name: "nothing to quantize", bytes: Craft.file(trailingJSON, data: Craft.bytes(16)), viaStdin: true,
+                   mentions: ["no tensor would be quantized", "not a .weight tensor"]),
     CLIHostileCase(name: "trailing bytes after a quantizable weight",
                    bytes: Craft.weightFile(Craft.ordinary) + [0, 0, 0, 0], viaStdin: true, mentions: ["cover"]),
     // Weights the codec cannot take.

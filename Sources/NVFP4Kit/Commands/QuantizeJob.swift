@@ -126,18 +126,26 @@ public enum QuantizeJob {
     }
 
     /// Checks the weight's values and derives its per-tensor scale.
+    ///
+    /// A member of a fused group that shares a scale was already read by the plan's pre-pass
+    /// (values checked, amax measured, the group's max taken): it uses that amax without a
+    /// second pass over its data.
     static func makeCodec(
         for matrix: DenseMatrix, tensor: TensorInfo, options: QuantizeOptions, path: String
     ) throws(FileError) -> NVFP4Codec {
-        let (amax, bad) = ParallelLoop.magnitudeMaximum(matrix, threads: options.threads)
-        if let bad {
-            throw FileError(path: path, cause: WeightError.nonFinite(
-                tensor: tensor.name, index: bad, row: bad / matrix.columns, column: bad % matrix.columns))
+        let amax: Float
+        if let shared = options.scalePlan.sharedAmax[tensor.name] {
+            amax = shared
+        } else {
+            let (measured, bad) = ParallelLoop.magnitudeMaximum(matrix, threads: options.threads)
+            if let bad {
+                throw FileError(path: path, cause: WeightError.nonFinite(
+                    tensor: tensor.name, index: bad, row: bad / matrix.columns, column: bad % matrix.columns))
+            }
+            amax = measured
         }
         do {
-            // A fused group's members share the group's amax (never below the member's own).
-            let shared = options.scalePlan.sharedAmax[tensor.name].map { Swift.max($0, amax) } ?? amax
-            let scale = try TensorScale(amax: shared, mode: options.mode, numerics: options.numerics, tensor: tensor.name)
+            let scale = try TensorScale(amax: amax, mode: options.mode, numerics: options.numerics, tensor: tensor.name)
             return NVFP4Codec(scale: scale, numerics: options.numerics)
         } catch {
             throw FileError(path: path, cause: error)

@@ -86,6 +86,11 @@ public struct TensorSelection: Sendable {
         return nil
     }
 
+    /// Whether `pattern` matches any of `names` (tensor names; their module names count too).
+    public func matchesAny(_ pattern: String, _ names: [String]) -> Bool {
+        names.contains { matches(pattern, $0) }
+    }
+
     private func matches(_ pattern: String, _ name: String) -> Bool {
         if fnmatch(pattern, name, 0) == 0 { return true }
         return fnmatch(pattern, moduleName(name), 0) == 0

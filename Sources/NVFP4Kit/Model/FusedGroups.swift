@@ -40,6 +40,12 @@ public struct FusedGroup: Sendable, Equatable {
     public var weights: [String]
     /// The fused module name (`model.layers.0.self_attn.qkv_proj`), if the engine has one.
     public var fusedModule: String?
+
+    /// A readable name: `model.layers.0.self_attn.{q_proj,k_proj,v_proj}`.
+    public var displayName: String {
+        let leaves = weights.map { moduleName($0).split(separator: ".").last.map(String.init) ?? $0 }
+        return (parent.isEmpty ? "" : parent + ".") + "{" + leaves.joined(separator: ",") + "}"
+    }
 }
 
 /// Finds fused groups among a checkpoint's tensors.

@@ -28,6 +28,13 @@ extension QuantizePlan {
         return result
     }
 
+    /// Keep reasons and how many tensors each kept, most common first.
+    static func reasonCounts(_ tensors: [TensorPlan]) -> [(reason: String, count: Int)] {
+        var counts: [String: Int] = [:]
+        for t in tensors { if case .keep(let r) = t.decision { counts[r.rawValue, default: 0] += 1 } }
+        return counts.sorted { ($1.value, $0.key) < ($0.value, $1.key) }.map { ($0.key, $0.value) }
+    }
+
     /// The decision for a stacked expert tensor `[E, N, K]`: quantized in every layout where its
     /// shape allows (torchao's 3-D layout needs `N % 128 == 0`, two-level scaling and no
     /// calibration; per-expert slices need each slice's rows to be a multiple of 16).

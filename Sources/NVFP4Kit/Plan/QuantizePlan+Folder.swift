@@ -13,7 +13,7 @@ extension QuantizePlan {
     ///   calibration entries.
     public init(
         folder: ModelFolder, options: QuantizeOptions, calibration: [String: Float]?, calibrationPath: String = "calibration",
-        maxShardSize: Int? = nil, tensorParallel: Int = 1
+        maxShardSize: Int? = nil, tensorParallel: Int = 1, measure: Bool = true
     ) throws {
         if let method = folder.config?["quantization_config"]?["quant_method"]?.stringValue, QuantizePlan.quantizedMethods.contains(method.lowercased()) {
             throw ModelFolderError(path: "\(folder.path)/config.json", reason: "the model is already quantized (quant_method \"\(method)\"); start from the bf16/fp16/fp32 checkpoint")
@@ -40,7 +40,7 @@ extension QuantizePlan {
         let names = shards.map(\.name)
         try self.init(
             source: .folder(folder), shards: shards, config: folder.config, options: options, calibration: calibration,
-            calibrationPath: calibrationPath, maxShardSize: maxShardSize, tensorParallel: tensorParallel
+            calibrationPath: calibrationPath, maxShardSize: maxShardSize, tensorParallel: tensorParallel, measure: measure
         ) { s in try SafetensorsReader(path: "\(folder.path)/\(names[s])", hashing: false) }
     }
 

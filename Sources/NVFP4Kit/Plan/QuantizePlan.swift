@@ -4,6 +4,14 @@ public enum PlanSource: Sendable {
     case folder(ModelFolder)
     case file(displayPath: String)
 
+    /// The folder's path or the file's display path.
+    public var displayPath: String {
+        switch self {
+        case .folder(let f): return f.path
+        case .file(let p): return p
+        }
+    }
+
     /// The folder, for folder inputs.
     public var folder: ModelFolder? {
         if case .folder(let f) = self { return f }
@@ -60,6 +68,11 @@ public struct QuantizePlan: Sendable {
     public var options: QuantizeOptions
     /// The tensor-parallel size row-parallel layers were checked against.
     public var tensorParallel: Int
+    /// `--exclude` patterns that match no tensor (a warning: `--include` patterns that match
+    /// nothing are an error).
+    public var unmatchedExcludes: [String]
+    /// Whether the shared scales were measured (``sharedAmaxPrePass``); a dry run plans without.
+    public var measured: Bool
 
     /// Plans the quantization of `shards`.
     ///
@@ -69,11 +82,15 @@ public struct QuantizePlan: Sendable {
     ///   - maxShardSize: Split output shards so that each holds at most this many bytes of tensor
     ///     data (a larger tensor gets a shard of its own); `nil` keeps the input's sharding.
     ///   - tensorParallel: Row-parallel layers whose `K / tensorParallel` is not a multiple of 16 are kept.
+    ///   - measure: Read the members of fused groups that share a scale for their amax (what the
+    ///     writer needs); a dry run leaves it out and reads no tensor data.
     ///   - open: Opens input shard `i` for the amax pre-pass over fused groups that share a scale.
-    /// - Throws: ``FileError`` for non-finite weights, calibration problems or colliding output names.
+    /// - Throws: ``PlanError`` (wrapped in ``FileError``) for an `--include` that matches nothing or
+    ///   a plan that quantizes nothing; ``FileError`` for non-finite weights, calibration problems
+    ///   or colliding output names.
     public init(
         source: PlanSource, shards: [Shard], config: JSONValue?, options: QuantizeOptions, calibration: [String: Float]?,
-        calibrationPath: String = "calibration", maxShardSize: Int? = nil, tensorParallel: Int = 1,
+        calibrationPath: String = "calibration", maxShardSize: Int? = nil, tensorParallel: Int = 1, measure: Bool = true,
         open: (Int) throws -> SafetensorsReader
     ) throws {
         self.source = source
@@ -81,9 +98,20 @@ public struct QuantizePlan: Sendable {
         self.tensorParallel = tensorParallel
         fusion = FusedGroups(config: config)
         var options = options
+        let names = shards.flatMap { $0.header.tensors.map(\.name) }
+        if let pattern = options.selection.include.first(where: { !options.selection.matchesAny($0, names) }) {
+            throw FileError(path: source.displayPath, cause: PlanError.includeMatchesNothing(pattern: pattern))
+        }
+        unmatchedExcludes = options.selection.exclude.filter { !options.selection.matchesAny($0, names) }
         var tensors = QuantizePlan.decide(shards: shards, options: options, calibrated: calibration != nil, tensorParallel: tensorParallel)
         var groups = QuantizePlan.fusedGroups(&tensors, fusion: fusion, format: options.format)
-        try QuantizePlan.sharedAmaxPrePass(&groups, tensors: tensors, shards: shards, threads: options.threads, open: open)
+        if !tensors.contains(where: \.isQuantized) {
+            throw FileError(path: source.displayPath, cause: PlanError.nothingToQuantize(reasons: QuantizePlan.reasonCounts(tensors)))
+        }
+        measured = measure
+        if measure {
+            try QuantizePlan.sharedAmaxPrePass(&groups, tensors: tensors, shards: shards, threads: options.threads, open: open)
+        }
         for group in groups where group.sharesScale {
             for member in group.group.weights { options.scalePlan.sharedAmax[member] = group.sharedAmax }
         }
@@ -105,11 +133,12 @@ public struct QuantizePlan: Sendable {
     /// such a plan needs a random-access reader (``SafetensorsReader/randomAccess(path:hashing:)``).
     public init(
         file reader: SafetensorsReader, options: QuantizeOptions, calibration: [String: Float]? = nil, calibrationPath: String = "calibration",
-        tensorParallel: Int = 1
+        tensorParallel: Int = 1, measure: Bool = true
     ) throws {
         try self.init(
             source: .file(displayPath: reader.displayPath), shards: [Shard(name: reader.displayPath, header: reader.header)],
-            config: nil, options: options, calibration: calibration, calibrationPath: calibrationPath, tensorParallel: tensorParallel
+            config: nil, options: options, calibration: calibration, calibrationPath: calibrationPath, tensorParallel: tensorParallel,
+            measure: measure
         ) { _ in
             guard reader.isRandomAccess else {
                 throw FileError(path: reader.displayPath, cause: PlanError.needsRandomAccess)
@@ -171,6 +200,10 @@ public enum PlanError: Error, Sendable, CustomStringConvertible {
     case needsRandomAccess
     /// Two input tensors would be written under the same name.
     case outputNameCollision(name: String, first: String, second: String)
+    /// An `--include` pattern matches no tensor or module name.
+    case includeMatchesNothing(pattern: String)
+    /// No tensor would be quantized; the reasons, most common first.
+    case nothingToQuantize(reasons: [(reason: String, count: Int)])
 
     public var description: String {
         switch self {
@@ -178,6 +211,11 @@ public enum PlanError: Error, Sendable, CustomStringConvertible {
             return "fused layers share a global scale, so their weights are read twice; this input is a stream (open it with random access)"
         case .outputNameCollision(let name, let first, let second):
             return "tensors \"\(first)\" and \"\(second)\" would both be written as \"\(name)\"; rename one or --exclude it"
+        case .includeMatchesNothing(let pattern):
+            return "--include '\(pattern)' matches no tensor or module name (patterns match whole names; '*' crosses dots: try '*\(pattern)*')"
+        case .nothingToQuantize(let reasons):
+            let listed = reasons.prefix(4).map { "\($0.count) \($0.reason)" }.joined(separator: ", ")
+            return "no tensor would be quantized (\(listed)); nothing to do — check --include/--exclude, or inspect the file with 'nvfp4 inspect'"
         }
     }
 }

@@ -1,0 +1,82 @@
+import Foundation
+import NVFP4Kit
+import Testing
+
+/// `quantize --dry-run` shows what a real run then does, writes nothing, and mistakes in
+/// `--include`/`--exclude` or a run with nothing to quantize are caught before any work.
+@Suite("dry run and early mistakes")
+struct DryRunTests {
+    @Test("the dry-run plan matches what the real run writes: decisions, files, sizes", arguments: CheckpointFormat.allCases, [false, true])
+    func planMatchesRun(format: CheckpointFormat, folder: Bool) throws {
+        let scratch = ScratchFolder()
+        defer { scratch.remove() }
+        let input = folder ? ModelFixtures.qwenMoE : FixturePaths.tinyLlama
+        let output = scratch.file(folder ? "out" : "out.safetensors")
+        let common = ["quantize", input, "-o", output, "--format", format.rawValue, "--exclude", "*.q_proj"]
+        let dry = try ToolRunner.run(common + ["--dry-run", "--json"])
+        try #require(dry.status == 0, "\(dry)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: scratch.path).isEmpty, "a dry run writes nothing")
+        let plan = try JSONParser.parse(Array(dry.stdout))
+        #expect(plan["schema_version"]?.unsignedValue == 1)
+        let run = try ToolRunner.run(common)
+        try #require(run.status == 0, "\(run)")
+
+        // Every tensor's action and reason is what the manifest records.
+        let manifestPath = folder ? output + "/" + FolderQuantizeJob.manifestFileName : scratch.file("out.manifest.json")
+        let manifest = try ModelFixtures.json(manifestPath)
+        let entries = manifest["tensors"]?.arrayValue ?? manifest["shards"]?.arrayValue?.flatMap { $0["tensors"]?.arrayValue ?? [] } ?? []
+        let recorded = Dictionary(entries.map { ($0["name"]!.stringValue!, $0) }, uniquingKeysWith: { a, _ in a })
+        let rows = plan["tensors"]?.arrayValue ?? []
+        #expect(rows.count == recorded.count)
+        for row in rows {
+            let name = row["name"]!.stringValue!
+            let entry = try #require(recorded[name], "\(name) is not in the manifest")
+            #expect((row["action"]?.stringValue == "quantize") == (entry["action"]?.stringValue == "quantized"), "\(name)")
+            #expect(row["reason"]?.stringValue == entry["reason"]?.stringValue, "\(name)")
+        }
+        // The planned files and sizes are the files written.
+        for file in plan["output_files"]?.arrayValue ?? [] {
+            let path = folder ? output + "/" + file["name"]!.stringValue! : file["name"]!.stringValue!
+            let size = try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int
+            #expect(size == file["bytes"]?.unsignedValue.map(Int.init), "\(path)")
+        }
+        #expect(plan["totals"]?["quantized"]?.unsignedValue == UInt64(entries.filter { $0["action"]?.stringValue == "quantized" }.count))
+    }
+
+    @Test("the text dry run lists every tensor and the totals, and names the output")
+    func text() throws {
+        let result = try ToolRunner.run(["quantize", FixturePaths.tinyLlama, "--dry-run", "--format", "modelopt"])
+        #expect(result.status == 0, "\(result)")
+        let text = result.stdoutText
+        #expect(text.contains("model.layers.0.self_attn.{q_proj,k_proj,v_proj} (shared scale)"))
+        #expect(text.contains("plan (modelopt): quantize 14 of 21 tensors"))
+        #expect(text.contains("model.nvfp4.safetensors; nothing written (--dry-run)"))
+        #expect(!FileManager.default.fileExists(atPath: FixturePaths.root + "/Fixtures/tiny-llama/model.nvfp4.safetensors"))
+    }
+
+    @Test("an --include that matches nothing is an error, an --exclude that matches nothing a warning", arguments: [false, true])
+    func globs(folder: Bool) throws {
+        let scratch = ScratchFolder()
+        defer { scratch.remove() }
+        let input = folder ? ModelFixtures.llama : FixturePaths.tinyLlama
+        let output = scratch.file("out")
+        let include = try ToolRunner.run(["quantize", input, "-o", output, "--include", "q_proj"])
+        #expect(include.status == 2)
+        #expect(include.stderrLines.count == 1 && include.stderr.contains("--include 'q_proj' matches no tensor"), "\(include)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: scratch.path).isEmpty)
+        let exclude = try ToolRunner.run(["quantize", input, "-o", output, "--exclude", "*.nothing"])
+        #expect(exclude.status == 0, "\(exclude)")
+        #expect(exclude.stderr.contains("warning: --exclude '*.nothing' matches no tensor"), "\(exclude)")
+    }
+
+    @Test("a run that would quantize nothing is exit 2 with the reasons, and writes nothing", arguments: [false, true])
+    func nothingToQuantize(folder: Bool) throws {
+        let scratch = ScratchFolder()
+        defer { scratch.remove() }
+        let input = folder ? ModelFixtures.llama : FixturePaths.tinyLlama
+        let result = try ToolRunner.run(["quantize", input, "-o", scratch.file("out"), "--exclude", "*_proj"])
+        #expect(result.status == 2)
+        #expect(result.stderrLines.count == 1 && result.stderr.contains("no tensor would be quantized") && result.stderr.contains("matched --exclude"), "\(result)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: scratch.path).isEmpty)
+    }
+}
