@@ -72,7 +72,7 @@ struct CLIOutputGuardTests {
             let result = try GuardScaffold.runOnTerminal(arguments, in: dir.path)
             #expect(result.status == 2, "\(result)")
             #expect(result.stderr.hasPrefix("error: refusing to write a binary checkpoint to the terminal") && result.stderr.filter { $0 == "\n" }.count == 1, "\(result.stderr)")
-            #expect(result.terminal.isEmpty, "\(result.terminal.count) bytes reached the terminal")
+            #expect(result.terminal.count == 0, "bytes reached the terminal")
             #expect(try dir.contents() == before)
         }
     }
@@ -83,6 +83,10 @@ struct CLIOutputGuardTests {
             try dir.write(GuardScaffold.checkpoint(), to: "in.safetensors")
             let inspect = try GuardScaffold.runOnTerminal(["inspect", "in.safetensors"], in: dir.path)
             #expect(inspect.status == 0 && String(decoding: inspect.terminal, as: UTF8.self).contains("down_proj"), "\(inspect)")
+            // A dry run writes no checkpoint: its plan is text for the terminal.
+            let dryRun = try GuardScaffold.runOnTerminal(["quantize", "in.safetensors", "-o", "-", "--dry-run"], in: dir.path)
+            #expect(dryRun.status == 0 && String(decoding: dryRun.terminal, as: UTF8.self).contains("nothing written"), "\(dryRun)")
+            #expect(try dir.contents() == ["in.safetensors"])
             let piped = try ToolRunner.run(["quantize", "in.safetensors", "-o", "-"], in: dir.path)
             #expect(piped.status == 0 && piped.stdout.count > 8, "\(piped)")
         }
