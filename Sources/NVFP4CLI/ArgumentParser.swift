@@ -114,6 +114,23 @@ struct CommandSpec {
 struct UsageError: Error, CustomStringConvertible {
     var message: String
     var description: String { message }
+
+    /// `invalid value 'modelop' for --format; expected one of: …; did you mean 'modelopt'?`
+    static func invalidChoice(_ value: String, for option: String, expected words: [String]) -> UsageError {
+        let hint = Suggestion.didYouMean(value, among: words).map { "; \($0)" } ?? ""
+        return UsageError(message: "invalid value '\(value)' for \(option); expected one of: \(words.sorted().joined(separator: ", "))\(hint)")
+    }
+
+    /// `missing argument <input>; see 'nvfp4 quantize --help'`, or `unexpected argument …`, when
+    /// `positionals` does not fit `required` names and at most `allowed` arguments.
+    static func checkCount(_ positionals: [String], required: [String], allowed: Int, command: String) throws(UsageError) {
+        if positionals.count < required.count {
+            throw UsageError(message: "missing argument \(required[positionals.count]); see 'nvfp4 \(command) --help'")
+        }
+        if positionals.count > allowed {
+            throw UsageError(message: "unexpected argument '\(positionals[allowed])'; see 'nvfp4 \(command) --help'")
+        }
+    }
 }
 
 /// Parsed arguments of one subcommand.
@@ -125,6 +142,8 @@ struct ParsedArguments {
     func value(_ key: String) -> String? { values[key]?.last }
     func all(_ key: String) -> [String] { values[key] ?? [] }
     func flag(_ key: String) -> Bool { flags.contains(key) }
+    /// A whole-number option's value (the parser checked its range), or `nil` when not given.
+    func wholeNumber(_ option: OptionSpec) -> Int? { value(option.key).flatMap { Int($0) } }
 
     /// Parses `arguments` against `spec`: `--opt value`, `--opt=value`, `-o value`, `-ovalue`,
     /// `--` ends options, and a lone `-` is a positional (stdin or stdout). Choices and whole
@@ -178,13 +197,8 @@ struct ParsedArguments {
                 flags.insert(option.key)
             }
         }
-        let required = spec.arguments.filter { !$0.isOptional }
-        if positionals.count < required.count {
-            throw UsageError(message: "missing argument \(required[positionals.count].name); see 'nvfp4 \(spec.name) --help'")
-        }
-        if positionals.count > spec.arguments.count {
-            throw UsageError(message: "unexpected argument '\(positionals[spec.arguments.count])'; see 'nvfp4 \(spec.name) --help'")
-        }
+        try UsageError.checkCount(
+            positionals, required: spec.arguments.filter { !$0.isOptional }.map(\.name), allowed: spec.arguments.count, command: spec.name)
         for option in spec.options where option.isRequired && values[option.key] == nil && !flags.contains(option.key) {
             throw UsageError(message: "missing \(option.names.last!) \(option.valueName ?? ""); see 'nvfp4 \(spec.name) --help'")
         }
@@ -194,8 +208,7 @@ struct ParsedArguments {
     private static func check(_ value: String, of option: OptionSpec) throws(UsageError) {
         switch option.value {
         case .choice(let words, _) where !words.contains(value):
-            let hint = Suggestion.didYouMean(value, among: words).map { "; \($0)" } ?? ""
-            throw UsageError(message: "invalid value '\(value)' for \(option.key); expected one of: \(words.sorted().joined(separator: ", "))\(hint)")
+            throw UsageError.invalidChoice(value, for: option.key, expected: words)
         case .wholeNumber(_, let range):
             guard let n = Int(value), range.contains(n) else {
                 throw UsageError(

@@ -20,22 +20,12 @@ enum CheckCommand {
 
     static func run(_ parsed: ParsedArguments, _ invocation: [String]) throws -> Int32 {
         let path = try modelArguments(parsed, ["checkpoint"], command: spec.name)[0]
-        var tensorParallel = 1
-        if let text = parsed.value("--tensor-parallel") {
-            guard let n = Int(text), n >= 1, n <= 1024 else {
-                throw UsageError(message: "invalid value '\(text)' for --tensor-parallel; expected a whole number from 1 to 1024")
-            }
-            tensorParallel = n
-        }
+        let tensorParallel = try QuantizeCommand.tensorParallel(parsed)
         let source = try CheckpointSource(path: path)
         let audit = try CheckpointAudit(source: source, tensorParallel: tensorParallel)
         var skipped = Set<CheckRule>()
-        for name in parsed.all("--skip") {
-            guard let rule = CheckRule(rawValue: name) else {
-                throw UsageError(message: "unknown rule '\(name)' for --skip; rules are: \(CheckRule.allCases.map(\.rawValue).joined(separator: ", "))")
-            }
-            skipped.insert(rule)
-        }
+        // The parser accepts only rule names (the option table's choices).
+        for name in parsed.all("--skip") { if let rule = CheckRule(rawValue: name) { skipped.insert(rule) } }
         let findings = audit.findings.filter { !skipped.contains($0.rule) }
         let skippedCount = audit.findings.count - findings.count
         if parsed.flag("--json") {

@@ -98,22 +98,15 @@ public enum CommandLineTool {
     static var mainHelp: String { HelpFormatter.mainHelp(overview: overview, commands: specs, width: Terminal.width) }
 }
 
-/// Parses a choice among `values`.
+/// Parses a choice among `values` (the parser has already checked options from the table).
 func choice<T>(_ text: String?, option: String, _ values: [String: T], default fallback: T) throws(UsageError) -> T {
     guard let text else { return fallback }
-    guard let value = values[text] else {
-        throw UsageError(message: "invalid value '\(text)' for \(option); expected one of: \(values.keys.sorted().joined(separator: ", "))")
-    }
+    guard let value = values[text] else { throw UsageError.invalidChoice(text, for: option, expected: Array(values.keys)) }
     return value
 }
 
-/// Requires exactly `count` positional arguments.
+/// The positional arguments, exactly `names.count` of them (the parser checks the count against the spec too).
 func positionals(_ parsed: ParsedArguments, _ names: [String], command: String) throws(UsageError) -> [String] {
-    if parsed.positionals.count < names.count {
-        throw UsageError(message: "missing argument <\(names[parsed.positionals.count])>; see 'nvfp4 \(command) --help'")
-    }
-    if parsed.positionals.count > names.count {
-        throw UsageError(message: "unexpected argument '\(parsed.positionals[names.count])'; see 'nvfp4 \(command) --help'")
-    }
+    try UsageError.checkCount(parsed.positionals, required: names.map { "<\($0)>" }, allowed: names.count, command: command)
     return parsed.positionals
 }

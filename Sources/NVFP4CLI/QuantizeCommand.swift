@@ -131,11 +131,7 @@ enum QuantizeCommand {
 
     /// `--tensor-parallel <n>` (1...1024).
     static func tensorParallel(_ parsed: ParsedArguments) throws(UsageError) -> Int {
-        guard let text = parsed.value("--tensor-parallel") else { return 1 }
-        guard let n = Int(text), n >= 1, n <= 1024 else {
-            throw UsageError(message: "invalid value '\(text)' for --tensor-parallel; expected a whole number from 1 to 1024")
-        }
-        return n
+        parsed.wholeNumber(.tensorParallel) ?? 1
     }
 
     /// `--hash all|output|none`.
@@ -147,11 +143,7 @@ enum QuantizeCommand {
 
     /// `--threads N` (1...1024), or all the cores this process may use.
     static func threadCount(_ parsed: ParsedArguments) throws(UsageError) -> Int {
-        guard let text = parsed.value("--threads") else { return ParallelLoop.availableCores }
-        guard let n = Int(text), n >= 1, n <= 1024 else {
-            throw UsageError(message: "invalid value '\(text)' for --threads; expected a whole number from 1 to 1024")
-        }
-        return n
+        parsed.wholeNumber(.threads) ?? ParallelLoop.availableCores
     }
 
     /// `--io direct|buffered`.
