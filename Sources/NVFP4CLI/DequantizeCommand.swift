@@ -27,6 +27,7 @@ enum DequantizeCommand {
         if !force && output != "-" && fileExists(output) {
             throw UsageError(message: "\(output) already exists; use --force to replace it")
         }
+        removeCrashLeftovers(near: [output], quiet: parsed.flag("--quiet"))
         let threads = try QuantizeCommand.threadCount(parsed)
         let io = try QuantizeCommand.outputIO(parsed)
         let source = try CheckpointSource(path: input)

@@ -4,19 +4,16 @@ import NVFP4Kit
 /// Whether anything exists at `path` (following links).
 func fileExists(_ path: String) -> Bool { access(path, F_OK) == 0 }
 
-/// An output that would overwrite an input: refused before any work starts.
-struct OutputIsInputError: Error, CustomStringConvertible {
-    var input: String
-    var output: String
-    var description: String { "\(output) is the input file \(input) (same path, link or hard link); choose another output" }
+/// Refuses outputs that are, contain or lie inside the input (same path, a symbolic link, a hard
+/// link, a folder holding it), before any work starts, `--force` included (``OutputGuard``).
+func refuseOverwritingInput(input: String, outputs: [String]) throws {
+    try OutputGuard.refuseOverlap(inputs: [input], outputs: outputs)
 }
 
-/// Refuses outputs that name the input itself, through the same path, a symbolic link or a hard link.
-func refuseOverwritingInput(input: String, outputs: [String]) throws {
-    guard input != "-", let source = FileIdentity.of(path: input) else { return }
-    for output in outputs where output != "-" {
-        if output == input || FileIdentity.of(path: output) == source {
-            throw OutputIsInputError(input: input, output: output)
-        }
+/// Removes what killed runs left beside (and inside) the outputs, and says so in one line.
+func removeCrashLeftovers(near outputs: [String], quiet: Bool) {
+    let removed = CrashLeftovers.remove(near: outputs)
+    if !removed.isEmpty && !quiet {
+        Terminal.err("removed \(removed.count) leftover(s) of interrupted nvfp4 runs: \(removed.joined(separator: ", "))\n")
     }
 }

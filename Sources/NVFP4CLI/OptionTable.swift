@@ -37,6 +37,9 @@ extension OptionSpec {
     static let dryRun = OptionSpec(
         names: ["--dry-run"], value: .none,
         help: "Print the plan (each weight's decision, reason, fused group, method, output shard; totals) and write nothing.")
+    static let followLinks = OptionSpec(
+        names: ["--follow-links"], value: .none,
+        help: "Model folders: follow symbolic links that leave the folder (refused by default; see docs/security.md).")
     static let format = OptionSpec(
         names: ["--format"], value: .choice(CheckpointFormat.allCases.map(\.rawValue)),
         help: "Checkpoint layout: torchao, compressed-tensors (llm-compressor nvfp4-pack-quantized) or modelopt.",

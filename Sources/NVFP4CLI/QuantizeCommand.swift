@@ -11,7 +11,7 @@ enum QuantizeCommand {
             .format, .method, .searchRadius, .importance, .calibration, .include, .exclude, .noGlobalScale, .weightOnly, .numerics,
             .tensorParallel, .maxShardSize, .shard,
             .manifest.defaulting("<output stem>.manifest.json; none with -o -"), .hash, .compress, .io, .threads,
-            .dryRun, .force, .json, .quiet, .progress,
+            .followLinks, .dryRun, .force, .json, .quiet, .progress,
         ],
         discussion: """
             Quantized: 2-D .weight tensors of linear layers whose dimensions are multiples of 16, in bf16, f16 \
@@ -32,6 +32,7 @@ enum QuantizeCommand {
         for option in ["--shard", "--max-shard-size"] where parsed.value(option) != nil {
             throw UsageError(message: "\(option) needs a model folder as input; a single file is written as one file")
         }
+        if parsed.flag("--follow-links") { throw UsageError(message: "--follow-links needs a model folder as input") }
         let quiet = parsed.flag("--quiet")
         let force = parsed.flag("--force")
 
@@ -63,6 +64,7 @@ enum QuantizeCommand {
                 }
             }
         }
+        if !dryRun { removeCrashLeftovers(near: [output, manifestPath].compactMap { $0 }, quiet: quiet) }
         let compression = try OutputCompression.parse(parsed.value("--compress"), output: output)
         // Formats whose fused layers share a global scale read those weights twice: a stream
         // (stdin, zstd) is then spooled to an unlinked temporary file first (a dry run reads headers only).

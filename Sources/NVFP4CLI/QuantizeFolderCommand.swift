@@ -31,24 +31,22 @@ enum QuantizeFolderCommand {
         }
         let force = parsed.flag("--force")
         let quiet = parsed.flag("--quiet")
+        let followLinks = parsed.flag("--follow-links")
         let dryRun = parsed.flag("--dry-run")
         if dryRun {
             let plan = try QuantizePlan(
-                folder: try ModelFolder(path: input), options: options, calibration: try QuantizeCommand.calibration(parsed),
+                folder: try ModelFolder(path: input, followLinks: followLinks), options: options, calibration: try QuantizeCommand.calibration(parsed),
                 calibrationPath: parsed.value("--calibration") ?? "calibration", maxShardSize: try parsed.value("--max-shard-size").map(parseSize),
                 tensorParallel: try QuantizeCommand.tensorParallel(parsed), measure: false)
             return DryRun.print(plan, json: parsed.flag("--json"), output: output)
         }
-        if let a = FileIdentity.of(path: input), let b = FileIdentity.of(path: output), a == b {
-            throw UsageError(message: "\(output) is the input folder; choose another output")
-        }
+        try refuseOverwritingInput(input: input, outputs: [output])
         if share == nil, fileExists(output) {
             guard force else { throw UsageError(message: "\(output) already exists; use --force to replace it") }
-            guard fileExists("\(output)/\(FolderQuantizeJob.manifestFileName)") else {
-                throw UsageError(message: "\(output) exists and is not an nvfp4 output folder (no \(FolderQuantizeJob.manifestFileName)); --force replaces only those")
-            }
+            try OutputGuard.checkReplaceableFolder(output, manifestName: FolderQuantizeJob.manifestFileName)
         }
-        let folder = try ModelFolder(path: input)
+        removeCrashLeftovers(near: [output], quiet: quiet)
+        let folder = try ModelFolder(path: input, followLinks: followLinks)
         let plan = try QuantizePlan(
             folder: folder, options: options, calibration: try QuantizeCommand.calibration(parsed),
             calibrationPath: parsed.value("--calibration") ?? "calibration",
@@ -112,6 +110,7 @@ enum MergeCommand {
 
     static func run(_ parsed: ParsedArguments, _ invocation: [String]) throws -> Int32 {
         let output = try positionals(parsed, ["output folder"], command: spec.name)[0]
+        removeCrashLeftovers(near: [output], quiet: parsed.flag("--quiet"))
         let manifest = try FolderQuantizeJob.merge(output: output, invocation: invocation)
         if parsed.flag("--json") { Terminal.out(manifest.serialized(.pretty)) }
         if !parsed.flag("--quiet") { Terminal.err("merged \(manifest["shards"]?.arrayValue?.count ?? 0) shard(s) in \(output)\n") }

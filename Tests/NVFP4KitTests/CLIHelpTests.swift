@@ -90,7 +90,10 @@ struct CLIHelpTests {
         for command in HelpScaffold.commands {
             let wrapped = try HelpScaffold.run(HelpScaffold.helpArguments(command), columns: columns).stdoutText
             let golden = try String(contentsOfFile: HelpScaffold.goldenPath(command), encoding: .utf8)
-            #expect(HelpScaffold.words(wrapped) == HelpScaffold.words(golden), "\(command ?? "nvfp4") at \(columns)")
+            let (got, want) = (HelpScaffold.words(wrapped), HelpScaffold.words(golden))
+            let firstDifference = zip(got, want).enumerated().first { $0.element.0 != $0.element.1 }?.offset ?? min(got.count, want.count)
+            #expect(got.count == want.count && firstDifference == got.count,
+                    "\(command ?? "nvfp4") at \(columns): words differ from the golden's at word \(firstDifference): \(got.dropFirst(firstDifference).prefix(5)) vs \(want.dropFirst(firstDifference).prefix(5))")
             for line in wrapped.split(separator: "\n") where HelpScaffold.width(line) > columns {
                 // Only what cannot be split may stick out: one word, one USAGE element, one option label alone.
                 let unit = line.trimmingCharacters(in: .whitespaces)

@@ -134,6 +134,7 @@ struct ShardedRunTests {
         #expect(v.status == 0, "\(v)")
         let notOurs = scratch.file("plain")
         mkdir(notOurs, 0o755)
+        try sealedTextFile("mine", to: "\(notOurs)/a.txt", replace: false).publish()  // an empty folder may be replaced
         let refused = try ToolRunner.run(["quantize", ModelFixtures.llama, "-o", notOurs, "--force"])
         #expect(refused.status == 2 && refused.stderr.contains("not an nvfp4 output folder"), "\(refused)")
         let badFormat = try ToolRunner.run(["quantize", ModelFixtures.llama, "-o", scratch.file("x"), "--format", "gguf"])

@@ -205,11 +205,14 @@ public final class CheckpointSource {
 
     // MARK: Folder reading
 
-    /// A shard name an index may use: a plain file name, never a path, `.` or `..`.
+    /// A shard name an index may use: a plain file name, never a path, `.`, `..` or hidden
+    /// (``FilePolicy/checkPlainFileName(_:readFrom:)``).
     public static func isPlainFileName(_ name: String) -> Bool {
-        !name.isEmpty && name != "." && name != ".." && !name.contains("/") && !name.contains("\\") && !name.utf8.contains(0)
+        (try? FilePolicy.checkPlainFileName(name, readFrom: "")) != nil
     }
 
+    /// The folder's names, each checked by ``FilePolicy/checkEntry(_:in:followLinks:)`` (no
+    /// FIFO, device or socket; no link out of the folder).
     static func listFolder(_ folder: String) throws -> Set<String> {
         guard let dir = opendir(folder) else { throw FileError(path: folder, cause: SystemError(call: "opendir", path: folder)) }
         defer { closedir(dir) }
@@ -219,6 +222,9 @@ public final class CheckpointSource {
                 String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
             }
             if name != "." && name != ".." { names.insert(name) }
+        }
+        for name in names {
+            do { _ = try FilePolicy.checkEntry(name, in: folder, followLinks: false) } catch { throw FileError(path: folder + "/" + name, cause: error) }
         }
         return names
     }

@@ -6,9 +6,16 @@ public protocol ByteStream: AnyObject {
     ///
     /// - Returns: The number of bytes read; 0 only at the end of the stream.
     func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int
+
+    /// How many more bytes the stream's own framing says it will yield at least (a zstd frame
+    /// header's content size), or `nil` when nothing says; checked against free space before a
+    /// stream is spooled to a file.
+    var declaredRemainingBytes: UInt64? { get }
 }
 
 extension ByteStream {
+    public var declaredRemainingBytes: UInt64? { nil }
+
     /// Reads until `buffer` is full or the stream ends.
     ///
     /// - Returns: The number of bytes read; less than `buffer.count` only at the end of the stream.

@@ -1,11 +1,12 @@
 import Glibc
 
-/// How an input path is read: a regular file is memory-mapped; stdin (`-`), pipes and zstd data
-/// (named `*.zst` or starting with zstd's magic number) are read front to back as a stream.
+/// How an input path is read: a regular file is memory-mapped; stdin (`-`, which may be a pipe)
+/// and zstd data (named `*.zst` or starting with a zstd frame) are read front to back as a stream.
+/// A path that names a FIFO, socket or device is refused (``FilePolicy``).
 public enum InputSource {
     /// A regular, uncompressed file.
     case mapped(MappedFile)
-    /// Bytes read in order: stdin, a pipe or FIFO, or decompressed zstd frames.
+    /// Bytes read in order: stdin, or decompressed zstd frames.
     case stream(any ByteStream, displayPath: String)
 
     /// Opens `path` (`-` for stdin), sniffing for zstd.
@@ -16,12 +17,8 @@ public enum InputSource {
             if path == "-" {
                 return .stream(try sniffed(FileDescriptorStream(fd: 0, path: "<stdin>")), displayPath: "<stdin>")
             }
-            let file = try OwnedFileStream(path: path)
-            var st = stat()
-            try retryingInterrupts("fstat", path: path) { fstat(file.fd, &st) }
-            if (st.st_mode & S_IFMT) == S_IFDIR { throw SystemError(call: "open", path: path, code: EISDIR) }
-            let regular = (st.st_mode & S_IFMT) == S_IFREG
-            if regular && !path.hasSuffix(".zst") && !startsWithZstdMagic(fd: file.fd) {
+            let file = OwnedFileStream(fd: try FilePolicy.openRegularFile(path), path: path)
+            if !path.hasSuffix(".zst") && !startsWithZstdMagic(fd: file.fd) {
                 return .mapped(try MappedFile(fd: file.fd, path: path))
             }
             return .stream(try sniffed(file), displayPath: path)
@@ -36,11 +33,11 @@ public enum InputSource {
         }
     }
 
-    /// Whether a regular file begins with the zstd magic number (read with `pread`, offset unchanged).
+    /// Whether a regular file begins with a zstd frame or skippable frame (read with `pread`, offset unchanged).
     static func startsWithZstdMagic(fd: Int32) -> Bool {
         var head: (UInt8, UInt8, UInt8, UInt8) = (0, 0, 0, 0)
         let n = withUnsafeMutableBytes(of: &head) { pread(fd, $0.baseAddress, 4, 0) }
-        return n == 4 && [head.0, head.1, head.2, head.3] == zstdMagic
+        return n == 4 && ZstdFrames.startsFrame([head.0, head.1, head.2, head.3])
     }
 
     /// Reads the first four bytes of `stream`; returns a stream that yields all of it again,
@@ -50,7 +47,7 @@ public enum InputSource {
         let n = try head.withUnsafeMutableBytes { try stream.readFully(into: $0) }
         head.removeLast(4 - n)
         let replay = ReplayStream(prefix: head, rest: stream)
-        return head == zstdMagic ? try ZstdDecompressingStream(source: replay) : replay
+        return ZstdFrames.startsFrame(head) ? try ZstdDecompressingStream(source: replay) : replay
     }
 }
 
@@ -59,8 +56,9 @@ final class OwnedFileStream: ByteStream {
     let fd: Int32
     private let stream: FileDescriptorStream
 
-    init(path: String) throws(SystemError) {
-        fd = try retryingInterrupts("open", path: path) { Glibc.open(path, O_RDONLY | O_CLOEXEC) }
+    /// Takes ownership of `fd`.
+    init(fd: Int32, path: String) {
+        self.fd = fd
         stream = FileDescriptorStream(fd: fd, path: path)
         posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL)
     }
@@ -92,6 +90,10 @@ public final class ReplayStream: ByteStream {
         }
         return try rest.read(into: buffer)
     }
+
+    public var declaredRemainingBytes: UInt64? {
+        rest.declaredRemainingBytes.map { $0 + UInt64(prefix.count - offset) }
+    }
 }
 
 /// Keeps a copy of every byte read through it until ``stopRecording()``.
@@ -109,6 +111,8 @@ final class RecordingStream: ByteStream {
         if recording { recorded.append(contentsOf: UnsafeRawBufferPointer(rebasing: buffer[0..<n])) }
         return n
     }
+
+    var declaredRemainingBytes: UInt64? { source.declaredRemainingBytes }
 }
 
 /// Yields at most `limit` bytes of another stream.
@@ -127,4 +131,8 @@ public final class LimitedStream: ByteStream {
         remaining -= n
         return n
     }
+
+    /// What the source declares, capped at the limit; the limit itself when the source declares
+    /// nothing (a limit is set from a header's declared size).
+    public var declaredRemainingBytes: UInt64? { min(UInt64(remaining), source.declaredRemainingBytes ?? UInt64(remaining)) }
 }

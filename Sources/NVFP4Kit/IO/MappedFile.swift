@@ -20,11 +20,12 @@ public final class MappedFile: @unchecked Sendable {
 
     /// Maps `path` for reading.
     ///
-    /// - Throws: ``SystemError`` if the file cannot be opened, is not a regular file, or cannot be mapped.
+    /// - Throws: ``SystemError`` if the file cannot be opened, is not a regular file (refused
+    ///   before any read, see ``FilePolicy``), or cannot be mapped.
     ///
     /// The corresponding C functions are `open`, `fstat`, `mmap` and `madvise`.
     public convenience init(path: String) throws(SystemError) {
-        let fd = try retryingInterrupts("open", path: path) { open(path, O_RDONLY | O_CLOEXEC) }
+        let fd = try FilePolicy.openRegularFile(path)
         defer { close(fd) }
         try self.init(fd: fd, path: path)
     }
@@ -34,7 +35,7 @@ public final class MappedFile: @unchecked Sendable {
         self.path = path
         var st = stat()
         try retryingInterrupts("fstat", path: path) { fstat(fd, &st) }
-        guard (st.st_mode & S_IFMT) == S_IFREG else { throw SystemError(call: "open", path: path, code: EISDIR) }
+        try FilePolicy.requireRegular(st, path: path)
         identity = FileIdentity(device: UInt64(st.st_dev), inode: UInt64(st.st_ino))
         fingerprint = FileFingerprint(st)
         descriptor = fcntl(fd, F_DUPFD_CLOEXEC, 0)
@@ -100,8 +101,15 @@ public struct FileIdentity: Hashable, Sendable {
 extension MappedFile {
     /// Copies a stream into an anonymous temporary file and maps it, for commands that need random
     /// access to an input that arrives on a pipe. The file is unlinked at once, so nothing is left behind.
+    ///
+    /// - Throws: ``SystemError`` naming `TMPDIR` before anything is written when the stream
+    ///   declares more bytes (a zstd frame's content size) than `TMPDIR` has free.
     public static func spooling(_ stream: any ByteStream, displayPath: String) throws -> MappedFile {
         let directory = getenv("TMPDIR").map { String(cString: $0) } ?? "/tmp"
+        if let needed = stream.declaredRemainingBytes, let free = freeBytes(in: directory), needed > free {
+            throw SystemError(call: "spool", path: directory, code: ENOSPC,
+                explanation: "TMPDIR has \(free) bytes free, but \(displayPath) declares \(needed) bytes of content, which must be copied there for random access; set TMPDIR to a folder with room")
+        }
         var template = Array("\(directory)/nvfp4-spool.XXXXXX".utf8CString)
         let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
         guard fd >= 0 else { throw SystemError(call: "mkstemp", path: directory) }
@@ -120,4 +128,13 @@ extension MappedFile {
         }
         return try MappedFile(fd: fd, path: displayPath)
     }
+}
+
+/// The bytes an unprivileged process may still write in the file system holding `path`, or `nil`.
+///
+/// The corresponding C function is `statvfs`.
+func freeBytes(in path: String) -> UInt64? {
+    var st = statvfs()
+    guard statvfs(path, &st) == 0 else { return nil }
+    return UInt64(st.f_bavail) &* UInt64(st.f_frsize)
 }

@@ -167,7 +167,7 @@ public enum OutputIO: String, Sendable, CaseIterable {
     case buffered
 }
 
-/// Writes a file atomically: a temporary sibling `.<name>.XXXXXX`, `fsync`, then a move into place.
+/// Writes a file atomically: a temporary sibling (``TemporaryName``), `fsync`, then a move into place.
 ///
 /// Without `replace`, the move uses `link(2)`, which fails if the destination appeared meanwhile,
 /// so an existing file is never clobbered. Interrupting signals remove the temporary file
@@ -189,14 +189,14 @@ public final class AtomicFileSink: OutputSink {
     ///   - replace: Whether an existing destination may be replaced (`--force`).
     ///   - hashing: Whether ``seal()`` reports the output's SHA-256.
     ///   - io: Whether the data goes through the page cache or around it.
+    ///   - permissions: The file's mode before the umask (default 0666, as a plain create).
     /// - Throws: ``SystemError`` if the destination exists (without `replace`) or the folder is not writable.
-    public init(path: String, replace: Bool, hashing: Bool = true, io: OutputIO = .buffered) throws(SystemError) {
+    public init(path: String, replace: Bool, hashing: Bool = true, io: OutputIO = .buffered, permissions: mode_t = 0o666) throws(SystemError) {
         displayPath = path
         destination = path
         self.replace = replace
         if !replace, access(path, F_OK) == 0 { throw SystemError(call: "create", path: path, code: EEXIST) }
-        let (directory, name) = splitPath(path)
-        var template = Array("\(directory)/.\(name).XXXXXX".utf8CString)
+        var template = TemporaryName.template(for: path)
         let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
         guard fd >= 0 else { throw SystemError(call: "create", path: path) }
         _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
@@ -205,7 +205,7 @@ public final class AtomicFileSink: OutputSink {
         // mkstemp creates 0600; give the file the permissions a plain create would.
         let mask = umask(0)
         umask(mask)
-        fchmod(fd, 0o666 & ~mask)
+        fchmod(fd, permissions & 0o777 & ~mask)
         writer = BufferedDescriptorWriter(fd: fd, path: path, hashing: hashing, startsWriteback: true, direct: io == .direct)
     }
 

@@ -8,17 +8,22 @@ public struct SystemError: Error, Equatable, Sendable, CustomStringConvertible {
     public var path: String?
     /// The `errno` value.
     public var code: Int32
+    /// A sentence that replaces the `errno` text where the tool knows better (a FIFO refused, a
+    /// link leaving the folder).
+    public var explanation: String?
 
-    public init(call: String, path: String?, code: Int32 = errno) {
+    public init(call: String, path: String?, code: Int32 = errno, explanation: String? = nil) {
         self.call = call
         self.path = path
         self.code = code
+        self.explanation = explanation
     }
 
-    /// The C library's text for the code (`No space left on device`).
-    public var reason: String { String(cString: strerror(code)) }
+    /// The C library's text for the code (`No space left on device`), or the explanation.
+    public var reason: String { explanation ?? String(cString: strerror(code)) }
 
     public var description: String {
+        if let path, let explanation { return "\(path): \(explanation)" }
         if let path { return "\(path): \(call): \(reason)" }
         return "\(call): \(reason)"
     }

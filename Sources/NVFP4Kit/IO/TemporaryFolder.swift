@@ -8,7 +8,7 @@ import Glibc
 public final class TemporaryFolder {
     /// The destination as the user named it.
     public let destination: String
-    /// The temporary folder (`<parent>/.<name>.XXXXXX`).
+    /// The temporary folder (`<parent>/.<name>.nvfp4-<pid>-<host>.XXXXXX`, ``TemporaryName``).
     public let path: String
     private let replace: Bool
     private var slot: Int?
@@ -18,16 +18,18 @@ public final class TemporaryFolder {
     ///
     /// - Parameters:
     ///   - destination: The final folder.
-    ///   - replace: Whether an existing destination may be replaced (`--force`).
-    /// - Throws: ``SystemError`` if the destination exists (without `replace`) or the parent is not writable.
+    ///   - replace: Whether an existing destination may be replaced (`--force`): only an empty
+    ///     folder or one this tool wrote, holding files only.
+    /// - Throws: ``SystemError`` if the destination exists (without `replace`, or not replaceable)
+    ///   or the parent is not writable.
     public init(destination: String, replace: Bool) throws(SystemError) {
         var trimmed = destination
         while trimmed.count > 1 && trimmed.hasSuffix("/") { trimmed.removeLast() }
         self.destination = trimmed
         self.replace = replace
         if !replace, access(trimmed, F_OK) == 0 { throw SystemError(call: "create", path: destination, code: EEXIST) }
-        let (parent, name) = splitPath(trimmed)
-        var template = Array("\(parent)/.\(name).XXXXXX".utf8CString)
+        if replace { try OutputGuard.checkReplaceableFolder(trimmed, manifestName: FolderQuantizeJob.manifestFileName) }
+        var template = TemporaryName.template(for: trimmed)
         guard template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) != nil else {
             throw SystemError(call: "mkdir", path: destination)
         }

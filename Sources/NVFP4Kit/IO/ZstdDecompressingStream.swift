@@ -16,6 +16,10 @@ public final class ZstdDecompressingStream: ByteStream {
     private var outputPending = false
     /// A frame has started and not yet ended.
     private var insideFrame = false
+    /// The content size the first frame's header declares, once the first input is read.
+    private var declaredContentSize: UInt64?
+    private var producedByteCount: UInt64 = 0
+    private var started = false
 
     /// Wraps `source`, which must yield zstd frames.
     ///
@@ -47,6 +51,7 @@ public final class ZstdDecompressingStream: ByteStream {
     /// The corresponding zstd function is `ZSTD_decompressStream`.
     public func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
         guard buffer.count > 0 else { return 0 }
+        try start()
         while true {
             if inputStart == inputEnd && !sourceEnded && !outputPending {
                 let n = try source.read(into: input)
@@ -58,11 +63,41 @@ public final class ZstdDecompressingStream: ByteStream {
             if inBuffer.pos > inputStart || outBuffer.pos > 0 { insideFrame = hint != 0 }
             inputStart = inBuffer.pos
             outputPending = outBuffer.pos == outBuffer.size
-            if outBuffer.pos > 0 { return outBuffer.pos }
+            if outBuffer.pos > 0 {
+                producedByteCount += UInt64(outBuffer.pos)
+                return outBuffer.pos
+            }
             if inputStart == inputEnd && sourceEnded {
                 if insideFrame { throw ZstdError.truncatedFrame }
                 return 0
             }
         }
+    }
+
+    /// Reads just enough to hold the first frame header (after any skippable frames that fit in
+    /// the input buffer) and notes its declared content size.
+    private func start() throws {
+        guard !started else { return }
+        started = true
+        var filled = 0
+        while true {
+            let needed = min(input.count, ZstdFrames.firstFrameHeaderEnd(UnsafeRawBufferPointer(rebasing: input[0..<filled])))
+            guard filled < needed else { break }
+            let n = try source.read(into: UnsafeMutableRawBufferPointer(rebasing: input[filled..<needed]))
+            if n == 0 {
+                sourceEnded = true
+                break
+            }
+            filled += n
+        }
+        (inputStart, inputEnd) = (0, filled)
+        declaredContentSize = ZstdFrames.declaredContentSize(UnsafeRawBufferPointer(rebasing: input[0..<filled]))
+    }
+
+    /// The first frame's declared content size less what was decoded (a lower bound: later
+    /// frames may add more); `nil` if the header declares none.
+    public var declaredRemainingBytes: UInt64? {
+        guard started else { return nil }
+        return declaredContentSize.map { $0 > producedByteCount ? $0 - producedByteCount : 0 }
     }
 }

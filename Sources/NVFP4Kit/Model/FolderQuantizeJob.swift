@@ -169,19 +169,9 @@ public enum FolderQuantizeJob {
         return manifest
     }
 
-    /// Copies a file (following symlinks) into an atomic destination.
+    /// Copies a file into an atomic destination, never with wider permissions than the source.
     static func copyFile(from source: String, to destination: String) throws {
-        let file: MappedFile
-        do { file = try MappedFile(path: source) } catch { throw FileError(path: source, cause: error) }
-        let sink = try AtomicFileSink(path: destination, replace: true)
-        do {
-            if file.bytes.count > 0 { try sink.write(file.bytes) }
-            _ = try sink.seal()
-            try sink.publish()
-        } catch {
-            sink.abort()
-            throw error
-        }
+        try copyRegularFile(from: source, to: destination)
     }
 }
 
@@ -254,7 +244,7 @@ extension FolderQuantizeJob {
     /// - Returns: The manifest.
     @discardableResult
     public static func merge(output: String, invocation: [String]) throws -> JSONValue {
-        let names = try ModelFolder.list(output).filter { $0.hasPrefix("nvfp4-part-") && $0.hasSuffix(".json") }
+        let names = try ModelFolder.checkedList(output).map(\.name).filter { $0.hasPrefix("nvfp4-part-") && $0.hasSuffix(".json") }
         guard let first = names.first else {
             throw ModelFolderError(path: output, reason: "no nvfp4-part-I-of-N.json files; run the workers with --shard I/N first")
         }
@@ -285,6 +275,7 @@ extension FolderQuantizeJob {
             throw ModelFolderError(path: "\(output)/\(part.share.partFileName)", reason: "written by a different run (options, input or plan differ from worker 0)")
         }
         let summary = try FolderSummary(json: summaryJSON, path: "\(output)/\(parts[0].share.partFileName)")
+        for name in summary.outputShards { try FilePolicy.checkPlainFileName(name, readFrom: "\(output)/\(parts[0].share.partFileName)") }
         var byName: [String: JSONValue] = [:]
         for part in parts {
             for record in part.json["shards"]?.arrayValue ?? [] {

@@ -18,10 +18,13 @@ public struct ModelFolderError: Error, Sendable, Equatable, CustomStringConverti
 /// by `model.safetensors.index.json`, and other files (tokenizer, generation config…) that are
 /// copied unchanged.
 ///
-/// Entries may be symlinks (a Hugging Face cache `snapshots/<rev>/` folder links into `blobs/`);
-/// they are read through. Shard names from an index are plain file names: a name with a path
-/// separator, `..`, or that is empty or hidden is rejected, so a hostile index can never make the
-/// tool read outside the input folder or write outside the output folder.
+/// Every top-level entry passes ``FilePolicy/checkEntry(_:in:followLinks:)`` first: a FIFO,
+/// socket or device is refused, and a symlink is read through only when it resolves inside the
+/// folder (or, for a Hugging Face cache `snapshots/<rev>/` folder, into its `blobs/`), so a
+/// downloaded folder cannot smuggle `/etc/…` or `~/.ssh/…` into the output. Shard names from an
+/// index are plain file names: a name with a path separator, `..`, or that is empty or hidden is
+/// rejected, so a hostile index can never make the tool read outside the input folder or write
+/// outside the output folder.
 public struct ModelFolder: Sendable {
     /// The folder as the user named it.
     public var path: String
@@ -44,10 +47,14 @@ public struct ModelFolder: Sendable {
     public static let singleFileName = "model.safetensors"
 
     /// Reads and validates the folder's layout (not the shards' contents).
-    public init(path: String) throws(ModelFolderError) {
+    ///
+    /// - Parameter followLinks: Follow symlinks that leave the folder (`--follow-links`).
+    public init(path: String, followLinks: Bool = false) throws(ModelFolderError) {
         self.path = path
         guard isDirectory(path) else { throw ModelFolderError(path: path, reason: "not a folder") }
-        let entries = try ModelFolder.list(path)
+        let checked = try ModelFolder.checkedList(path, followLinks: followLinks)
+        let entries = checked.map(\.name)
+        let regularFiles = Set(checked.filter { $0.verdict == .regularFile }.map(\.name))
         if entries.contains("config.json") {
             let text = try ModelFolder.readText("\(path)/config.json")
             do {
@@ -94,7 +101,7 @@ public struct ModelFolder: Sendable {
         self.shards = shards
         let weights = Set(shards + [ModelFolder.indexFileName, "config.json"])
         otherFiles = entries.filter { name in
-            !weights.contains(name) && !name.hasSuffix(".safetensors") && isRegularFile("\(path)/\(name)")
+            !weights.contains(name) && !name.hasSuffix(".safetensors") && regularFiles.contains(name)
         }.sorted()
         let copied = Set(otherFiles)
         skippedEntries = entries.filter { !weights.contains($0) && !copied.contains($0) }.sorted()
@@ -102,14 +109,10 @@ public struct ModelFolder: Sendable {
 
     /// A shard name must be a plain file name inside the folder.
     static func checkShardName(_ name: String, index: String) throws(ModelFolderError) {
-        let bad: String?
-        if name.isEmpty { bad = "is empty" }
-        else if name.contains("/") || name.contains("\\") { bad = "contains a path separator" }
-        else if name == "." || name == ".." || name.hasPrefix(".") { bad = "is not a plain file name" }
-        else if name.utf8.contains(0) { bad = "contains a NUL byte" }
-        else if !name.hasSuffix(".safetensors") { bad = "does not end in .safetensors" }
-        else { bad = nil }
-        if let bad { throw ModelFolderError(path: index, reason: "shard name \"\(name)\" \(bad); shard names must be plain file names in the model folder") }
+        do { try FilePolicy.checkPlainFileName(name, readFrom: index) } catch { throw ModelFolderError(path: index, reason: error.reason) }
+        if !name.hasSuffix(".safetensors") {
+            throw ModelFolderError(path: index, reason: "shard name \"\(name)\" does not end in .safetensors")
+        }
     }
 
     /// The names in a folder, without `.` and `..`.
@@ -124,6 +127,19 @@ public struct ModelFolder: Sendable {
             if name != "." && name != ".." { names.append(name) }
         }
         return names.sorted()
+    }
+
+    /// The names in a folder, each passed through ``FilePolicy/checkEntry(_:in:followLinks:)``.
+    ///
+    /// - Throws: ``ModelFolderError`` naming the first entry the policy refuses.
+    static func checkedList(_ path: String, followLinks: Bool = false) throws(ModelFolderError) -> [(name: String, verdict: FilePolicy.EntryVerdict)] {
+        var result: [(name: String, verdict: FilePolicy.EntryVerdict)] = []
+        for name in try list(path) {
+            do { result.append((name, try FilePolicy.checkEntry(name, in: path, followLinks: followLinks))) } catch {
+                throw ModelFolderError(path: "\(path)/\(name)", reason: error.reason)
+            }
+        }
+        return result
     }
 
     /// A small text file's contents (config, index), at most 64 MiB.
@@ -146,10 +162,4 @@ public struct ModelFolder: Sendable {
 func isDirectory(_ path: String) -> Bool {
     var st = stat()
     return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
-}
-
-/// Whether `path` is (or links to) a regular file.
-func isRegularFile(_ path: String) -> Bool {
-    var st = stat()
-    return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG
 }

@@ -88,7 +88,8 @@ enum ToolRunner {
     ///   - timeout: Seconds after which the child is killed (its status is then 128 + SIGKILL).
     /// - Returns: The status and the captured output.
     static func run(
-        _ arguments: [String], stdin: [UInt8]? = nil, in directory: String? = nil, timeout: Double = 300
+        _ arguments: [String], stdin: [UInt8]? = nil, in directory: String? = nil, timeout: Double = 300,
+        environment: [String: String]? = nil
     ) throws -> Result {
         _ = ignoreBrokenPipes
         guard let executable else {
@@ -98,6 +99,7 @@ enum ToolRunner {
         process.executableURL = URL(fileURLWithPath: executable.path)
         process.arguments = arguments
         if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
+        if let environment { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         let outPipe = Pipe()
         let errPipe = Pipe()
         let inPipe = stdin == nil ? nil : Pipe()
