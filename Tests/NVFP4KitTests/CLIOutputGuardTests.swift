@@ -19,7 +19,7 @@ private enum GuardScaffold {
     }
 
     /// Runs nvfp4 with stdout on a pseudo-terminal; returns the status, stderr and what reached the terminal.
-    static func runOnTerminal(_ arguments: [String], in directory: String) throws -> (status: Int32, stderr: String, terminal: [UInt8]) {
+    static func runOnTerminal(_ arguments: [String], in directory: String, columns: UInt16 = 80) throws -> (status: Int32, stderr: String, terminal: [UInt8]) {
         // posix_openpt and friends are not in Swift's Glibc module: the Linux ioctls they wrap.
         let master = open("/dev/ptmx", O_RDWR | O_NOCTTY)
         guard master >= 0 else { throw ToolRunnerError(message: "no /dev/ptmx: \(String(cString: strerror(errno)))") }
@@ -34,10 +34,14 @@ private enum GuardScaffold {
         let slave = open("/dev/pts/\(number)", O_RDWR | O_NOCTTY)
         guard slave >= 0 else { throw ToolRunnerError(message: "cannot open /dev/pts/\(number)") }
         #expect(isatty(slave) == 1)
+        var size = winsize(ws_row: 24, ws_col: columns, ws_xpixel: 0, ws_ypixel: 0)
+        let TIOCSWINSZ: UInt = 0x5414
+        guard ioctl(slave, TIOCSWINSZ, &size) == 0 else { throw ToolRunnerError(message: "cannot size the pseudo-terminal") }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: try #require(ToolRunner.executable).path)
         process.arguments = arguments
         process.currentDirectoryURL = URL(fileURLWithPath: directory)
+        process.environment = ProcessInfo.processInfo.environment.filter { $0.key != "COLUMNS" }
         process.standardInput = FileHandle.nullDevice
         process.standardOutput = FileHandle(fileDescriptor: slave, closeOnDealloc: true)
         let err = Pipe()
@@ -89,6 +93,18 @@ struct CLIOutputGuardTests {
             #expect(try dir.contents() == ["in.safetensors"])
             let piped = try ToolRunner.run(["quantize", "in.safetensors", "-o", "-"], in: dir.path)
             #expect(piped.status == 0 && piped.stdout.count > 8, "\(piped)")
+        }
+    }
+
+    @Test("help on a terminal wraps to the terminal's width (TIOCGWINSZ), COLUMNS unset", arguments: [50, 120] as [UInt16])
+    func terminalWidth(_ columns: UInt16) throws {
+        try ToolRunner.withTemporaryDirectory { dir in
+            let result = try GuardScaffold.runOnTerminal(["help", "quantize"], in: dir.path, columns: columns)
+            // The terminal turns each \n into \r\n; the screen is the one COLUMNS=<columns> gives.
+            let shown = String(decoding: result.terminal, as: UTF8.self).replacingOccurrences(of: "\r\n", with: "\n")
+            let expected = try ShellRunner.run("COLUMNS=\(columns) \"$NVFP4\" help quantize").stdoutText
+            #expect(result.status == 0 && shown == expected, "\(result.status): \(shown.prefix(400))")
+            #expect(expected != (try ShellRunner.run("COLUMNS=80 \"$NVFP4\" help quantize").stdoutText))
         }
     }
 
