@@ -5,34 +5,22 @@ enum CheckCommand {
     static let spec = CommandSpec(
         name: "check",
         overview: "Audit an NVFP4 checkpoint for what makes engines load it wrongly.",
-        usage: "nvfp4 check <checkpoint> [--tensor-parallel <n>] [--skip <rule> ...] [--json]",
-        arguments: [("<checkpoint>", "A .safetensors file, '-' for stdin, or a model folder (config.json, shards, index).")],
-        options: [
-            OptionSpec(names: ["--tensor-parallel", "--tp"], valueName: "<n>", help: "Also require row-parallel layers' K / n to be a multiple of 16. (default: 1)"),
-            OptionSpec(names: ["--skip"], valueName: "<rule>", help: "Do not report findings of this rule (repeatable; rules: docs/check.md).", repeatable: true),
-            OptionSpec(names: ["--json"], valueName: nil, help: "Print the findings as a JSON array."),
-            OptionSpec(names: ["--progress"], valueName: nil, help: "Print one progress line per file even when stderr is not a terminal."),
-        ],
+        arguments: [ArgumentSpec(name: "<checkpoint>", help: "A .safetensors file, '-' for stdin, a model folder (config.json, shards, index), or a model id in the local Hub cache (org/name[@revision]).")],
+        options: [.tensorParallel, .skip, .json, .quiet, .progress],
         discussion: """
-            Reads torchao, compressed-tensors (nvfp4-pack-quantized) and ModelOpt NVFP4 checkpoints, ours or
-            anyone's, without the original weights. Checks fused q/k/v, gate/up, w1/w3 and q_a/kv_a members
-            for unequal global or input scales; NaN, negative or zero block scales; invalid global and input
-            scales; missing input scales for W4A4; ignore/exclude entries that match quantized modules (ModelOpt
-            excludes match by substring in vLLM); kept Linear layers missing from the ignore list; K not a
-            multiple of 16; shapes against each other and against config.json; the quantization config; and
+            Reads torchao, compressed-tensors (nvfp4-pack-quantized) and ModelOpt NVFP4 checkpoints, ours or \
+            anyone's, without the original weights. Checks fused q/k/v, gate/up, w1/w3 and q_a/kv_a members \
+            for unequal global or input scales; NaN, negative or zero block scales; invalid global and input \
+            scales; missing input scales for W4A4; ignore/exclude entries that match quantized modules (ModelOpt \
+            excludes match by substring in vLLM); kept Linear layers missing from the ignore list; K not a \
+            multiple of 16; shapes against each other and against config.json; the quantization config; and \
             the shard index. Prints one line per finding: 'path: module: problem [rule]' (rules: docs/check.md).
             Exit 0 if clean, 1 if anything was found, 2 if the input cannot be read.
             """)
 
     static func run(_ parsed: ParsedArguments, _ invocation: [String]) throws -> Int32 {
         let path = try modelArguments(parsed, ["checkpoint"], command: spec.name)[0]
-        var tensorParallel = 1
-        if let text = parsed.value("--tensor-parallel") {
-            guard let n = Int(text), n >= 1, n <= 1024 else {
-                throw UsageError(message: "invalid value '\(text)' for --tensor-parallel; expected a whole number from 1 to 1024")
-            }
-            tensorParallel = n
-        }
+        let tensorParallel = try QuantizeCommand.tensorParallel(parsed)
         let source = try CheckpointSource(path: path)
         let display = ProgressDisplay(label: "check", parsed: parsed)
         let progress = display.job(fileCount: 1, bytesTotal: source.allTensors.reduce(0) { $0 + UInt64($1.info.byteCount) })
@@ -41,19 +29,19 @@ enum CheckCommand {
         progress?.finishFile()
         display.finish()
         var skipped = Set<CheckRule>()
-        for name in parsed.all("--skip") {
-            guard let rule = CheckRule(rawValue: name) else {
-                throw UsageError(message: "unknown rule '\(name)' for --skip; rules are: \(CheckRule.allCases.map(\.rawValue).joined(separator: ", "))")
-            }
-            skipped.insert(rule)
-        }
+        // The parser accepts only rule names (the option table's choices).
+        for name in parsed.all("--skip") { if let rule = CheckRule(rawValue: name) { skipped.insert(rule) } }
         let findings = audit.findings.filter { !skipped.contains($0.rule) }
         let skippedCount = audit.findings.count - findings.count
         if parsed.flag("--json") {
-            Terminal.out(JSONValue.array(findings.map(\.json)).serialized(.pretty))
+            Terminal.out(JSONReport.document([("findings", .array(findings.map(\.json))), ("skipped", .int(skippedCount))]).serialized(.pretty))
         } else {
             var text = ""
             for f in findings { text += f.description + "\n" }
+            if parsed.flag("--quiet") {
+                Terminal.out(text)
+                return findings.isEmpty ? ExitStatus.success : ExitStatus.checkFailed
+            }
             // Not an NVFP4 checkpoint: the finding says it all.
             if audit.model.modules.isEmpty && findings.count == 1 && findings[0].rule == .noNVFP4Weights {
                 Terminal.out(text)

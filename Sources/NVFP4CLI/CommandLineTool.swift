@@ -21,6 +21,7 @@ func isBrokenPipe(_ error: any Error) -> Bool {
 public enum CommandLineTool {
     static let overview = "Quantize safetensors checkpoints to NVIDIA NVFP4, bit-exact with torchao."
 
+    /// Every command, in the order help lists them.
     static var commands: [(spec: CommandSpec, run: (ParsedArguments, [String]) throws -> Int32)] {
         [
         (QuantizeCommand.spec, QuantizeCommand.run),
@@ -29,8 +30,13 @@ public enum CommandLineTool {
         (CheckCommand.spec, CheckCommand.run),
         (DequantizeCommand.spec, DequantizeCommand.run),
         (MergeCommand.spec, MergeCommand.run),
+        (ToolCommands.help, ToolCommands.runHelp),
+        (ToolCommands.completions, ToolCommands.runCompletions),
+        (ToolCommands.man, ToolCommands.runMan),
         ]
     }
+
+    static var specs: [CommandSpec] { commands.map(\.spec) }
 
     /// Runs the tool.
     ///
@@ -43,37 +49,29 @@ public enum CommandLineTool {
             Terminal.out(mainHelp)
             return ExitStatus.success
         }
-        switch first {
-        case "-h", "--help":
+        if OptionSpec.help.names.contains(first) {
             Terminal.out(mainHelp)
             return ExitStatus.success
-        case "--version":
+        }
+        if OptionSpec.version.names.contains(first) {
             Terminal.out(nvfp4Version + "\n")
             return ExitStatus.success
-        case "help":
-            guard args.count > 1 else {
-                Terminal.out(mainHelp)
-                return ExitStatus.success
-            }
-            guard let command = commands.first(where: { $0.spec.name == args[1] }) else {
-                return fail("unknown command '\(args[1])'; see 'nvfp4 --help'", status: ExitStatus.usageOrInputError)
-            }
-            Terminal.out(HelpFormatter.render(command.spec))
-            return ExitStatus.success
-        default:
-            break
         }
         guard let command = commands.first(where: { $0.spec.name == first }) else {
-            if first.hasPrefix("-") { return fail("unknown option '\(first)'; see 'nvfp4 --help'", status: ExitStatus.usageOrInputError) }
-            return fail("unknown command '\(first)'; see 'nvfp4 --help'", status: ExitStatus.usageOrInputError)
+            if first.hasPrefix("-") {
+                let hint = Suggestion.didYouMean(first, among: OptionSpec.version.names + OptionSpec.help.names) ?? "see 'nvfp4 --help'"
+                return fail("unknown option '\(first)'; \(hint)", status: ExitStatus.usageOrInputError)
+            }
+            return fail(unknownCommand(first), status: ExitStatus.usageOrInputError)
         }
         let rest = Array(args.dropFirst())
-        if rest.contains(where: { $0 == "-h" || $0 == "--help" }) && !rest.contains("--") {
-            Terminal.out(HelpFormatter.render(command.spec))
+        if rest.contains(where: { OptionSpec.help.names.contains($0) }) && !rest.contains("--") {
+            Terminal.out(HelpFormatter.render(command.spec, width: Terminal.width))
             return ExitStatus.success
         }
         do {
             let parsed = try ParsedArguments(rest, spec: command.spec)
+            try parsed.refuseBinaryOutputToTerminal(command.spec, stdoutIsTerminal: Terminal.stdoutIsTerminal)
             return try command.run(parsed, arguments)
         } catch let error as UsageError {
             return fail(error.message, status: ExitStatus.usageOrInputError)
@@ -85,6 +83,11 @@ public enum CommandLineTool {
         }
     }
 
+    /// `unknown command 'quantise'; did you mean 'quantize'?`
+    static func unknownCommand(_ name: String) -> String {
+        "unknown command '\(name)'; " + (Suggestion.didYouMean(name, among: specs.map(\.name)) ?? "see 'nvfp4 --help'")
+    }
+
     /// Prints `error: message` as one line on stderr and returns `status`.
     static func fail(_ message: String, status: Int32) -> Int32 {
         let oneLine = message.split(whereSeparator: { $0 == "\n" || $0 == "\r" }).joined(separator: " ")
@@ -92,36 +95,18 @@ public enum CommandLineTool {
         return status
     }
 
-    static var mainHelp: String {
-        var text = "OVERVIEW: \(overview)\n\n"
-        text += "USAGE: nvfp4 <command> [<options>]\n\n"
-        text += "OPTIONS:\n"
-        text += HelpFormatter.row("--version", "Show the version.")
-        text += HelpFormatter.row("-h, --help", "Show help information.")
-        text += "\nCOMMANDS:\n"
-        for c in commands { text += HelpFormatter.row(c.spec.name, c.spec.overview) }
-        text += "\n  See 'nvfp4 help <command>' for detailed help.\n"
-        text += "\nEXIT STATUS:\n  0 success, 1 a check failed (verify, check), 2 usage or input error.\n"
-        return text
-    }
+    static var mainHelp: String { HelpFormatter.mainHelp(overview: overview, commands: specs, width: Terminal.width) }
 }
 
-/// Parses a choice among `values`.
+/// Parses a choice among `values` (the parser has already checked options from the table).
 func choice<T>(_ text: String?, option: String, _ values: [String: T], default fallback: T) throws(UsageError) -> T {
     guard let text else { return fallback }
-    guard let value = values[text] else {
-        throw UsageError(message: "invalid value '\(text)' for \(option); expected one of: \(values.keys.sorted().joined(separator: ", "))")
-    }
+    guard let value = values[text] else { throw UsageError.invalidChoice(text, for: option, expected: Array(values.keys)) }
     return value
 }
 
-/// Requires exactly `count` positional arguments.
+/// The positional arguments, exactly `names.count` of them (the parser checks the count against the spec too).
 func positionals(_ parsed: ParsedArguments, _ names: [String], command: String) throws(UsageError) -> [String] {
-    if parsed.positionals.count < names.count {
-        throw UsageError(message: "missing argument <\(names[parsed.positionals.count])>; see 'nvfp4 \(command) --help'")
-    }
-    if parsed.positionals.count > names.count {
-        throw UsageError(message: "unexpected argument '\(parsed.positionals[names.count])'; see 'nvfp4 \(command) --help'")
-    }
+    try UsageError.checkCount(parsed.positionals, required: names.map { "<\($0)>" }, allowed: names.count, command: command)
     return parsed.positionals
 }

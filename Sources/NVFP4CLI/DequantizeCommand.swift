@@ -5,24 +5,16 @@ enum DequantizeCommand {
     static let spec = CommandSpec(
         name: "dequantize",
         overview: "Expand NVFP4 weights back to the dense checkpoint they came from.",
-        usage: "nvfp4 dequantize <quantized> -o <output> [--dtype bf16|f32] [--threads <n>] [--io direct|buffered] [--force] [--quiet]",
-        arguments: [("<quantized>", "An NVFP4 checkpoint in any layout (torchao, compressed-tensors, ModelOpt): a .safetensors or .safetensors.zst file, '-' for stdin, or a model folder (then -o names the output folder).")],
-        options: [
-            OptionSpec(names: ["--output", "-o"], valueName: "<output>", help: "Output file ('-' for stdout), or folder for a model folder."),
-            OptionSpec(names: ["--dtype"], valueName: "<bf16|f32>", help: "Element type of the dense weights. (default: each weight's recorded original dtype, else bf16)"),
-            OptionSpec(names: ["--threads", "-j"], valueName: "<n>", help: "Worker threads; the output is identical for any n. (default: all cores)"),
-            OptionSpec(names: ["--io"], valueName: "<direct|buffered>", help: "How output files are written: around the page cache (O_DIRECT, where the file system allows it) or through it. (default: direct)"),
-            OptionSpec(names: ["--force"], valueName: nil, help: "Replace an existing output."),
-            OptionSpec(names: ["--quiet", "-q"], valueName: nil, help: "Print nothing but errors."),
-            OptionSpec(names: ["--progress"], valueName: nil, help: "Print one progress line per file even when stderr is not a terminal."),
-        ],
+        arguments: [ArgumentSpec(name: "<quantized>", help: "An NVFP4 checkpoint in any layout (torchao, compressed-tensors, ModelOpt): a .safetensors or .safetensors.zst file, '-' for stdin, a model folder (then -o names the output folder), or a model id in the local Hub cache (org/name[@revision]).")],
+        options: [.output.required(), .dtype, .io, .threads, .force, .quiet, .progress],
         discussion: """
             Every NVFP4 module becomes its original tensor (<m>.weight; torchao's stacked experts their [E, N, K] \
             tensor) with values code x block scale x per-tensor scale, equal to torchao's NVFP4Tensor.dequantize(dtype) \
             bit for bit; other tensors are copied byte for byte; no scale tensor is left. A folder gets its shards, \
             a rewritten index, config.json without quantization_config and the other files (not hf_quant_config.json \
             or the quantize manifest). See docs/commands-by-layout.md.
-            """)
+            """,
+        binaryOutput: .output)
 
     static func run(_ parsed: ParsedArguments, _ invocation: [String]) throws -> Int32 {
         let input = try modelArguments(parsed, ["quantized"], command: spec.name)[0]

@@ -6,14 +6,13 @@ enum InspectCommand {
     static let spec = CommandSpec(
         name: "inspect",
         overview: "List the tensors of a safetensors file or model folder, with NVFP4 weights grouped.",
-        usage: "nvfp4 inspect <file> [--json]",
-        arguments: [("<file>", "A .safetensors or .safetensors.zst file, '-' for stdin (plain or zstd), or a model folder (config.json, shards, index).")],
-        options: [OptionSpec(names: ["--json"], valueName: nil, help: "Print one JSON object instead of a table.")],
+        arguments: [ArgumentSpec(name: "<file>", help: "A .safetensors or .safetensors.zst file, '-' for stdin (plain or zstd), a model folder (config.json, shards, index), or a model id in the local Hub cache (org/name[@revision]).")],
+        options: [.json],
         discussion: """
-            Reads the headers, configs and the 4-byte per-tensor scales, never the tensor data. Understands torchao,
-            compressed-tensors and ModelOpt NVFP4 layouts: reports the layout, the quantization config, fused groups
+            Reads the headers, configs and the 4-byte per-tensor scales, never the tensor data. Understands torchao, \
+            compressed-tensors and ModelOpt NVFP4 layouts: reports the layout, the quantization config, fused groups \
             (and whether their global scales match), and which Linear weights stayed unquantized and why.
-            A folder is summarised per shard instead of per tensor. A .zst file is decompressed only as far as its
+            A folder is summarised per shard instead of per tensor. A .zst file is decompressed only as far as its \
             header; stdin is read to its end (and checked), so the program writing into the pipe can finish.
             """)
 
@@ -31,7 +30,7 @@ enum InspectCommand {
             var members = fileJSON(reader: reader)
             members.append(("nvfp4_weights", .array(inspection.model.modules.map(inspection.json(module:)))))
             members += inspection.jsonMembers
-            Terminal.out(JSONValue.object(members).serialized(.pretty))
+            Terminal.out(JSONReport.document(members).serialized(.pretty))
             return ExitStatus.success
         }
         var rows: [[String]] = [["NAME", "DTYPE", "SHAPE", "BYTES"]]

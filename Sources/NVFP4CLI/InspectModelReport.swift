@@ -17,7 +17,7 @@ enum InspectModelReport {
             var members: [(key: String, value: JSONValue)] = [("path", .string(path)), ("folder", true)]
             members += inspection.jsonMembers
             members.append(("nvfp4_weights", .array(inspection.model.modules.map(inspection.json(module:)))))
-            Terminal.out(JSONValue.object(members).serialized(.pretty))
+            Terminal.out(JSONReport.document(members).serialized(.pretty))
             return ExitStatus.success
         }
         var text = "\(path): model folder, \(inspection.source.shards.count) safetensors file\(inspection.source.shards.count == 1 ? "" : "s")\n\n"

@@ -5,10 +5,6 @@ enum OutputCompression: Equatable {
     case none
     case zstd(level: Int)
 
-    static let option = OptionSpec(
-        names: ["--compress"], valueName: "<zstd[:level]|none>",
-        help: "Compress the output with zstd at LEVEL (1-19, up to \(zstdLevelRange.upperBound); negative is faster), on libzstd's worker threads. (default: zstd:\(zstdDefaultLevel) when the output name ends in .zst, else none)")
-
     /// The compression for `output`, from `--compress` or else the output's name.
     static func parse(_ text: String?, output: String) throws(UsageError) -> OutputCompression {
         guard let text else { return output.hasSuffix(".zst") ? .zstd(level: zstdDefaultLevel) : .none }

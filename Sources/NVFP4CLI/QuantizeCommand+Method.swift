@@ -4,11 +4,8 @@ extension QuantizeCommand {
     /// Reads `--method`, `--search-radius` and `--importance`.
     static func parseMethod(_ parsed: ParsedArguments, into options: inout QuantizeOptions) throws {
         options.method = try choice(parsed.value("--method"), option: "--method", ["rtn": .rtn, "mse": .mse], default: .rtn)
-        if let text = parsed.value("--search-radius") {
+        if let n = parsed.wholeNumber(.searchRadius) {
             guard options.method == .mse else { throw UsageError(message: "--search-radius needs --method mse") }
-            guard let n = Int(text), n >= 0, n <= 126 else {
-                throw UsageError(message: "invalid value '\(text)' for --search-radius; expected a whole number from 0 to 126")
-            }
             options.searchRadius = n
         }
         if let path = parsed.value("--importance") {

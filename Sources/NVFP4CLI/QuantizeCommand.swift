@@ -5,45 +5,25 @@ enum QuantizeCommand {
     static let spec = CommandSpec(
         name: "quantize",
         overview: "Quantize the linear-layer weights of a safetensors checkpoint to NVFP4.",
-        usage: "nvfp4 quantize <input> [-o <output>] [--format torchao|compressed-tensors|modelopt] [--manifest <path>] [--no-global-scale] [--numerics cuda|cpu] [--include <glob> ...] [--exclude <glob> ...] [--threads <n>] [--method rtn|mse] [--importance <stats.json>] [--hash all|output|none] [--io direct|buffered] [--compress <zstd[:level]|none>] [--weight-only] [--calibration <amax.json>] [--max-shard-size <size>] [--tensor-parallel <n>] [--shard <i>/<n>] [--force] [--follow-links] [--json] [--quiet]",
-        arguments: [("<input>", "A .safetensors or .safetensors.zst file, '-' for stdin (plain or zstd), or a Hugging Face model folder (then -o names the output folder).")],
+        arguments: [ArgumentSpec(name: "<input>", help: "A .safetensors or .safetensors.zst file, '-' for stdin (plain or zstd), a Hugging Face model folder, or a model id in the local Hub cache (org/name[@revision]); for a folder, -o names the output folder.")],
         options: [
-            OptionSpec(names: ["--format"], valueName: "<torchao|compressed-tensors|modelopt>", help: "Checkpoint layout: torchao (default), compressed-tensors (llm-compressor nvfp4-pack-quantized) or modelopt."),
-            OptionSpec(names: ["--calibration"], valueName: "<amax.json>", help: "Module name -> calibrated max |input| (JSON object): writes static input scales (W4A4). Without it, compressed-tensors and modelopt are weight-only."),
-            OptionSpec(names: ["--max-shard-size"], valueName: "<size>", help: "Model folders: split output shards above this much tensor data (e.g. 5GB, 500MiB, 1000000). (default: the input's sharding)"),
-            OptionSpec(names: ["--tensor-parallel"], valueName: "<n>", help: "Keep row-parallel layers (o_proj, down_proj, w2…) whose K/n is not a multiple of 16. (default: 1)"),
-            OptionSpec(names: ["--shard"], valueName: "<i>/<n>", help: "Model folders: write only worker i's share of the output shards (0 <= i < n); then run 'nvfp4 merge <output>'."),
-            OptionSpec(names: ["--output", "-o"], valueName: "<output>", help: "Output file, or '-' for stdout. (default: <input stem>.nvfp4.safetensors beside the input)"),
-            OptionSpec(names: ["--manifest"], valueName: "<path>", help: "Where to write the manifest. (default: <output stem>.manifest.json; none with -o -)"),
-            OptionSpec(names: ["--no-global-scale"], valueName: nil, help: "Single-level scaling: e4m3 block scales only (torchao use_dynamic_per_tensor_scale=False)."),
-            OptionSpec(names: ["--numerics"], valueName: "<cuda|cpu>", help: "Reproduce torchao's bytes as computed on a GPU or on a CPU. (default: cuda)"),
-            OptionSpec(names: ["--include"], valueName: "<glob>", help: "Quantize only matching tensors (name or module; repeatable).", repeatable: true),
-            OptionSpec(names: ["--exclude"], valueName: "<glob>", help: "Keep matching tensors unquantized (repeatable; wins over --include).", repeatable: true),
-            OptionSpec(names: ["--threads", "-j"], valueName: "<n>", help: "Worker threads; the output is identical for any n. (default: all cores)"),
-            OptionSpec(names: ["--method"], valueName: "<rtn|mse>", help: "Block scales: rtn = round to nearest, torchao's bytes; mse = search the codes near RTN for the lowest block error (same format). (default: rtn)"),
-            OptionSpec(names: ["--importance"], valueName: "<stats.json>", help: "With --method mse: weight the block error by per-channel activation statistics (scripts/quality/collect_importance.py)."),
-            OptionSpec(names: ["--search-radius"], valueName: "<n>", help: "With --method mse: e4m3 codes searched on each side of the RTN code, 0 to 126. (default: 8)"),
-            OutputCompression.option,
-            OptionSpec(names: ["--hash"], valueName: "<all|output|none>", help: "Which SHA-256 sums the manifest records: the output's (what verify checks), also the input's (one more full read), or none. (default: output)"),
-            OptionSpec(names: ["--io"], valueName: "<direct|buffered>", help: "How output files are written: direct = around the page cache (O_DIRECT, where the file system allows it), buffered = through it, as cp does, so the output stays cached. (default: direct)"),
-            OptionSpec(names: ["--weight-only"], valueName: nil, help: "Describe the weights as torchao NVFP4WeightOnlyConfig (no activation quantization)."),
-            OptionSpec(names: ["--force"], valueName: nil, help: "Replace an existing output file."),
-            OptionSpec(names: ["--follow-links"], valueName: nil, help: "Model folders: follow symbolic links that leave the folder (refused by default; see docs/security.md)."),
-            OptionSpec(names: ["--json"], valueName: nil, help: "Print the manifest as JSON on stdout (with --dry-run: the plan)."),
-            OptionSpec(names: ["--dry-run"], valueName: nil, help: "Print the plan (each weight's decision, reason, fused group, method, output shard; totals) and write nothing."),
-            OptionSpec(names: ["--progress"], valueName: nil, help: "Print one progress line per file even when stderr is not a terminal."),
-            OptionSpec(names: ["--quiet", "-q"], valueName: nil, help: "Print nothing but errors."),
+            .output.defaulting("<input stem>.nvfp4.safetensors beside the input"),
+            .format, .method, .searchRadius, .importance, .calibration, .include, .exclude, .noGlobalScale, .weightOnly, .numerics,
+            .tensorParallel, .maxShardSize, .shard,
+            .manifest.defaulting("<output stem>.manifest.json; none with -o -"), .hash, .compress, .io, .threads,
+            .followLinks, .dryRun, .force, .json, .quiet, .progress,
         ],
         discussion: """
             Quantized: 2-D .weight tensors of linear layers whose dimensions are multiples of 16, in bf16, f16 \
             or f32. Kept as they are: embeddings, lm_head, norms, MoE routers, biases and 1-D tensors.
-            Output: torchao's safetensors layout (<module>._weight_qdata, _weight_scale, _weight_per_tensor_scale),
+            Output: torchao's safetensors layout (<module>._weight_qdata, _weight_scale, _weight_per_tensor_scale), \
             which torchao.prototype.safetensors.unflatten_tensor_state_dict loads as NVFP4Tensor; \
             --format compressed-tensors or modelopt writes the layouts vLLM, SGLang and TensorRT-LLM load.
             Model folders: 'nvfp4 quantize MODEL_DIR -o OUT_DIR' writes shards, index, config.json (with \
             quantization_config), copies the other files and writes OUT_DIR/nvfp4-manifest.json; fused layers \
             (q/k/v, gate/up, w1/w3) share one global scale. See docs/engines.md and docs/distributed.md.
-            """)
+            """,
+        binaryOutput: .output)
 
     static func run(_ parsed: ParsedArguments, _ invocation: [String]) throws -> Int32 {
         let started = JobProgress.now()
@@ -157,11 +137,7 @@ enum QuantizeCommand {
 
     /// `--tensor-parallel <n>` (1...1024).
     static func tensorParallel(_ parsed: ParsedArguments) throws(UsageError) -> Int {
-        guard let text = parsed.value("--tensor-parallel") else { return 1 }
-        guard let n = Int(text), n >= 1, n <= 1024 else {
-            throw UsageError(message: "invalid value '\(text)' for --tensor-parallel; expected a whole number from 1 to 1024")
-        }
-        return n
+        parsed.wholeNumber(.tensorParallel) ?? 1
     }
 
     /// `--hash all|output|none`.
@@ -173,11 +149,7 @@ enum QuantizeCommand {
 
     /// `--threads N` (1...1024), or all the cores this process may use.
     static func threadCount(_ parsed: ParsedArguments) throws(UsageError) -> Int {
-        guard let text = parsed.value("--threads") else { return ParallelLoop.availableCores }
-        guard let n = Int(text), n >= 1, n <= 1024 else {
-            throw UsageError(message: "invalid value '\(text)' for --threads; expected a whole number from 1 to 1024")
-        }
-        return n
+        parsed.wholeNumber(.threads) ?? ParallelLoop.availableCores
     }
 
     /// `--io direct|buffered`.

@@ -102,12 +102,8 @@ enum MergeCommand {
     static let spec = CommandSpec(
         name: "merge",
         overview: "Finish a folder written by 'nvfp4 quantize --shard i/n' workers: index, config and manifest.",
-        usage: "nvfp4 merge <output folder> [--json] [--quiet]",
-        arguments: [("<output folder>", "The folder the workers wrote into (their common -o).")],
-        options: [
-            OptionSpec(names: ["--json"], valueName: nil, help: "Print the manifest as JSON on stdout."),
-            OptionSpec(names: ["--quiet", "-q"], valueName: nil, help: "Print nothing but errors."),
-        ],
+        arguments: [ArgumentSpec(name: "<output folder>", help: "The folder the workers wrote into (their common -o).")],
+        options: [.json, .quiet, .progress],
         discussion: """
             Checks that every worker's nvfp4-part-<i>-of-<n>.json is present, from the same run, and that each \
             shard file has the size its worker recorded; then writes model.safetensors.index.json, config.json \

@@ -12,6 +12,20 @@ enum Terminal {
     /// Whether stderr is an interactive terminal (progress is shown only then).
     static var stderrIsTerminal: Bool { isatty(2) == 1 }
 
+    /// Whether stdout is an interactive terminal (a binary checkpoint is never written there).
+    static var stdoutIsTerminal: Bool { isatty(1) == 1 }
+
+    /// The width help is wrapped to: `COLUMNS` if set, else the terminal's of stdout or stderr
+    /// (`TIOCGWINSZ`), else 80; never below 40.
+    static var width: Int {
+        if let text = getenv("COLUMNS").map({ String(cString: $0) }), let n = Int(text), n > 0 { return max(40, n) }
+        for fd: Int32 in [1, 2] {
+            var size = winsize()
+            if ioctl(fd, UInt(TIOCGWINSZ), &size) == 0 && size.ws_col > 0 { return max(40, Int(size.ws_col)) }
+        }
+        return 80
+    }
+
     private static func writeAll(_ fd: Int32, _ text: String) {
         var bytes = Array(text.utf8)
         var offset = 0

@@ -7,19 +7,14 @@ enum VerifyCommand {
     static let spec = CommandSpec(
         name: "verify",
         overview: "Compare an NVFP4 checkpoint with its original.",
-        usage: "nvfp4 verify <original> <quantized> [--tolerance <t>] [--manifest <path>] [--compare-method rtn|mse] [--json] [--quiet]",
-        arguments: [("<original>", "The source .safetensors file (.zst, '-' for stdin), or model folder."), ("<quantized>", "The NVFP4 checkpoint in any layout (torchao, compressed-tensors, ModelOpt): a file (.zst, '-' for stdin) or model folder.")],
-        options: [
-            OptionSpec(names: ["--tolerance"], valueName: "<t>", help: "Largest relative RMS error allowed per tensor. (default: 0.15)"),
-            OptionSpec(names: ["--manifest"], valueName: "<path>", help: "Also check both files' SHA-256 and size against this quantize manifest."),
-            OptionSpec(names: ["--compare-method"], valueName: "<rtn|mse>", help: "Also quantize each original 2-D weight with this method in memory and show the error change against it."),
-            OptionSpec(names: ["--json"], valueName: nil, help: "Print the report as JSON."),
-            OptionSpec(names: ["--quiet", "-q"], valueName: nil, help: "Print only failures."),
-            OptionSpec(names: ["--progress"], valueName: nil, help: "Print one progress line per file even when stderr is not a terminal."),
+        arguments: [
+            ArgumentSpec(name: "<original>", help: "The source .safetensors file (.zst, '-' for stdin), model folder, or model id in the local Hub cache (org/name[@revision])."),
+            ArgumentSpec(name: "<quantized>", help: "The NVFP4 checkpoint in any layout (torchao, compressed-tensors, ModelOpt): a file (.zst, '-' for stdin), model folder, or model id in the local Hub cache."),
         ],
+        options: [.tolerance, .manifest, .compareMethod, .threads, .json, .quiet, .progress],
         discussion: """
-            Dequantizes every NVFP4 weight and measures relative RMSE, SQNR and max abs error against the
-            original; checks that kept tensors are byte-identical, nothing is missing or extra, and block scales
+            Dequantizes every NVFP4 weight and measures relative RMSE, SQNR and max abs error against the \
+            original; checks that kept tensors are byte-identical, nothing is missing or extra, and block scales \
             are valid e4m3 codes. Exit 0 if all checks pass, 1 if any fails, 2 if the files cannot be compared.
             """)
 
@@ -52,7 +47,8 @@ enum VerifyCommand {
         let display = ProgressDisplay(label: "verify", parsed: parsed)
         let progress = display.job(fileCount: 1, bytesTotal: original.allTensors.reduce(0) { $0 + UInt64($1.info.byteCount) })
         progress?.startFile(paths[1], bytes: 0)
-        var report = try VerifyJob.run(original: original, quantized: quantized, tolerance: tolerance, comparisonMethod: comparison, progress: progress)
+        var report = try VerifyJob.run(original: original, quantized: quantized, tolerance: tolerance, comparisonMethod: comparison,
+            threads: try QuantizeCommand.threadCount(parsed), progress: progress)
         progress?.finishFile()
         display.finish()
         if let manifest, let manifestPath {
@@ -138,7 +134,7 @@ enum VerifyCommand {
     }
 
     static func json(_ report: VerifyReport) -> JSONValue {
-        .object([
+        JSONReport.document([
             ("passed", .bool(report.passed)),
             ("tolerance", .number(report.tolerance)),
             ("mismatches", .array(report.mismatches.map { .string($0) })),

@@ -431,7 +431,7 @@ struct CheckTests {
         expectOnly(.kNotMultipleOf16, tp4)
         #expect(Set(tp4.map(\.subject)) == ["model.layers.0.mlp.down_proj", "model.layers.1.mlp.down_proj"])
         let cli = try ToolRunner.run(["check", folder, "--tp", "4", "--json"])
-        let cliFindings = try JSONParser.parse(cli.stdout).arrayValue
+        let cliFindings = try JSONParser.parse(cli.stdout)["findings"]?.arrayValue
         #expect(cli.status == 1 && cliFindings?.count == 2, "\(cli)")
         let bad = try ToolRunner.run(["check", folder, "--tensor-parallel", "0"])
         #expect(bad.status == 2 && bad.stderr.contains("--tensor-parallel"), "\(bad)")
@@ -737,16 +737,18 @@ struct CheckTests {
         let skipped = try ToolRunner.run(["check", broken, "--skip", "fused-global-scale-mismatch"])
         #expect(skipped.status == 0 && skipped.stdoutText.hasPrefix("ok: ") && skipped.stdoutText.contains("(4 skipped)"), "\(skipped)")
         let unknownRule = try ToolRunner.run(["check", broken, "--skip", "fused-scales"])
-        #expect(unknownRule.status == 2 && unknownRule.stderr.contains("unknown rule 'fused-scales'"), "\(unknownRule)")
+        #expect(unknownRule.status == 2 && unknownRule.stderr.contains("invalid value 'fused-scales' for --skip"), "\(unknownRule)")
 
         let json = try ToolRunner.run(["check", broken, "--json"])
         #expect(json.status == 1, "\(json)")
-        let array = try #require(try JSONParser.parse(json.stdout).arrayValue)
+        let document = try JSONParser.parse(json.stdout)
+        #expect(document["schema_version"]?.unsignedValue == 1)
+        let array = try #require(document["findings"]?.arrayValue)
         #expect(array.count == 4)
         #expect(array.allSatisfy { $0["code"]?.stringValue == "fused-global-scale-mismatch" && $0["module"] != nil && $0["message"] != nil })
 
         let cleanJSON = try ToolRunner.run(["check", clean, "--json"])
-        let cleanArray = try JSONParser.parse(cleanJSON.stdout).arrayValue
+        let cleanArray = try JSONParser.parse(cleanJSON.stdout)["findings"]?.arrayValue
         #expect(cleanJSON.status == 0 && cleanArray?.isEmpty == true, "\(cleanJSON)")
 
         try writeWholeFile(scratch.file("junk.safetensors"), Array("not a checkpoint".utf8))
