@@ -16,8 +16,6 @@ public struct CheckpointAudit {
     /// What was found, in the order the checks run.
     public private(set) var findings: [CheckFinding] = []
 
-    /// Row-parallel layers: their K is split across tensor-parallel ranks (vLLM `RowParallelLinear`).
-    public static let rowParallelLeaves: Set<String> = ["o_proj", "down_proj", "w2", "out_proj", "dense_4h_to_h"]
 
     /// The tensor-parallel degree the checkpoint must load with (1: no split).
     public let tensorParallel: Int
@@ -88,7 +86,7 @@ public struct CheckpointAudit {
         }
         if problems.contains(where: { $0.rule == .badPackedTensor }) { return }
         let columns = m.columns
-        if tensorParallel > 1, columns % 16 == 0, CheckpointAudit.rowParallelLeaves.contains(leaf(m.name)), columns % (16 * tensorParallel) != 0 {
+        if tensorParallel > 1, columns % 16 == 0, !TensorSelection.splitsEvenly(module: m.name, columns: columns, tensorParallel: tensorParallel) {
             add(.kNotMultipleOf16, path, m.name,
                 "K = \(columns) split over \(tensorParallel) tensor-parallel ranks gives \(columns % tensorParallel == 0 ? "\(columns / tensorParallel)" : "an uneven split") per rank, not a multiple of 16; vLLM and SGLang refuse row-parallel NVFP4 layers whose per-rank K is not a multiple of 16: use another TP degree or keep this module unquantized")
         }
