@@ -16,7 +16,6 @@ public struct CheckpointAudit {
     /// What was found, in the order the checks run.
     public private(set) var findings: [CheckFinding] = []
 
-
     /// The tensor-parallel degree the checkpoint must load with (1: no split).
     public let tensorParallel: Int
 
