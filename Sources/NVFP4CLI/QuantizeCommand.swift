@@ -62,11 +62,7 @@ enum QuantizeCommand {
                 throw UsageError(message: "--manifest \(manifestPath) is the output file; choose another path")
             }
             try refuseOverwritingInput(input: input, outputs: [output, manifestPath].compactMap { $0 })
-            if !force {
-                for path in [output, manifestPath].compactMap({ $0 }) where path != "-" && fileExists(path) {
-                    throw UsageError(message: "\(path) already exists; use --force to replace it")
-                }
-            }
+            try refuseExistingOutputs([output, manifestPath].compactMap { $0 }, force: force, singleFile: true)
         }
         if !dryRun { removeCrashLeftovers(near: [output, manifestPath].compactMap { $0 }, quiet: quiet) }
         let compression = try OutputCompression.parse(parsed.value("--compress"), output: output)
