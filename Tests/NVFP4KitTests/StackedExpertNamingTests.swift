@@ -133,3 +133,38 @@ struct StackedExpertNamingTests {
         #expect(plan.outputShards.count > 1)
     }
 }
+
+extension StackedExpertNamingTests {
+    @Test("--importance reaches stacked experts by each expert's module name, in every layout", arguments: CheckpointFormat.allCases)
+    func importanceApplies(format: CheckpointFormat) throws {
+        let scratch = ScratchFolder()
+        defer { scratch.remove() }
+        let (stacked, _) = try Self.folders(scratch)
+        // Statistics for expert 1's gate/up input only (H channels), strongly uneven.
+        let stats: JSONValue = .object([
+            ("format", "nvfp4-importance"), ("version", 1),
+            ("modules", .object([("\(Self.prefix).1.gate_proj", .array((0..<Self.hidden).map { .number($0 % 4 == 0 ? 100 : 0.01) }))])),
+        ])
+        var options = QuantizeOptions()
+        options.format = format
+        options.method = .mse
+        options.threads = 2
+        let plain = try QuantizePlan(folder: try ModelFolder(path: stacked), options: options, calibration: nil)
+        try FolderQuantizeJob.run(plan: plain, output: scratch.file("plain"), replace: false, invocation: ["nvfp4", "test"])
+        options.importance = try ImportanceStatistics(json: stats)
+        options.importancePath = "stats.json"
+        let weighted = try QuantizePlan(folder: try ModelFolder(path: stacked), options: options, calibration: nil)
+        let run = try FolderQuantizeJob.run(plan: weighted, output: scratch.file("weighted"), replace: false, invocation: ["nvfp4", "test"])
+        let reports = run.records.flatMap(\.reports)
+        #expect(reports.first { $0.name == "\(Self.prefix).gate_up_proj" }?.importanceWeighted == true)
+        #expect(reports.first { $0.name == "\(Self.prefix).down_proj" }?.importanceWeighted == false)
+        let a = try ModelFixtures.tensors(in: scratch.file("plain")), b = try ModelFixtures.tensors(in: scratch.file("weighted"))
+        #expect(a.keys.contains { a[$0]!.dtype == .u8 && a[$0]!.bytes != b[$0]?.bytes }, "the statistics change some codes")
+        if !format.names.stacksExperts {
+            // Only expert 1's slices are weighted: expert 0's bytes are the unweighted ones.
+            let packed = format.names.packed
+            #expect(a["\(Self.prefix).0.gate_proj.\(packed)"]?.bytes == b["\(Self.prefix).0.gate_proj.\(packed)"]?.bytes)
+            #expect(a["\(Self.prefix).1.gate_proj.\(packed)"]?.bytes != b["\(Self.prefix).1.gate_proj.\(packed)"]?.bytes)
+        }
+    }
+}
