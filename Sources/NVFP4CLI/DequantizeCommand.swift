@@ -24,9 +24,7 @@ enum DequantizeCommand {
         let folderInput = input != "-" && isFolder(input)
         if folderInput && output == "-" { throw UsageError(message: "a model folder needs -o <output folder>") }
         try refuseOverwritingInput(input: input, outputs: [output])
-        if !force && output != "-" && fileExists(output) {
-            throw UsageError(message: "\(output) already exists; use --force to replace it")
-        }
+        try refuseExistingOutputs([output], force: force, singleFile: !folderInput)
         removeCrashLeftovers(near: [output], quiet: parsed.flag("--quiet"))
         let threads = try QuantizeCommand.threadCount(parsed)
         let io = try QuantizeCommand.outputIO(parsed)

@@ -17,3 +17,15 @@ func removeCrashLeftovers(near outputs: [String], quiet: Bool) {
         Terminal.err("removed \(removed.count) leftover(s) of interrupted nvfp4 runs: \(removed.joined(separator: ", "))\n")
     }
 }
+
+/// Refuses outputs that exist, saying what is there and that `--force` would replace it; with
+/// `--force`, refuses still a folder where a single file is to be written (a file cannot replace it).
+func refuseExistingOutputs(_ outputs: [String], force: Bool, singleFile: Bool) throws(UsageError) {
+    for path in outputs where path != "-" {
+        guard let what = OutputGuard.describeExisting(path, manifestName: FolderQuantizeJob.manifestFileName) else { continue }
+        if singleFile && isFolder(path) {
+            throw UsageError(message: "\(path) is a folder (\(what)); this writes one file: name a file, e.g. \(path)/model.nvfp4.safetensors")
+        }
+        if !force { throw UsageError(message: "\(path) already exists (\(what)); use --force to replace it") }
+    }
+}

@@ -29,6 +29,9 @@ enum QuantizeCommand {
         let started = JobProgress.now()
         let input = try modelArguments(parsed, ["input"], command: spec.name)[0]
         let options = try parseOptions(parsed)
+        if options.format == .modelopt && !parsed.flag("--quiet") && !parsed.flag("--dry-run") {
+            Terminal.err("note: transformers cannot load ModelOpt checkpoints (it re-initializes their linear weights); load this output with vLLM, SGLang or TensorRT-LLM\n")
+        }
         if input != "-" && isFolder(input) { return try QuantizeFolderCommand.run(parsed, invocation, input: input, options: options) }
         for option in ["--shard", "--max-shard-size"] where parsed.value(option) != nil {
             throw UsageError(message: "\(option) needs a model folder as input; a single file is written as one file")
@@ -59,11 +62,7 @@ enum QuantizeCommand {
                 throw UsageError(message: "--manifest \(manifestPath) is the output file; choose another path")
             }
             try refuseOverwritingInput(input: input, outputs: [output, manifestPath].compactMap { $0 })
-            if !force {
-                for path in [output, manifestPath].compactMap({ $0 }) where path != "-" && fileExists(path) {
-                    throw UsageError(message: "\(path) already exists; use --force to replace it")
-                }
-            }
+            try refuseExistingOutputs([output, manifestPath].compactMap { $0 }, force: force, singleFile: true)
         }
         if !dryRun { removeCrashLeftovers(near: [output, manifestPath].compactMap { $0 }, quiet: quiet) }
         let compression = try OutputCompression.parse(parsed.value("--compress"), output: output)

@@ -43,8 +43,11 @@ enum QuantizeFolderCommand {
         }
         try refuseOverwritingInput(input: input, outputs: [output])
         if share == nil, fileExists(output) {
-            guard force else { throw UsageError(message: "\(output) already exists; use --force to replace it") }
+            try refuseExistingOutputs([output], force: force, singleFile: false)
             try OutputGuard.checkReplaceableFolder(output, manifestName: FolderQuantizeJob.manifestFileName)
+            if !quiet, let what = OutputGuard.describeExisting(output, manifestName: FolderQuantizeJob.manifestFileName) {
+                Terminal.err("replacing \(output): \(what)\n")
+            }
         }
         removeCrashLeftovers(near: [output], quiet: quiet)
         let folder = try ModelFolder(path: input, followLinks: followLinks)

@@ -44,10 +44,13 @@ enum DryRun {
             Terminal.out(view.json.serialized(.pretty))
             return ExitStatus.success
         }
-        var rows: [[String]] = [["TENSOR", "SHAPE", "DTYPE", "ACTION", "WHY / FUSED GROUP", "METHOD", "OUTPUT FILE"]]
+        // One output file is named in the totals; several get a column.
+        let manyFiles = view.outputFiles.count > 1
+        var rows: [[String]] = [["TENSOR", "SHAPE", "DTYPE", "ACTION", "WHY / FUSED GROUP", "METHOD"] + (manyFiles ? ["OUTPUT FILE"] : [])]
         for r in view.rows {
-            let why = r.reason ?? r.group.map { $0 + (r.sharesScale ? " (shared scale)" : "") } ?? r.kind
-            rows.append([r.name, "[" + r.shape.map(String.init).joined(separator: ", ") + "]", r.dtype.shortName, r.action, why, r.method ?? "-", r.outputShard])
+            let why = r.reason ?? r.group.map { $0 + (r.sharesScale ? " (shared scale)" : "") } ?? (r.kind == TensorWriteKind.matrix.label ? "" : r.kind)
+            rows.append([r.name, "[" + r.shape.map(String.init).joined(separator: ", ") + "]", r.dtype.shortName, r.action, why, r.method ?? "-"]
+                        + (manyFiles ? [r.outputShard] : []))
         }
         var text = Format.table(rows)
         let quantized = view.rows.filter { $0.reason == nil }.count

@@ -80,3 +80,39 @@ struct DryRunTests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: scratch.path).isEmpty)
     }
 }
+
+/// What is already at the output is named before anything is replaced.
+@Suite("existing outputs")
+struct ExistingOutputTests {
+    @Test("an existing output is described, and --force says what it replaces")
+    func described() throws {
+        let scratch = ScratchFolder()
+        defer { scratch.remove() }
+        let folder = scratch.file("out")
+        #expect(try ToolRunner.run(["quantize", ModelFixtures.llama, "-o", folder, "-q"]).status == 0)
+        let refused = try ToolRunner.run(["quantize", ModelFixtures.llama, "-o", folder])
+        #expect(refused.status == 2 && refused.stderr.contains("already exists (an nvfp4 output folder of ") && refused.stderr.contains("use --force"), "\(refused)")
+        let replaced = try ToolRunner.run(["quantize", ModelFixtures.llama, "-o", folder, "--force"])
+        #expect(replaced.status == 0 && replaced.stderrLines.first?.hasPrefix("replacing \(folder): an nvfp4 output folder of ") == true, "\(replaced)")
+        let file = scratch.file("out.safetensors")
+        #expect(try ToolRunner.run(["quantize", FixturePaths.tinyLlama, "-o", file, "-q"]).status == 0)
+        let again = try ToolRunner.run(["quantize", FixturePaths.tinyLlama, "-o", file])
+        #expect(again.status == 2 && again.stderr.contains("already exists (a file of "), "\(again)")
+    }
+
+    @Test("a folder where a single file is to be written is refused, even with --force", arguments: ["quantize", "dequantize"])
+    func folderForFile(command: String) throws {
+        let scratch = ScratchFolder()
+        defer { scratch.remove() }
+        let folder = scratch.file("d")
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        var input = FixturePaths.tinyLlama
+        if command == "dequantize" {
+            input = scratch.file("q.safetensors")
+            #expect(try ToolRunner.run(["quantize", FixturePaths.tinyLlama, "-o", input, "-q"]).status == 0)
+        }
+        let result = try ToolRunner.run([command, input, "-o", folder, "--force"])
+        #expect(result.status == 2 && result.stderrLines.count == 1 && result.stderr.contains("\(folder) is a folder (an empty folder); this writes one file"), "\(result)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: folder).isEmpty)
+    }
+}

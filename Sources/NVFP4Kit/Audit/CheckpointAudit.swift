@@ -16,9 +16,6 @@ public struct CheckpointAudit {
     /// What was found, in the order the checks run.
     public private(set) var findings: [CheckFinding] = []
 
-    /// Row-parallel layers: their K is split across tensor-parallel ranks (vLLM `RowParallelLinear`).
-    public static let rowParallelLeaves: Set<String> = ["o_proj", "down_proj", "w2", "out_proj", "dense_4h_to_h"]
-
     /// The tensor-parallel degree the checkpoint must load with (1: no split).
     public let tensorParallel: Int
 
@@ -88,7 +85,7 @@ public struct CheckpointAudit {
         }
         if problems.contains(where: { $0.rule == .badPackedTensor }) { return }
         let columns = m.columns
-        if tensorParallel > 1, columns % 16 == 0, CheckpointAudit.rowParallelLeaves.contains(leaf(m.name)), columns % (16 * tensorParallel) != 0 {
+        if tensorParallel > 1, columns % 16 == 0, !TensorSelection.splitsEvenly(module: m.name, columns: columns, tensorParallel: tensorParallel) {
             add(.kNotMultipleOf16, path, m.name,
                 "K = \(columns) split over \(tensorParallel) tensor-parallel ranks gives \(columns % tensorParallel == 0 ? "\(columns / tensorParallel)" : "an uneven split") per rank, not a multiple of 16; vLLM and SGLang refuse row-parallel NVFP4 layers whose per-rank K is not a multiple of 16: use another TP degree or keep this module unquantized")
         }
@@ -333,12 +330,12 @@ public struct CheckpointAudit {
     private mutating func checkModelOptConfig(_ configPath: String, _ hfPath: String) {
         let valid = [EngineLayoutNames.ConfigStrings.modeloptW4A4, EngineLayoutNames.ConfigStrings.modeloptW4A16]
         if let hf = config.hfQuantization {
-            for key in ["quant_algo", "group_size", "kv_cache_quant_algo", "exclude_modules"] where hf[key] == nil {
+            for key in ["quant_algo", "group_size", "kv_cache_quant_algo", EngineLayoutNames.ConfigStrings.modeloptExcludeKey] where hf[key] == nil {
                 add(.configInvalid, hfPath, "quantization.\(key)", "\(key) is missing; vLLM requires group_size, kv_cache_quant_algo and exclude_modules in hf_quant_config.json")
             }
             checkAlgo(hf["quant_algo"], hfPath, "quantization.quant_algo", valid)
             checkGroupSize(hf["group_size"], hfPath, "quantization.group_size")
-            if let e = hf["exclude_modules"], e.arrayValue?.allSatisfy({ $0.stringValue != nil }) != true {
+            if let e = hf[EngineLayoutNames.ConfigStrings.modeloptExcludeKey], e.arrayValue?.allSatisfy({ $0.stringValue != nil }) != true {
                 add(.configInvalid, hfPath, "quantization.exclude_modules", "exclude_modules must be a list of strings")
             }
         }
@@ -354,8 +351,8 @@ public struct CheckpointAudit {
                         "config.json says \(a) but hf_quant_config.json says \(b); TensorRT-LLM reads hf_quant_config.json, vLLM and SGLang may read config.json")
                 }
                 let ignore = Set((qc["ignore"]?.arrayValue ?? []).compactMap(\.stringValue))
-                let exclude = Set((hf["exclude_modules"]?.arrayValue ?? []).compactMap(\.stringValue))
-                if qc["ignore"] != nil, hf["exclude_modules"] != nil, ignore != exclude {
+                let exclude = Set((hf[EngineLayoutNames.ConfigStrings.modeloptExcludeKey]?.arrayValue ?? []).compactMap(\.stringValue))
+                if qc["ignore"] != nil, hf[EngineLayoutNames.ConfigStrings.modeloptExcludeKey] != nil, ignore != exclude {
                     let onlyA = ignore.subtracting(exclude).sorted().prefix(3), onlyB = exclude.subtracting(ignore).sorted().prefix(3)
                     add(.configDisagreement, configPath, "quantization_config.ignore",
                         "differs from hf_quant_config.json exclude_modules (only in config.json: \(onlyA.joined(separator: ", ")); only in hf_quant_config.json: \(onlyB.joined(separator: ", "))); engines reading different files keep different modules")

@@ -63,7 +63,7 @@ public struct QuantizationConfigSummary {
         // Every layout's ignore-list key (`ignore`, torchao's `modules_to_not_convert`), then ModelOpt's hf_quant_config.json.
         var keys: [String] = []
         for names in EngineLayoutNames.all where !keys.contains(names.ignoreListKey) { keys.append(names.ignoreListKey) }
-        for list in keys.map({ qc?[$0] }) + [hfQuantization?["exclude_modules"]] {
+        for list in keys.map({ qc?[$0] }) + [hfQuantization?[EngineLayoutNames.ConfigStrings.modeloptExcludeKey]] {
             for entry in list?.arrayValue ?? [] { if let s = entry.stringValue, !ignore.contains(s) { ignore.append(s) } }
         }
         self.ignore = ignore

@@ -156,6 +156,9 @@ public struct EngineLayoutNames: Sendable, Equatable {
         public static let modeloptW4A4 = "NVFP4"
         /// ModelOpt `quant_algo` for weight-only NVFP4.
         public static let modeloptW4A16 = "W4A16_NVFP4"
+        /// ModelOpt's list of modules kept in high precision in `hf_quant_config.json` (and, flat,
+        /// in `config.json`, where SGLang reads it).
+        public static let modeloptExcludeKey = "exclude_modules"
         /// The file ModelOpt writes beside config.json, which TensorRT-LLM prefers.
         public static let hfQuantConfigFile = "hf_quant_config.json"
         /// transformers' `quant_method` for torchao.

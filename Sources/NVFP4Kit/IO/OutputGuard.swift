@@ -86,6 +86,23 @@ public enum OutputGuard {
     /// nvfp4 wrote (it has `nvfp4-manifest.json`) holding only files. A link, a folder with a
     /// subfolder, or a folder without the manifest is refused, so `--force` never moves or
     /// deletes what the tool did not write and leaves nothing hidden behind.
+    /// What is at `path`, for a message about replacing it: "a file of 1.2 MB", "an empty
+    /// folder", "an nvfp4 output folder of 6 files", "a folder of 3 entries", or `nil` when nothing is.
+    public static func describeExisting(_ path: String, manifestName: String) -> String? {
+        var st = stat()
+        guard lstat(path, &st) == 0 else { return nil }
+        let kind = FileKind(mode: st.st_mode)
+        switch kind {
+        case .regular: return "a file of \(st.st_size) bytes"
+        case .directory:
+            let entries = (try? ModelFolder.list(path)) ?? []
+            if entries.isEmpty { return "an empty folder" }
+            let ours = FileKind.of(path: "\(path)/\(manifestName)") == .regular
+            return (ours ? "an nvfp4 output folder of " : "a folder of ") + "\(entries.count) entr\(entries.count == 1 ? "y" : "ies")"
+        default: return kind.phrase
+        }
+    }
+
     public static func checkReplaceableFolder(_ path: String, manifestName: String) throws(SystemError) {
         var st = stat()
         guard lstat(path, &st) == 0 else { return }

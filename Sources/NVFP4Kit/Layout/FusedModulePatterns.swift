@@ -29,21 +29,12 @@ public enum FusedModulePatterns {
     /// Mixtral-style experts' w1/w3, and DeepSeek MLA's q_a/kv_a (``FusionRule/all``).
     public static let patterns: [[String]] = FusionRule.all.map(\.members)
 
-    /// Groups `modules` (full module names) by parent and pattern. Only groups with at least two
-    /// members present are returned, in the order of their first member in `modules`.
+    /// Groups `modules` (full module names) by parent and pattern: ``FusedGroups`` with every
+    /// rule, over the modules' weights. Only groups with at least two members present are
+    /// returned, in the order of their first member in `modules`.
     public static func groups(in modules: [String]) -> [FusedModuleGroup] {
-        var byKey: [String: (order: Int, parent: String, pattern: Int, members: Set<String>)] = [:]
-        for (order, module) in modules.enumerated() {
-            let (parent, leaf) = split(module)
-            guard let pattern = patterns.firstIndex(where: { $0.contains(leaf) }) else { continue }
-            let key = "\(pattern)|\(parent)"
-            if byKey[key] == nil { byKey[key] = (order, parent, pattern, []) }
-            byKey[key]!.members.insert(module)
-        }
-        return byKey.values.filter { $0.members.count >= 2 }.sorted { $0.order < $1.order }.map { entry in
-            let leaves = patterns[entry.pattern]
-            let prefix = entry.parent.isEmpty ? "" : entry.parent + "."
-            return FusedModuleGroup(parent: entry.parent, leaves: leaves, members: leaves.map { prefix + $0 }.filter(entry.members.contains))
+        FusedGroups(rules: FusionRule.all, source: "every rule").groups(in: modules.map { $0 + ".weight" }).map { group in
+            FusedModuleGroup(parent: group.parent, leaves: group.rule.members, members: group.weights.map(moduleName))
         }
     }
 

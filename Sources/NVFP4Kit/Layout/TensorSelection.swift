@@ -86,6 +86,18 @@ public struct TensorSelection: Sendable {
         return nil
     }
 
+    /// Leaf names of layers engines split along K (row-parallel) under tensor parallelism
+    /// (vLLM `RowParallelLinear`).
+    public static let rowParallelLeaves: Set<String> = ["o_proj", "down_proj", "w2", "out_proj", "wo", "dense_4h_to_h", "fc2", "c_proj"]
+
+    /// Whether `module`'s K splits into per-rank slices that are multiples of 16 under
+    /// `tensorParallel` ranks (always, for layers that are not row-parallel): vLLM and SGLang
+    /// refuse row-parallel NVFP4 layers whose per-rank K is not.
+    public static func splitsEvenly(module: String, columns: Int, tensorParallel: Int) -> Bool {
+        guard tensorParallel > 1, rowParallelLeaves.contains(String(module.split(separator: ".").last ?? "")) else { return true }
+        return columns % (16 * tensorParallel) == 0
+    }
+
     /// Whether `pattern` matches any of `names` (tensor names; their module names count too).
     public func matchesAny(_ pattern: String, _ names: [String]) -> Bool {
         names.contains { matches(pattern, $0) }

@@ -40,6 +40,8 @@ public struct FusedGroup: Sendable, Equatable {
     public var weights: [String]
     /// The fused module name (`model.layers.0.self_attn.qkv_proj`), if the engine has one.
     public var fusedModule: String?
+    /// The rule that matched.
+    public var rule: FusionRule
 
     /// A readable name: `model.layers.0.self_attn.{q_proj,k_proj,v_proj}`.
     public var displayName: String {
@@ -99,7 +101,7 @@ public struct FusedGroups: Sendable {
                 let members = rule.members.map { "\(parent).\($0).weight" }.filter(present.contains)
                 guard members.count >= 2, !seen.contains(members[0]) else { continue }
                 seen.insert(members[0])
-                result.append(FusedGroup(parent: parent, weights: members, fusedModule: rule.fusedName.map { "\(parent).\($0)" }))
+                result.append(FusedGroup(parent: parent, weights: members, fusedModule: rule.fusedName.map { "\(parent).\($0)" }, rule: rule))
             }
         }
         return result

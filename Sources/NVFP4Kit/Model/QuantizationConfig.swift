@@ -62,7 +62,7 @@ public struct QuantizationConfig: Sendable {
                 ("quant_method", .string(format.names.quantMethod)),
                 ("group_size", 16),
                 ("kv_cache_quant_algo", .null),
-                ("exclude_modules", .array(ignore.map { .string($0) })),
+                (EngineLayoutNames.ConfigStrings.modeloptExcludeKey, .array(ignore.map { .string($0) })),
             ])
         case .torchao:
             let type: JSONValue =
@@ -99,7 +99,7 @@ public struct QuantizationConfig: Sendable {
                 ("quant_algo", .string(modelOptAlgorithm)),
                 ("kv_cache_quant_algo", .null),
                 ("group_size", 16),
-                ("exclude_modules", .array(ignore.map { .string($0) })),
+                (EngineLayoutNames.ConfigStrings.modeloptExcludeKey, .array(ignore.map { .string($0) })),
             ])),
         ])
     }

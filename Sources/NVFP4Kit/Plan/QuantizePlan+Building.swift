@@ -1,7 +1,5 @@
 /// The steps of building a ``QuantizePlan``, in the order ``QuantizePlan/init`` runs them.
 extension QuantizePlan {
-    /// Leaf names of layers engines split along K (row-parallel) under tensor parallelism.
-    static let rowParallelLeaves: Set<String> = ["o_proj", "down_proj", "w2", "out_proj", "wo", "dense_4h_to_h", "fc2", "c_proj"]
 
     /// Each tensor's decision and write kind, before fused groups are considered.
     static func decide(shards: [Shard], options: QuantizeOptions, calibrated: Bool, tensorParallel: Int) -> [TensorPlan] {
@@ -11,8 +9,7 @@ extension QuantizePlan {
                 var decision = options.selection.decide(tensor)
                 var kind: TensorWriteKind = decision == .quantize ? .matrix : .kept
                 if decision == .quantize, tensorParallel > 1, tensor.shape.count == 2,
-                    rowParallelLeaves.contains(String(moduleName(tensor.name).split(separator: ".").last ?? "")),
-                    tensor.shape[1] % (16 * tensorParallel) != 0
+                    !TensorSelection.splitsEvenly(module: moduleName(tensor.name), columns: tensor.shape[1], tensorParallel: tensorParallel)
                 {
                     decision = .keep(.notMultipleOf16AfterTensorParallel)
                     kind = .kept
