@@ -17,6 +17,7 @@ enum DequantizeCommand {
         binaryOutput: .output)
 
     static func run(_ parsed: ParsedArguments, _ invocation: [String]) throws -> Int32 {
+        let started = JobProgress.now()
         let input = try modelArguments(parsed, ["quantized"], command: spec.name)[0]
         guard let output = parsed.value("--output") else { throw UsageError(message: "missing -o <output>; see 'nvfp4 dequantize --help'") }
         let dtype: DType? = try choice(parsed.value("--dtype"), option: "--dtype", ["bf16": .bf16, "f32": .f32], default: nil)
@@ -43,7 +44,13 @@ enum DequantizeCommand {
         }
         display.finish()
         if !parsed.flag("--quiet") {
-            Terminal.err("dequantized \(result.dequantized.count) NVFP4 weights" + (output == "-" ? "\n" : " into \(output)\n"))
+            let seconds = JobProgress.now() - started
+            let bytesIn = source.shards.reduce(UInt64(0)) { $0 + (fileSize($1.path) ?? 0) }
+            let bytesOut = output == "-" ? nil : result.files.reduce(UInt64(0)) { $0 + (fileSize($1) ?? 0) }
+            var line = "dequantized \(result.dequantized.count) NVFP4 weights"
+            line += output == "-" ? " to stdout" : ": wrote \(result.files.count == 1 ? "" : "\(result.files.count) files, ")\(Format.bytes(bytesIn)) -> \(Format.bytes(bytesOut ?? 0)) in \(output)"
+            line += " in \(Format.fixed(seconds, 1)) s"
+            Terminal.err(line + "\n")
         }
         return ExitStatus.success
     }

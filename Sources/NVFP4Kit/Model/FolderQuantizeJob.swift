@@ -302,7 +302,7 @@ extension FolderQuantizeJob {
 }
 
 /// The size of a regular file, or `nil`.
-func fileSize(_ path: String) -> UInt64? {
+public func fileSize(_ path: String) -> UInt64? {
     var st = stat()
     guard stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return nil }
     return UInt64(st.st_size)
