@@ -1,7 +1,7 @@
 /// The version of the tool, recorded in manifests and printed by `--version`.
 public let nvfp4Version = "0.1.0"
 
-/// The manifest written beside a quantized checkpoint (schema: `docs/manifest.md`).
+/// The manifest written beside a quantized checkpoint (schema: `docs/json.md`).
 ///
 /// It is deterministic: the same input and options give the same bytes (no timestamps).
 public enum Manifest {
@@ -18,7 +18,7 @@ public enum Manifest {
         ]
     }
 
-    /// The manifest of a single-file run (schema: `docs/manifest.md`).
+    /// The manifest of a single-file run (schema: `docs/json.md`).
     ///
     /// - Parameters:
     ///   - result: What was written.
@@ -44,7 +44,7 @@ public enum Manifest {
         ])
     }
 
-    /// The manifest of a model folder (schema: `docs/manifest.md`); deterministic, no timestamps or output paths.
+    /// The manifest of a model folder (schema: `docs/json.md`); deterministic, no timestamps or output paths.
     static func folderDocument(summary: FolderSummary, records: [JSONValue], invocation: [String]) -> JSONValue {
         .object(preamble(options: summary.options, invocation: invocation) + [
             ("input_folder", .string(summary.folder.path)),
