@@ -81,8 +81,8 @@ public struct FusedGroups: Sendable {
         if let known = architectures.first(where: { FusedGroups.rulesByArchitecture[$0] != nil }) {
             self.init(rules: FusedGroups.rulesByArchitecture[known]!, source: known)
         } else {
-            let named = architectures.first ?? config?["model_type"]?.stringValue ?? "no architecture"
-            self.init(rules: FusionRule.all, source: "fallback by name (\(named) is not in the table)")
+            let reason = (architectures.first ?? config?["model_type"]?.stringValue).map { "\($0) is not in the table" } ?? "no config.json architecture"
+            self.init(rules: FusionRule.all, source: "fallback by name (\(reason))")
         }
     }
 
