@@ -32,6 +32,12 @@ public struct QuantizeOptions: Sendable {
     /// Activation statistics that weight the `.mse` search (`--importance`), and their file.
     public var importance: ImportanceStatistics?
     public var importancePath: String?
+    /// Whether DeepSeek-style MLA attention projections (q_a/kv_a, q_b, o) are kept or quantized
+    /// (`--mla-attention`); `kv_b_proj` is always kept.
+    public var mlaAttention: MLAAttentionPolicy = .keep
+    /// The `[rows, columns]` block of block-scaled FP8 weights where no `config.json` names it
+    /// (`--fp8-block-size`, a bare file).
+    public var fp8BlockSize: [Int]?
 
     public init() {}
 

@@ -36,7 +36,8 @@ public enum PlanExecutor {
         let layoutPlan = plan.layoutPlan(ofOutputShard: index)
         try ImportanceCheck.run(entries, options: options)
         try sink.write(layoutPlan.headerBytes)
-        let writer = TensorWriter(options: options, layout: options.layout, reader: reader, sink: sink)
+        let source = SourceReader(reader: reader, shard: plan.outputShards[index].input, threads: options.threads, open: plan.openInputShard)
+        let writer = TensorWriter(options: options, layout: options.layout, input: source, sink: sink)
         let total = entries.reduce(UInt64(0)) { $0 + UInt64($1.tensor.byteCount) }
         var reports: [TensorReport] = []
         var done: UInt64 = 0
@@ -61,8 +62,9 @@ public enum PlanExecutor {
 struct TensorWriter {
     let options: QuantizeOptions
     let layout: any WeightLayout
-    let reader: SafetensorsReader
+    let input: SourceReader
     let sink: WriteBehindSink
+    var reader: SafetensorsReader { input.reader }
     let scratch = ScratchBuffers()
 
     func write(_ entry: TensorPlan) throws -> TensorReport {
@@ -73,21 +75,25 @@ struct TensorWriter {
         case .kept:
             try sink.writeKept(tensor, from: reader)
             return report
+        case .consumed:
+            try input.remember(entry)
+        case .dequantized:
+            try input.withSourceBytes(of: entry) { bytes, _ in try sink.write(bytes) }
         case .matrix:
-            try reader.withBytes(of: tensor) { bytes in
+            try input.withSourceBytes(of: entry) { bytes, tensor in
                 let matrix = DenseMatrix(bytes: bytes, dtype: tensor.dtype, rows: tensor.shape[0], columns: tensor.shape[1])
                 let codec = try QuantizeJob.makeCodec(for: matrix, tensor: tensor, options: options, path: reader.displayPath)
                 try writeMatrix(matrix, weight: tensor.name, codec: codec, into: &report)
             }
         case .stackedExperts:
-            let written = try reader.withBytes(of: tensor) { bytes in
+            let written = try input.withSourceBytes(of: entry) { bytes, tensor in
                 try StackedExperts.write(tensor, bytes: bytes, options: options, sink: sink, path: reader.displayPath)
             }
             report.amax = written.amax.max()
             report.error = written.error
             report.importanceWeighted = written.importanceWeighted
         case .expertSlices(let naming):
-            try reader.withBytes(of: tensor) { bytes in
+            try input.withSourceBytes(of: entry) { bytes, tensor in
                 try writeSlices(naming, tensor: tensor, bytes: bytes, into: &report)
             }
         }

@@ -18,6 +18,9 @@ public enum KeepReason: String, Sendable, CaseIterable {
     case fusedPartnerKept = "a fused partner (q/k/v, gate/up, w1/w3) is kept"
     case notMultipleOf16AfterTensorParallel = "K / tensor-parallel size is not a multiple of 16 (row-parallel layer)"
     case stackedExpertsUnsupported = "stacked experts: torchao's 3-D layout needs N % 128 == 0, two-level scaling and no calibration"
+    case mlaKVUpProjection = "MLA kv_b_proj (the engines absorb it into attention)"
+    case mlaAttention = "MLA attention projection (NVIDIA's DeepSeek recipe keeps attention; --mla-attention quantize)"
+    case fp8Scale = "FP8 scale (applied to its weight, not written)"
 }
 
 /// What happens to one input tensor.
@@ -71,6 +74,7 @@ public struct TensorSelection: Sendable {
         }) {
             return .norm
         }
+        if last == "kv_b_proj" { return .mlaKVUpProjection }
         if last == "router" || last == "shared_expert_gate" || (last == "gate" && parts.dropLast().last.map { ["mlp", "moe", "block_sparse_moe", "feed_forward"].contains($0) } == true) {
             return .router
         }

@@ -81,7 +81,10 @@ public struct QuantizePlan: Sendable {
         self.tensorParallel = tensorParallel
         fusion = FusedGroups(config: config)
         var options = options
-        var tensors = QuantizePlan.decide(shards: shards, options: options, calibrated: calibration != nil, tensorParallel: tensorParallel)
+        let folderPath = source.folder?.path
+        var tensors = try QuantizePlan.decide(
+            shards: shards, config: config, options: options, calibrated: calibration != nil, tensorParallel: tensorParallel,
+            path: { s in folderPath.map { "\($0)/\(shards[s].name)" } ?? shards[s].name })
         var groups = QuantizePlan.fusedGroups(&tensors, fusion: fusion, format: options.format)
         try QuantizePlan.sharedAmaxPrePass(&groups, tensors: tensors, shards: shards, threads: options.threads, open: open)
         for group in groups where group.sharesScale {

@@ -1,0 +1,103 @@
+// FP8 (E4M3FN) dequantization as DeepSeek's `weight_dequant` and compressed-tensors' `dequantize`
+// compute it: each code widened exactly to fp32, one fp32 multiply by its scale (round to
+// nearest even), then one rounding of the product to bf16 or f16 (round to nearest even).
+#include "nvfp4_kernel.h"
+#include <string.h>
+
+typedef float f32x16 __attribute__((ext_vector_type(16)));
+typedef uint32_t u32x16 __attribute__((ext_vector_type(16)));
+typedef int32_t i32x16 __attribute__((ext_vector_type(16)));
+typedef uint16_t u16x16 __attribute__((ext_vector_type(16)));
+typedef uint8_t u8x16 __attribute__((ext_vector_type(16)));
+
+#define INLINE static inline __attribute__((always_inline))
+
+// E4M3FN → fp32, exactly: the 7 magnitude bits placed at fp32's exponent/mantissa boundary form
+// a value 2^-120 times the code's (normal or subnormal alike), so one exact multiply by 2^120
+// finishes it. 0x7F is NaN (E4M3FN has no infinity).
+INLINE f32x16 e4m3_to_f32(u8x16 codes) {
+    u32x16 c = __builtin_convertvector(codes, u32x16);
+    u32x16 magnitude = c & 0x7F;
+    f32x16 value = (f32x16)(magnitude << 20) * 0x1p120f;
+    u32x16 bits = (u32x16)value | ((c & 0x80) << 24);
+    i32x16 nan = (i32x16)(magnitude == 0x7F);
+    bits = (bits & ~(u32x16)nan) | ((u32x16)nan & 0x7FC00000u);
+    return (f32x16)bits;
+}
+
+// fp32 → bf16, round to nearest even; NaN stays NaN (quiet).
+INLINE u16x16 f32_to_bf16(f32x16 v) {
+    u32x16 bits = (u32x16)v;
+    u32x16 rounded = (bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16;
+    i32x16 nan = (i32x16)((bits & 0x7FFFFFFFu) > 0x7F800000u);
+    rounded = (rounded & ~(u32x16)nan) | ((u32x16)nan & ((bits >> 16) | 0x40u));
+    return __builtin_convertvector(rounded, u16x16);
+}
+
+// Stores 16 products in the target's encoding; `count` (at most 16) of them reach `out`.
+INLINE void store(f32x16 product, int target, uint8_t *out, size_t count) {
+    uint8_t staged[64];
+    size_t width;
+    if (target == NVFP4_FP8_TARGET_BF16) {
+        u16x16 h = f32_to_bf16(product);
+        memcpy(staged, &h, 32);
+        width = 2;
+    } else if (target == NVFP4_FP8_TARGET_F16) {
+        for (int k = 0; k < 16; k++) {
+            _Float16 h = (_Float16)product[k];
+            memcpy(staged + 2 * k, &h, 2);
+        }
+        width = 2;
+    } else {
+        memcpy(staged, &product, 64);
+        width = 4;
+    }
+    memcpy(out, staged, count * width);
+}
+
+INLINE void dequantize_body(const uint8_t *codes, size_t count, float scale, int target, void *out) {
+    size_t width = target == NVFP4_FP8_TARGET_F32 ? 4 : 2;
+    uint8_t *bytes = (uint8_t *)out;
+    size_t i = 0;
+    for (; i + 16 <= count; i += 16) {
+        u8x16 c;
+        memcpy(&c, codes + i, 16);
+        store(e4m3_to_f32(c) * scale, target, bytes + i * width, 16);
+    }
+    if (i < count) {
+        uint8_t tail[16] = {0};
+        memcpy(tail, codes + i, count - i);
+        u8x16 c;
+        memcpy(&c, tail, 16);
+        store(e4m3_to_f32(c) * scale, target, bytes + i * width, count - i);
+    }
+}
+
+static void dequantize_baseline(const uint8_t *c, size_t n, float s, int t, void *o) { dequantize_body(c, n, s, t, o); }
+#if defined(__x86_64__) && defined(__clang__)
+__attribute__((target("avx2,f16c,fma")))
+static void dequantize_avx2(const uint8_t *c, size_t n, float s, int t, void *o) { dequantize_body(c, n, s, t, o); }
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,f16c")))
+static void dequantize_avx512(const uint8_t *c, size_t n, float s, int t, void *o) { dequantize_body(c, n, s, t, o); }
+#endif
+
+typedef void (*dequantize_fn)(const uint8_t *, size_t, float, int, void *);
+static dequantize_fn chosen = 0;
+
+void nvfp4_fp8_e4m3_dequantize(const uint8_t *codes, size_t count, float scale, int target, void *out) {
+    dequantize_fn f = __atomic_load_n(&chosen, __ATOMIC_RELAXED);
+    if (!f) {
+        f = dequantize_baseline;
+#if defined(__x86_64__) && defined(__clang__)
+        __builtin_cpu_init();
+        if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl")
+            && __builtin_cpu_supports("avx512dq")) {
+            f = dequantize_avx512;
+        } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c")) {
+            f = dequantize_avx2;
+        }
+#endif
+        __atomic_store_n(&chosen, f, __ATOMIC_RELAXED);
+    }
+    f(codes, count, scale, target, out);
+}

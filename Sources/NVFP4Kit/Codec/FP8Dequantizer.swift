@@ -1,0 +1,93 @@
+import CNVFP4Kernel
+
+/// How an FP8 (E4M3FN) weight is turned back into the high-precision weight its reference
+/// dequantizer produces: which scale covers which elements, and the dtype of the result.
+///
+/// Every scheme is a grid of scales over the last two dimensions: a block grid
+/// (`[⌈N/bn⌉, ⌈K/bk⌉]`, edge blocks partial), per channel (`bn = 1, bk = K`) or per tensor
+/// (`bn = N, bk = K`); a 3-D weight `[E, N, K]` has one grid per expert.
+public struct FP8Scaling: Sendable, Equatable {
+    /// Rows of the weight one scale covers.
+    public var blockRows: Int
+    /// Columns of the weight one scale covers.
+    public var blockColumns: Int
+    /// The dequantized dtype: bf16 for DeepSeek's `fp8_cast_bf16`; the scale's dtype for
+    /// compressed-tensors (`dequantize` computes in it).
+    public var target: DType
+
+    public init(blockRows: Int, blockColumns: Int, target: DType) {
+        self.blockRows = blockRows
+        self.blockColumns = blockColumns
+        self.target = target
+    }
+
+    /// Scales along the rows and columns of an `N × K` matrix.
+    public func grid(rows: Int, columns: Int) -> (rows: Int, columns: Int) {
+        (ceilDiv(rows, max(blockRows, 1)), ceilDiv(columns, max(blockColumns, 1)))
+    }
+}
+
+/// The FP8 dequantizer: DeepSeek's `weight_dequant` / compressed-tensors' `dequantize`
+/// arithmetic (E4M3FN → fp32 exactly, one fp32 multiply by the scale, one rounding to the
+/// target), in the C kernel `nvfp4_fp8_e4m3_dequantize`.
+public enum FP8Dequantizer {
+    /// The dtypes a scale may be stored in.
+    public static let scaleDTypes: Set<DType> = [.f32, .bf16, .f16, .f8E8M0]
+    /// The dtypes a weight may be dequantized to.
+    public static let targets: Set<DType> = [.bf16, .f16, .f32]
+
+    /// The scale values of `bytes` (little-endian `dtype`, ``scaleDTypes``) widened exactly to fp32.
+    /// An E8M0 byte `e` is 2^(e-127) (`0xFF` is NaN).
+    public static func scaleValues(_ bytes: UnsafeRawBufferPointer, dtype: DType) -> [Float] {
+        precondition(scaleDTypes.contains(dtype))
+        let count = bytes.count * 8 / dtype.bitWidth
+        return (0..<count).map { i in
+            switch dtype {
+            case .f32: return Float(bitPattern: UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self)))
+            case .bf16: return BFloat16.toFloat(UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)))
+            case .f16: return Float(Float16(bitPattern: UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))))
+            default:
+                let e = bytes[i]
+                return e == 0xFF ? .nan : Float(sign: .plus, exponent: Int(e) - 127, significand: 1)
+            }
+        }
+    }
+
+    /// Dequantizes `codes`, `matrices` row-major `rows × columns` FP8 matrices, into `out`
+    /// (the same shape in `scaling.target`), on `threads` threads; `scales` holds each matrix's
+    /// grid (``FP8Scaling/grid(rows:columns:)``), matrix after matrix. The bytes do not depend on
+    /// `threads`.
+    public static func dequantize(
+        codes: UnsafeRawBufferPointer, matrices: Int, rows: Int, columns: Int, scales: [Float], scaling: FP8Scaling,
+        into out: UnsafeMutableRawBufferPointer, threads: Int
+    ) {
+        let grid = scaling.grid(rows: rows, columns: columns)
+        let width = scaling.target.bitWidth / 8
+        precondition(codes.count == matrices * rows * columns && out.count == codes.count * width)
+        precondition(scales.count == matrices * grid.rows * grid.columns)
+        let target: Int32 = switch scaling.target {
+        case .bf16: Int32(NVFP4_FP8_TARGET_BF16)
+        case .f16: Int32(NVFP4_FP8_TARGET_F16)
+        default: Int32(NVFP4_FP8_TARGET_F32)
+        }
+        let totalRows = matrices * rows
+        let rowsPerTask = 64
+        let source = codes.baseAddress!.assumingMemoryBound(to: UInt8.self)
+        let destination = out.baseAddress!
+        scales.withUnsafeBufferPointer { scale in
+            ParallelLoop.run(iterations: ceilDiv(totalRows, rowsPerTask), threads: threads) { task in
+                for row in (task * rowsPerTask)..<min(totalRows, (task + 1) * rowsPerTask) {
+                    let matrix = row / rows
+                    let scaleRow = matrix * grid.rows * grid.columns + (row % rows) / scaling.blockRows * grid.columns
+                    var column = 0
+                    for g in 0..<grid.columns {
+                        let count = min(scaling.blockColumns, columns - column)
+                        let offset = row * columns + column
+                        nvfp4_fp8_e4m3_dequantize(source + offset, count, scale[scaleRow + g], target, destination + offset * width)
+                        column += count
+                    }
+                }
+            }
+        }
+    }
+}

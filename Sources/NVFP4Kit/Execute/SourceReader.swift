@@ -1,0 +1,75 @@
+/// Reads planned tensors of one input shard in the dtype the codec and the writers read: the
+/// stored bytes, or an FP8 weight's dequantization (``FP8Dequantizer``) into a buffer reused
+/// from tensor to tensor.
+///
+/// An FP8 weight's scale may lie in this shard or in another (found through the index): other
+/// shards are opened on demand. A stream is read front to back, so the scales it holds are
+/// remembered as the executor passes them (``remember(_:)``); files safetensors writes put them
+/// before their weights (larger dtypes first). A scale that follows its weight in a stream is an error.
+final class SourceReader {
+    let reader: SafetensorsReader
+    let shard: Int
+    let threads: Int
+    private let open: (Int) throws -> SafetensorsReader
+    private var others: [Int: SafetensorsReader] = [:]
+    private var remembered: [String: [Float]] = [:]
+    private var buffer = UnsafeMutableRawBufferPointer(start: nil, count: 0)
+
+    /// - Parameter open: Opens input shard `i` (random access) when a scale lies in another shard.
+    init(reader: SafetensorsReader, shard: Int, threads: Int, open: @escaping (Int) throws -> SafetensorsReader) {
+        self.reader = reader
+        self.shard = shard
+        self.threads = threads
+        self.open = open
+    }
+
+    deinit { buffer.deallocate() }
+
+    /// Gives `body` the bytes of `entry`'s tensor as ``TensorPlan/source`` describes them, and that description.
+    func withSourceBytes<R>(of entry: TensorPlan, _ body: (UnsafeRawBufferPointer, TensorInfo) throws -> R) throws -> R {
+        guard let fp8 = entry.fp8 else { return try reader.withBytes(of: entry.tensor) { try body($0, entry.tensor) } }
+        let scales = try scaleValues(fp8, weight: entry.tensor.name)
+        let source = entry.source
+        let out = dequantizedBuffer(byteCount: source.byteCount)
+        try reader.withBytes(of: entry.tensor) { codes in
+            let shape = entry.tensor.shape
+            FP8Dequantizer.dequantize(
+                codes: codes, matrices: shape.count == 3 ? shape[0] : 1, rows: shape[shape.count - 2], columns: shape[shape.count - 1],
+                scales: scales, scaling: fp8.scaling, into: out, threads: threads)
+        }
+        return try body(UnsafeRawBufferPointer(out), source)
+    }
+
+    /// Reads a consumed scale now if this shard is a stream (its weight may come later).
+    func remember(_ entry: TensorPlan) throws {
+        guard !reader.isRandomAccess, FP8Dequantizer.scaleDTypes.contains(entry.tensor.dtype) else { return }
+        remembered[entry.tensor.name] = try reader.withBytes(of: entry.tensor) { FP8Dequantizer.scaleValues($0, dtype: entry.tensor.dtype) }
+    }
+
+    private func scaleValues(_ fp8: FP8Source, weight: String) throws -> [Float] {
+        if fp8.scaleShard == shard {
+            if let values = remembered.removeValue(forKey: fp8.scale.name) { return values }
+            guard reader.isRandomAccess else {
+                throw FileError(path: reader.displayPath, cause: FP8Error.scaleAfterWeight(weight: weight, scale: fp8.scale.name))
+            }
+            return try reader.withBytes(of: fp8.scale) { FP8Dequantizer.scaleValues($0, dtype: fp8.scale.dtype) }
+        }
+        let other: SafetensorsReader
+        if let opened = others[fp8.scaleShard] {
+            other = opened
+        } else {
+            other = try open(fp8.scaleShard)
+            others[fp8.scaleShard] = other
+        }
+        return try other.withBytes(of: fp8.scale) { FP8Dequantizer.scaleValues($0, dtype: fp8.scale.dtype) }
+    }
+
+    /// At least `byteCount` bytes, grown only when a tensor needs more.
+    private func dequantizedBuffer(byteCount: Int) -> UnsafeMutableRawBufferPointer {
+        if buffer.count < byteCount {
+            buffer.deallocate()
+            buffer = .allocate(byteCount: max(byteCount, 1), alignment: 64)
+        }
+        return UnsafeMutableRawBufferPointer(rebasing: buffer[0..<byteCount])
+    }
+}
