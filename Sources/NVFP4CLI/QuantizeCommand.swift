@@ -5,7 +5,7 @@ enum QuantizeCommand {
     static let spec = CommandSpec(
         name: "quantize",
         overview: "Quantize the linear-layer weights of a safetensors checkpoint to NVFP4.",
-        usage: "nvfp4 quantize <input> [-o <output>] [--format torchao|compressed-tensors|modelopt] [--manifest <path>] [--no-global-scale] [--numerics cuda|cpu] [--include <glob> ...] [--exclude <glob> ...] [--threads <n>] [--method rtn|mse] [--importance <stats.json>] [--hash all|output|none] [--io direct|buffered] [--compress <zstd[:level]|none>] [--weight-only] [--calibration <amax.json>] [--max-shard-size <size>] [--tensor-parallel <n>] [--shard <i>/<n>] [--force] [--json] [--quiet]",
+        usage: "nvfp4 quantize <input> [-o <output>] [--format torchao|compressed-tensors|modelopt] [--manifest <path>] [--no-global-scale] [--numerics cuda|cpu] [--include <glob> ...] [--exclude <glob> ...] [--threads <n>] [--method rtn|mse] [--importance <stats.json>] [--hash all|output|none] [--io direct|buffered] [--compress <zstd[:level]|none>] [--weight-only] [--calibration <amax.json>] [--max-shard-size <size>] [--tensor-parallel <n>] [--mla-attention keep|quantize] [--fp8-block-size <r>x<c>] [--shard <i>/<n>] [--force] [--json] [--quiet]",
         arguments: [("<input>", "A .safetensors or .safetensors.zst file, '-' for stdin (plain or zstd), or a Hugging Face model folder (then -o names the output folder).")],
         options: [
             OptionSpec(names: ["--format"], valueName: "<torchao|compressed-tensors|modelopt>", help: "Checkpoint layout: torchao (default), compressed-tensors (llm-compressor nvfp4-pack-quantized) or modelopt."),
@@ -24,6 +24,8 @@ enum QuantizeCommand {
             OptionSpec(names: ["--importance"], valueName: "<stats.json>", help: "With --method mse: weight the block error by per-channel activation statistics (scripts/quality/collect_importance.py)."),
             OptionSpec(names: ["--search-radius"], valueName: "<n>", help: "With --method mse: e4m3 codes searched on each side of the RTN code, 0 to 126. (default: 8)"),
             OutputCompression.option,
+            QuantizeCommand.mlaAttentionOption,
+            QuantizeCommand.fp8BlockSizeOption,
             OptionSpec(names: ["--hash"], valueName: "<all|output|none>", help: "Which SHA-256 sums the manifest records: the output's (what verify checks), also the input's (one more full read), or none. (default: output)"),
             OptionSpec(names: ["--io"], valueName: "<direct|buffered>", help: "How output files are written: direct = around the page cache (O_DIRECT, where the file system allows it), buffered = through it, as cp does, so the output stays cached. (default: direct)"),
             OptionSpec(names: ["--weight-only"], valueName: nil, help: "Describe the weights as torchao NVFP4WeightOnlyConfig (no activation quantization)."),
@@ -33,7 +35,8 @@ enum QuantizeCommand {
         ],
         discussion: """
             Quantized: 2-D .weight tensors of linear layers whose dimensions are multiples of 16, in bf16, f16 \
-            or f32. Kept as they are: embeddings, lm_head, norms, MoE routers, biases and 1-D tensors.
+            or f32, or FP8 (F8_E4M3 with its block, channel or tensor scales: dequantized exactly as the \
+            reference does, then quantized; see docs/fp8.md). Kept as they are: embeddings, lm_head, norms, MoE routers, biases and 1-D tensors.
             Output: torchao's safetensors layout (<module>._weight_qdata, _weight_scale, _weight_per_tensor_scale),
             which torchao.prototype.safetensors.unflatten_tensor_state_dict loads as NVFP4Tensor; \
             --format compressed-tensors or modelopt writes the layouts vLLM, SGLang and TensorRT-LLM load.
@@ -126,6 +129,7 @@ enum QuantizeCommand {
         options.outputIO = try outputIO(parsed)
         options.threads = try threadCount(parsed)
         try parseMethod(parsed, into: &options)
+        try parseFP8(parsed, into: &options)
         if options.format != .torchao {
             if parsed.flag("--no-global-scale") {
                 throw UsageError(message: "--no-global-scale is torchao-only; \(options.format.rawValue) needs the per-tensor scale")
