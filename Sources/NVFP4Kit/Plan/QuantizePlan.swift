@@ -128,10 +128,11 @@ public struct QuantizePlan: Sendable {
     public func layoutPlan(ofOutputShard index: Int) -> SafetensorsLayoutPlan {
         let entries = tensors(ofOutputShard: index)
         let header = shards[outputShards[index].input].header
-        let described = options.format == .torchao ? tensors : entries
+        // Consumed FP8 scales are not written; an FP8 weight is described as its dequantized dtype.
+        let described = (options.format == .torchao ? tensors : entries).filter { $0.kind != .consumed }
         let metadata = options.layout.fileMetadata(
             inputMetadata: header.metadata,
-            tensors: described.map { ($0.tensor, $0.isQuantized, $0.isQuantized && options.scalePlan.inputAmax[$0.tensor.name] != nil) })
+            tensors: described.map { ($0.source, $0.isQuantized, $0.isQuantized && options.scalePlan.inputAmax[$0.tensor.name] != nil) })
         return SafetensorsLayoutPlan(tensors: entries.flatMap(\.outputs), metadata: metadata)
     }
 
