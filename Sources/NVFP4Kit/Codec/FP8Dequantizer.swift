@@ -33,8 +33,6 @@ public struct FP8Scaling: Sendable, Equatable {
 public enum FP8Dequantizer {
     /// The dtypes a scale may be stored in.
     public static let scaleDTypes: Set<DType> = [.f32, .bf16, .f16, .f8E8M0]
-    /// The dtypes a weight may be dequantized to.
-    public static let targets: Set<DType> = [.bf16, .f16, .f32]
 
     /// The scale values of `bytes` (little-endian `dtype`, ``scaleDTypes``) widened exactly to fp32.
     /// An E8M0 byte `e` is 2^(e-127) (`0xFF` is NaN).

@@ -88,8 +88,9 @@ public struct FP8Checkpoint: Sendable {
         let matrices = tensor.shape.count == 3 ? tensor.shape[0] : 1
         let rows = tensor.shape[tensor.shape.count - 2], columns = tensor.shape[tensor.shape.count - 1]
         // DeepSeek's fp8_cast_bf16 (`_scale_inv`) and `quant_method "fp8"` checkpoints become bf16;
-        // compressed-tensors' dequantize computes in the scale's dtype.
-        let target: DType = suffix == "_scale" && !fp8Method && scale.dtype != .f8E8M0 ? scale.dtype : .bf16
+        // compressed-tensors' dequantize computes in the scale's dtype, the model dtype (bf16 or
+        // f16); an fp32 result is stored into the model's bf16 parameters (a second rounding).
+        let target: DType = suffix == "_scale" && !fp8Method && (scale.dtype == .bf16 || scale.dtype == .f16) ? scale.dtype : .bf16
         func expected(_ scaling: FP8Scaling) -> [Int] {
             let grid = scaling.grid(rows: rows, columns: columns)
             return matrices == 1 && tensor.shape.count == 2 ? [grid.rows, grid.columns] : [matrices, grid.rows, grid.columns]
