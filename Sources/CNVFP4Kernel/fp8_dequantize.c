@@ -34,57 +34,65 @@ INLINE u16x16 f32_to_bf16(f32x16 v) {
     return __builtin_convertvector(rounded, u16x16);
 }
 
-// Stores 16 products in the target's encoding; `count` (at most 16) of them reach `out`.
-INLINE void store(f32x16 product, int target, uint8_t *out, size_t count) {
-    uint8_t staged[64];
-    size_t width;
+// Stores 16 products in the target's encoding at `out` (32 or 64 bytes; fixed sizes, so the
+// copies compile to vector stores).
+INLINE void store16(f32x16 product, int target, uint8_t *out) {
     if (target == NVFP4_FP8_TARGET_BF16) {
         u16x16 h = f32_to_bf16(product);
-        memcpy(staged, &h, 32);
-        width = 2;
+        memcpy(out, &h, 32);
     } else if (target == NVFP4_FP8_TARGET_F16) {
-        for (int k = 0; k < 16; k++) {
-            _Float16 h = (_Float16)product[k];
-            memcpy(staged + 2 * k, &h, 2);
-        }
-        width = 2;
+        _Float16 h[16];
+        for (int k = 0; k < 16; k++) h[k] = (_Float16)product[k];
+        memcpy(out, h, 32);
     } else {
-        memcpy(staged, &product, 64);
-        width = 4;
+        memcpy(out, &product, 64);
     }
-    memcpy(out, staged, count * width);
 }
 
-INLINE void dequantize_body(const uint8_t *codes, size_t count, float scale, int target, void *out) {
+// Returns the largest |product| as fp32 bits (NaN above 0x7F800000): rounding to the target is
+// monotonic, so the target's amax is this value rounded.
+INLINE uint32_t dequantize_body(const uint8_t *codes, size_t count, float scale, int target, void *out) {
     size_t width = target == NVFP4_FP8_TARGET_F32 ? 4 : 2;
     uint8_t *bytes = (uint8_t *)out;
+    u32x16 largest = 0;
     size_t i = 0;
     for (; i + 16 <= count; i += 16) {
         u8x16 c;
         memcpy(&c, codes + i, 16);
-        store(e4m3_to_f32(c) * scale, target, bytes + i * width, 16);
+        f32x16 product = e4m3_to_f32(c) * scale;
+        u32x16 magnitude = (u32x16)product & 0x7FFFFFFFu;
+        largest = largest > magnitude ? largest : magnitude;
+        store16(product, target, bytes + i * width);
     }
     if (i < count) {
         uint8_t tail[16] = {0};
+        uint8_t staged[64];
         memcpy(tail, codes + i, count - i);
         u8x16 c;
         memcpy(&c, tail, 16);
-        store(e4m3_to_f32(c) * scale, target, bytes + i * width, count - i);
+        f32x16 product = e4m3_to_f32(c) * scale;  // padding codes are 0: products 0
+        u32x16 magnitude = (u32x16)product & 0x7FFFFFFFu;
+        largest = largest > magnitude ? largest : magnitude;
+        store16(product, target, staged);
+        memcpy(bytes + i * width, staged, (count - i) * width);
     }
+    uint32_t result = 0;
+    for (int k = 0; k < 16; k++) result = largest[k] > result ? largest[k] : result;
+    return result;
 }
 
-static void dequantize_baseline(const uint8_t *c, size_t n, float s, int t, void *o) { dequantize_body(c, n, s, t, o); }
+static uint32_t dequantize_baseline(const uint8_t *c, size_t n, float s, int t, void *o) { return dequantize_body(c, n, s, t, o); }
 #if defined(__x86_64__) && defined(__clang__)
 __attribute__((target("avx2,f16c,fma")))
-static void dequantize_avx2(const uint8_t *c, size_t n, float s, int t, void *o) { dequantize_body(c, n, s, t, o); }
+static uint32_t dequantize_avx2(const uint8_t *c, size_t n, float s, int t, void *o) { return dequantize_body(c, n, s, t, o); }
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,f16c")))
-static void dequantize_avx512(const uint8_t *c, size_t n, float s, int t, void *o) { dequantize_body(c, n, s, t, o); }
+static uint32_t dequantize_avx512(const uint8_t *c, size_t n, float s, int t, void *o) { return dequantize_body(c, n, s, t, o); }
 #endif
 
-typedef void (*dequantize_fn)(const uint8_t *, size_t, float, int, void *);
+typedef uint32_t (*dequantize_fn)(const uint8_t *, size_t, float, int, void *);
 static dequantize_fn chosen = 0;
 
-void nvfp4_fp8_e4m3_dequantize(const uint8_t *codes, size_t count, float scale, int target, void *out) {
+uint32_t nvfp4_fp8_e4m3_dequantize(const uint8_t *codes, size_t count, float scale, int target, void *out) {
     dequantize_fn f = __atomic_load_n(&chosen, __ATOMIC_RELAXED);
     if (!f) {
         f = dequantize_baseline;
@@ -99,5 +107,5 @@ void nvfp4_fp8_e4m3_dequantize(const uint8_t *codes, size_t count, float scale, 
 #endif
         __atomic_store_n(&chosen, f, __ATOMIC_RELAXED);
     }
-    f(codes, count, scale, target, out);
+    return f(codes, count, scale, target, out);
 }

@@ -36,7 +36,7 @@ struct FP8InputTests {
             let expected = try #require(reference[entry.tensor.name])
             #expect(expected.dtype == fp8.scaling.target, "\(entry.tensor.name)")
             var out = [UInt8](repeating: 0, count: expected.bytes.count)
-            try reader.withBytes(of: entry.tensor) { codes in
+            let amax = try reader.withBytes(of: entry.tensor) { codes in
                 out.withUnsafeMutableBytes { buffer in
                     FP8Dequantizer.dequantize(
                         codes: codes, matrices: 1, rows: entry.tensor.shape[0], columns: entry.tensor.shape[1], scales: scales,
@@ -44,6 +44,12 @@ struct FP8InputTests {
                 }
             }
             #expect(out == expected.bytes, "\(name): \(entry.tensor.name)")
+            // The amax found in the same pass is the reference's largest magnitude.
+            let magnitudes = stride(from: 0, to: expected.bytes.count, by: 2).map { i -> Float in
+                let bits = UInt16(expected.bytes[i]) | UInt16(expected.bytes[i + 1]) << 8
+                return expected.dtype == .f16 ? abs(Float(Float16(bitPattern: bits))) : abs(Float(bitPattern: UInt32(bits) << 16))
+            }
+            #expect(amax == magnitudes.max(), "\(name): \(entry.tensor.name)")
         }
         // Scales and input scales are consumed; nothing FP8 is written.
         for entry in plan.tensors where entry.tensor.dtype.isEightBitFloat && entry.fp8 == nil { #expect(entry.kind == .consumed) }
@@ -178,6 +184,18 @@ struct FP8InputTests {
             #expect(result.stderr.contains(input) && result.stderr.contains("\"\(tensor)\""), "\(name): \(result.stderr)")
             #expect(result.stderr.split(separator: "\n").count == 1, "\(name): one line")
             #expect(!ToolRunner.exists(output))
+        }
+    }
+
+    @Test("a NaN code (0x7F) is refused with its tensor, row and column")
+    func nanCode() throws {
+        try ToolRunner.withTemporaryDirectory { dir in
+            var bytes = Self.file([("m.weight_scale", .f32, [1], 0x3C), ("m.weight", .f8E4M3, [32, 32], 0x38)])
+            bytes[bytes.count - 32 * 32 + 5 * 32 + 7] = 0xFF  // row 5, column 7
+            let input = try dir.write(bytes, to: "in.safetensors")
+            let result = try ToolRunner.run(["quantize", input, "-o", dir.file("out.safetensors")])
+            #expect(result.status == 2, "\(result.stderr)")
+            #expect(result.stderr.contains("\"m.weight\"") && result.stderr.contains("5") && result.stderr.contains("7"), "\(result.stderr)")
         }
     }
 

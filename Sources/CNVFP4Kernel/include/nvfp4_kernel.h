@@ -101,8 +101,9 @@ int nvfp4_set_direct_io(int fd, int on);
 /// Dequantizes `count` FP8 E4M3FN codes that share `scale` into bf16, f16 or f32 (`target`) at `out`:
 /// each code widened exactly to fp32, one fp32 multiply by `scale` (round to nearest even), one
 /// rounding to a 16-bit target (round to nearest even), as DeepSeek's `weight_dequant` and
-/// compressed-tensors' `dequantize` compute it. Code 0x7F/0xFF gives NaN.
-void nvfp4_fp8_e4m3_dequantize(const uint8_t *codes, size_t count, float scale, int target, void *out);
+/// compressed-tensors' `dequantize` compute it. Code 0x7F/0xFF gives NaN. Returns the largest
+/// |fp32 product| as fp32 bits (above 0x7F800000 when a product is NaN).
+uint32_t nvfp4_fp8_e4m3_dequantize(const uint8_t *codes, size_t count, float scale, int target, void *out);
 
 #ifdef __cplusplus
 }

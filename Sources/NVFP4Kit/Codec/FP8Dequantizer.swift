@@ -55,10 +55,14 @@ public enum FP8Dequantizer {
     /// (the same shape in `scaling.target`), on `threads` threads; `scales` holds each matrix's
     /// grid (``FP8Scaling/grid(rows:columns:)``), matrix after matrix. The bytes do not depend on
     /// `threads`.
+    ///
+    /// - Returns: The largest magnitude written (NaN when a value is NaN; infinite when one
+    ///   overflowed the target), found in the same pass.
+    @discardableResult
     public static func dequantize(
         codes: UnsafeRawBufferPointer, matrices: Int, rows: Int, columns: Int, scales: [Float], scaling: FP8Scaling,
         into out: UnsafeMutableRawBufferPointer, threads: Int
-    ) {
+    ) -> Float {
         let grid = scaling.grid(rows: rows, columns: columns)
         let width = scaling.target.bitWidth / 8
         precondition(codes.count == matrices * rows * columns && out.count == codes.count * width)
@@ -70,10 +74,16 @@ public enum FP8Dequantizer {
         }
         let totalRows = matrices * rows
         let rowsPerTask = 64
+        let tasks = ceilDiv(totalRows, rowsPerTask)
+        guard tasks > 0 else { return 0 }
         let source = codes.baseAddress!.assumingMemoryBound(to: UInt8.self)
         let destination = out.baseAddress!
+        var largest = [UInt32](repeating: 0, count: tasks)
+        largest.withUnsafeMutableBufferPointer { partial in
+        let results = partial
         scales.withUnsafeBufferPointer { scale in
-            ParallelLoop.run(iterations: ceilDiv(totalRows, rowsPerTask), threads: threads) { task in
+            ParallelLoop.run(iterations: tasks, threads: threads) { task in
+                var taskLargest: UInt32 = 0
                 for row in (task * rowsPerTask)..<min(totalRows, (task + 1) * rowsPerTask) {
                     let matrix = row / rows
                     let scaleRow = matrix * grid.rows * grid.columns + (row % rows) / scaling.blockRows * grid.columns
@@ -81,11 +91,28 @@ public enum FP8Dequantizer {
                     for g in 0..<grid.columns {
                         let count = min(scaling.blockColumns, columns - column)
                         let offset = row * columns + column
-                        nvfp4_fp8_e4m3_dequantize(source + offset, count, scale[scaleRow + g], target, destination + offset * width)
+                        let bits = nvfp4_fp8_e4m3_dequantize(source + offset, count, scale[scaleRow + g], target, destination + offset * width)
+                        taskLargest = max(taskLargest, bits)
                         column += count
                     }
                 }
+                results[task] = taskLargest
             }
+        }
+        }
+        let bits = largest.max()!
+        guard bits <= 0x7F80_0000 else { return .nan }
+        return rounded(Float(bitPattern: bits), to: scaling.target)
+    }
+
+    /// `value` rounded to `target` (nearest even) and widened back.
+    static func rounded(_ value: Float, to target: DType) -> Float {
+        switch target {
+        case .bf16:
+            let bits = value.bitPattern
+            return BFloat16.toFloat(UInt16(truncatingIfNeeded: (bits &+ 0x7FFF &+ ((bits >> 16) & 1)) >> 16))
+        case .f16: return Float(Float16(value))
+        default: return value
         }
     }
 }

@@ -132,10 +132,13 @@ public enum QuantizeJob {
     }
 
     /// Checks the weight's values and derives its per-tensor scale.
+    ///
+    /// - Parameter knownAmax: The matrix's largest magnitude where it is already known (found while
+    ///   dequantizing FP8); a non-finite one is looked up again to name the first bad element.
     static func makeCodec(
-        for matrix: DenseMatrix, tensor: TensorInfo, options: QuantizeOptions, path: String
+        for matrix: DenseMatrix, tensor: TensorInfo, options: QuantizeOptions, path: String, knownAmax: Float? = nil
     ) throws(FileError) -> NVFP4Codec {
-        let (amax, bad) = ParallelLoop.magnitudeMaximum(matrix, threads: options.threads)
+        let (amax, bad) = magnitudeMaximum(of: matrix, threads: options.threads, known: knownAmax)
         if let bad {
             throw FileError(path: path, cause: WeightError.nonFinite(
                 tensor: tensor.name, index: bad, row: bad / matrix.columns, column: bad % matrix.columns))
@@ -148,6 +151,13 @@ public enum QuantizeJob {
         } catch {
             throw FileError(path: path, cause: error)
         }
+    }
+
+    /// The largest magnitude of `matrix` and its first non-finite element: `known` where it is a
+    /// finite value found before (while dequantizing), else a pass over the matrix.
+    static func magnitudeMaximum(of matrix: DenseMatrix, threads: Int, known: Float?) -> (amax: Float, firstNonFinite: Int?) {
+        if let known, known.isFinite { return (known, nil) }
+        return ParallelLoop.magnitudeMaximum(matrix, threads: threads)
     }
 
     /// Quantizes `matrix` and writes its parts in the layout's order.

@@ -78,22 +78,22 @@ struct TensorWriter {
         case .consumed:
             try input.remember(entry)
         case .dequantized:
-            try input.withSourceBytes(of: entry) { bytes, _ in try sink.write(bytes) }
+            try input.withSourceBytes(of: entry) { bytes, _, _ in try sink.write(bytes) }
         case .matrix:
-            try input.withSourceBytes(of: entry) { bytes, tensor in
+            try input.withSourceBytes(of: entry) { bytes, tensor, amax in
                 let matrix = DenseMatrix(bytes: bytes, dtype: tensor.dtype, rows: tensor.shape[0], columns: tensor.shape[1])
-                let codec = try QuantizeJob.makeCodec(for: matrix, tensor: tensor, options: options, path: reader.displayPath)
+                let codec = try QuantizeJob.makeCodec(for: matrix, tensor: tensor, options: options, path: reader.displayPath, knownAmax: amax)
                 try writeMatrix(matrix, weight: tensor.name, codec: codec, into: &report)
             }
         case .stackedExperts:
-            let written = try input.withSourceBytes(of: entry) { bytes, tensor in
+            let written = try input.withSourceBytes(of: entry) { bytes, tensor, _ in
                 try StackedExperts.write(tensor, bytes: bytes, options: options, sink: sink, path: reader.displayPath)
             }
             report.amax = written.amax.max()
             report.error = written.error
             report.importanceWeighted = written.importanceWeighted
         case .expertSlices(let naming):
-            try input.withSourceBytes(of: entry) { bytes, tensor in
+            try input.withSourceBytes(of: entry) { bytes, tensor, _ in
                 try writeSlices(naming, tensor: tensor, bytes: bytes, into: &report)
             }
         }

@@ -25,19 +25,20 @@ final class SourceReader {
 
     deinit { buffer.deallocate() }
 
-    /// Gives `body` the bytes of `entry`'s tensor as ``TensorPlan/source`` describes them, and that description.
-    func withSourceBytes<R>(of entry: TensorPlan, _ body: (UnsafeRawBufferPointer, TensorInfo) throws -> R) throws -> R {
-        guard let fp8 = entry.fp8 else { return try reader.withBytes(of: entry.tensor) { try body($0, entry.tensor) } }
+    /// Gives `body` the bytes of `entry`'s tensor as ``TensorPlan/source`` describes them, that
+    /// description, and, for a dequantized tensor, its largest magnitude (found while dequantizing).
+    func withSourceBytes<R>(of entry: TensorPlan, _ body: (UnsafeRawBufferPointer, TensorInfo, Float?) throws -> R) throws -> R {
+        guard let fp8 = entry.fp8 else { return try reader.withBytes(of: entry.tensor) { try body($0, entry.tensor, nil) } }
         let scales = try scaleValues(fp8, weight: entry.tensor.name)
         let source = entry.source
         let out = dequantizedBuffer(byteCount: source.byteCount)
-        try reader.withBytes(of: entry.tensor) { codes in
+        let amax = try reader.withBytes(of: entry.tensor) { codes in
             let shape = entry.tensor.shape
-            FP8Dequantizer.dequantize(
+            return FP8Dequantizer.dequantize(
                 codes: codes, matrices: shape.count == 3 ? shape[0] : 1, rows: shape[shape.count - 2], columns: shape[shape.count - 1],
                 scales: scales, scaling: fp8.scaling, into: out, threads: threads)
         }
-        return try body(UnsafeRawBufferPointer(out), source)
+        return try body(UnsafeRawBufferPointer(out), source, amax)
     }
 
     /// Reads a consumed scale now if this shard is a stream (its weight may come later).
