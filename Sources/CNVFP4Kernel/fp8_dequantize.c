@@ -109,3 +109,12 @@ uint32_t nvfp4_fp8_e4m3_dequantize(const uint8_t *codes, size_t count, float sca
     }
     return f(codes, count, scale, target, out);
 }
+
+uint8_t nvfp4_fp8_e4m3_max_magnitude_code(const uint8_t *codes, size_t count) {
+    uint8_t largest = 0;
+    for (size_t i = 0; i < count; i++) {
+        uint8_t m = codes[i] & 0x7F;
+        largest = m > largest ? m : largest;
+    }
+    return largest;
+}

@@ -113,6 +113,29 @@ struct FP8InputTests {
         }
     }
 
+    @Test("one-chunk waves, recomputed scales and 1 or 3 threads give the same bytes as the reference", arguments: layouts)
+    func wavesAndThreads(format: CheckpointFormat) throws {
+        try ToolRunner.withTemporaryDirectory { dir in
+            func run(_ input: String, _ name: String, threads: Int, waveBytes: Int, scaleLimit: Int) throws -> [String: ModelFixtures.Stored] {
+                var options = QuantizeOptions()
+                options.format = format
+                options.fp8BlockSize = [128, 128]
+                options.threads = threads
+                options.waveBytes = waveBytes
+                options.scaleBufferLimit = scaleLimit
+                let sink = try AtomicFileSink(path: dir.file(name), replace: false)
+                _ = try QuantizeJob.run(reader: try SafetensorsReader(path: input), sink: sink, options: options)
+                try sink.publish()
+                return try Self.tensors(inFile: dir.file(name))
+            }
+            let expected = try run(Self.fixture("block-f32.reference.safetensors"), "reference", threads: 2, waveBytes: 8 << 20, scaleLimit: 64 << 20)
+            for (i, (threads, waveBytes, limit)) in [(1, 1, 0), (3, 1, 0), (3, 8 << 20, 64 << 20)].enumerated() {
+                let got = try run(Self.fixture("block-f32.safetensors"), "\(i)", threads: threads, waveBytes: waveBytes, scaleLimit: limit)
+                #expect(got == expected, "\(format.rawValue) threads \(threads) waves \(waveBytes) scale limit \(limit)")
+            }
+        }
+    }
+
     @Test("folders (a scale in another shard; two config groups): shards, index and config equal the reference folder's", arguments: ["deepseek", "ct"], layouts)
     func folders(name: String, format: CheckpointFormat) throws {
         let scratch = ScratchFolder()

@@ -105,6 +105,10 @@ int nvfp4_set_direct_io(int fd, int on);
 /// |fp32 product| as fp32 bits (above 0x7F800000 when a product is NaN).
 uint32_t nvfp4_fp8_e4m3_dequantize(const uint8_t *codes, size_t count, float scale, int target, void *out);
 
+/// The largest magnitude code (`code & 0x7F`) of `count` E4M3FN codes: E4M3FN magnitudes order as
+/// their bits, and 0x7F is NaN.
+uint8_t nvfp4_fp8_e4m3_max_magnitude_code(const uint8_t *codes, size_t count);
+
 #ifdef __cplusplus
 }
 #endif

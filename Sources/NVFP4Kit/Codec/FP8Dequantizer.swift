@@ -67,42 +67,55 @@ public enum FP8Dequantizer {
         let width = scaling.target.bitWidth / 8
         precondition(codes.count == matrices * rows * columns && out.count == codes.count * width)
         precondition(scales.count == matrices * grid.rows * grid.columns)
+        let totalRows = matrices * rows
+        let rowsPerTask = 64
+        let tasks = ceilDiv(totalRows, rowsPerTask)
+        guard tasks > 0 else { return 0 }
+        var largest = [UInt32](repeating: 0, count: tasks)
+        largest.withUnsafeMutableBufferPointer { partial in
+            let results = partial
+            scales.withUnsafeBufferPointer { scale in
+                ParallelLoop.run(iterations: tasks, threads: threads) { task in
+                    let range = (task * rowsPerTask)..<min(totalRows, (task + 1) * rowsPerTask)
+                    results[task] = dequantizeRows(
+                        codes: codes, rows: range, matrixRows: rows, columns: columns, scales: scale, scaling: scaling,
+                        into: out.baseAddress! + range.lowerBound * columns * width, firstRow: range.lowerBound)
+                }
+            }
+        }
+        let bits = largest.max()!
+        guard bits <= 0x7F80_0000 else { return .nan }
+        return rounded(Float(bitPattern: bits), to: scaling.target)
+    }
+
+    /// Dequantizes `rows` of a stack of `matrixRows × columns` matrices (rows counted through the
+    /// stack) into `out`, which holds the rows from `firstRow` on; `scales` holds each matrix's grid.
+    /// Returns the largest |fp32 product| as fp32 bits.
+    static func dequantizeRows(
+        codes: UnsafeRawBufferPointer, rows: Range<Int>, matrixRows: Int, columns: Int, scales: UnsafeBufferPointer<Float>,
+        scaling: FP8Scaling, into out: UnsafeMutableRawPointer, firstRow: Int
+    ) -> UInt32 {
+        let grid = scaling.grid(rows: matrixRows, columns: columns)
+        let width = scaling.target.bitWidth / 8
         let target: Int32 = switch scaling.target {
         case .bf16: Int32(NVFP4_FP8_TARGET_BF16)
         case .f16: Int32(NVFP4_FP8_TARGET_F16)
         default: Int32(NVFP4_FP8_TARGET_F32)
         }
-        let totalRows = matrices * rows
-        let rowsPerTask = 64
-        let tasks = ceilDiv(totalRows, rowsPerTask)
-        guard tasks > 0 else { return 0 }
         let source = codes.baseAddress!.assumingMemoryBound(to: UInt8.self)
-        let destination = out.baseAddress!
-        var largest = [UInt32](repeating: 0, count: tasks)
-        largest.withUnsafeMutableBufferPointer { partial in
-        let results = partial
-        scales.withUnsafeBufferPointer { scale in
-            ParallelLoop.run(iterations: tasks, threads: threads) { task in
-                var taskLargest: UInt32 = 0
-                for row in (task * rowsPerTask)..<min(totalRows, (task + 1) * rowsPerTask) {
-                    let matrix = row / rows
-                    let scaleRow = matrix * grid.rows * grid.columns + (row % rows) / scaling.blockRows * grid.columns
-                    var column = 0
-                    for g in 0..<grid.columns {
-                        let count = min(scaling.blockColumns, columns - column)
-                        let offset = row * columns + column
-                        let bits = nvfp4_fp8_e4m3_dequantize(source + offset, count, scale[scaleRow + g], target, destination + offset * width)
-                        taskLargest = max(taskLargest, bits)
-                        column += count
-                    }
-                }
-                results[task] = taskLargest
+        var largest: UInt32 = 0
+        for row in rows {
+            let scaleRow = (row / matrixRows) * grid.rows * grid.columns + (row % matrixRows) / scaling.blockRows * grid.columns
+            var column = 0
+            for g in 0..<grid.columns {
+                let count = min(scaling.blockColumns, columns - column)
+                let bits = nvfp4_fp8_e4m3_dequantize(
+                    source + row * columns + column, count, scales[scaleRow + g], target, out + ((row - firstRow) * columns + column) * width)
+                largest = max(largest, bits)
+                column += count
             }
         }
-        }
-        let bits = largest.max()!
-        guard bits <= 0x7F80_0000 else { return .nan }
-        return rounded(Float(bitPattern: bits), to: scaling.target)
+        return largest
     }
 
     /// `value` rounded to `target` (nearest even) and widened back.

@@ -132,17 +132,19 @@ public enum QuantizeJob {
     }
 
     /// Checks the weight's values and derives its per-tensor scale.
-    ///
-    /// - Parameter knownAmax: The matrix's largest magnitude where it is already known (found while
-    ///   dequantizing FP8); a non-finite one is looked up again to name the first bad element.
     static func makeCodec(
-        for matrix: DenseMatrix, tensor: TensorInfo, options: QuantizeOptions, path: String, knownAmax: Float? = nil
+        for matrix: DenseMatrix, tensor: TensorInfo, options: QuantizeOptions, path: String
     ) throws(FileError) -> NVFP4Codec {
-        let (amax, bad) = magnitudeMaximum(of: matrix, threads: options.threads, known: knownAmax)
+        let (amax, bad) = ParallelLoop.magnitudeMaximum(matrix, threads: options.threads)
         if let bad {
             throw FileError(path: path, cause: WeightError.nonFinite(
                 tensor: tensor.name, index: bad, row: bad / matrix.columns, column: bad % matrix.columns))
         }
+        return try makeCodec(amax: amax, tensor: tensor, options: options, path: path)
+    }
+
+    /// The codec of a weight whose (finite) largest magnitude is `amax`.
+    static func makeCodec(amax: Float, tensor: TensorInfo, options: QuantizeOptions, path: String) throws(FileError) -> NVFP4Codec {
         do {
             // A fused group's members share the group's amax (never below the member's own).
             let shared = options.scalePlan.sharedAmax[tensor.name].map { Swift.max($0, amax) } ?? amax
@@ -151,13 +153,6 @@ public enum QuantizeJob {
         } catch {
             throw FileError(path: path, cause: error)
         }
-    }
-
-    /// The largest magnitude of `matrix` and its first non-finite element: `known` where it is a
-    /// finite value found before (while dequantizing), else a pass over the matrix.
-    static func magnitudeMaximum(of matrix: DenseMatrix, threads: Int, known: Float?) -> (amax: Float, firstNonFinite: Int?) {
-        if let known, known.isFinite { return (known, nil) }
-        return ParallelLoop.magnitudeMaximum(matrix, threads: threads)
     }
 
     /// Quantizes `matrix` and writes its parts in the layout's order.
@@ -171,7 +166,7 @@ public enum QuantizeJob {
     /// scales are computed again after the packed data is written (a second codec pass over that
     /// tensor), so memory stays bounded for any tensor size, and the bytes are the same.
     static func writeQuantized(
-        _ matrix: DenseMatrix, codec: NVFP4Codec, layout: any WeightLayout, parts: [StoredPart], scales: WeightScales,
+        _ matrix: CodecRows, codec: NVFP4Codec, layout: any WeightLayout, parts: [StoredPart], scales: WeightScales,
         sink: WriteBehindSink, threads: Int, waveBytes: Int = QuantizeOptions().waveBytes, scratch: ScratchBuffers = ScratchBuffers(),
         search: ScaleSearch? = nil, scaleBufferLimit: Int = QuantizeOptions().scaleBufferLimit
     ) throws -> QuantizationError {
@@ -244,7 +239,21 @@ public enum QuantizeJob {
         scales: UnsafeMutableRawBufferPointer, layout: ScaleLayout, threads: Int, search: ScaleSearch? = nil,
         error: inout QuantizationError
     ) {
+        quantizeRows(
+            .dense(matrix), rows: rows, codec: codec, packed: packed, scales: scales, layout: layout, threads: threads, search: search,
+            error: &error)
+    }
+
+    /// ``quantizeRows(_:rows:codec:packed:scales:layout:threads:search:error:)`` of dense or FP8
+    /// rows: an FP8 chunk is dequantized into a buffer of its own just before the codec reads it
+    /// (chunks start on a 128-row band, so their scales are a contiguous slice in both layouts).
+    static func quantizeRows(
+        _ matrix: CodecRows, rows: Range<Int>, codec: NVFP4Codec, packed: UnsafeMutableRawBufferPointer,
+        scales: UnsafeMutableRawBufferPointer, layout: ScaleLayout, threads: Int, search: ScaleSearch? = nil,
+        error: inout QuantizationError
+    ) {
         let rowBytes = matrix.columns / 2
+        let blocks = matrix.columns / NVFP4Codec.blockSize
         let chunks = ceilDiv(rows.count, rowsPerChunk)
         var errors = [QuantizationError](repeating: QuantizationError(), count: chunks)
         errors.withUnsafeMutableBufferPointer { partial in
@@ -254,10 +263,21 @@ public enum QuantizeJob {
                 let chunkRows = start..<min(rows.upperBound, start + rowsPerChunk)
                 let target = UnsafeMutableRawBufferPointer(
                     rebasing: packed[((start - rows.lowerBound) * rowBytes)..<((chunkRows.upperBound - rows.lowerBound) * rowBytes)])
-                if let search {
-                    codec.quantize(matrix, rows: chunkRows, packed: target, scales: scales, layout: layout, search: search, error: &results[chunk])
-                } else {
-                    codec.quantize(matrix, rows: chunkRows, packed: target, scales: scales, layout: layout, error: &results[chunk])
+                func run(_ dense: DenseMatrix, _ denseRows: Range<Int>, _ scales: UnsafeMutableRawBufferPointer) {
+                    if let search {
+                        codec.quantize(dense, rows: denseRows, packed: target, scales: scales, layout: layout, search: search, error: &results[chunk])
+                    } else {
+                        codec.quantize(dense, rows: denseRows, packed: target, scales: scales, layout: layout, error: &results[chunk])
+                    }
+                }
+                switch matrix {
+                case .dense(let dense):
+                    run(dense, chunkRows, scales)
+                case .fp8(let fp8, let buffers):
+                    buffers.with(byteCount: fp8.denseByteCount(rows: chunkRows.count)) { buffer in
+                        let offset = layout.storedByteCount(rows: chunkRows.lowerBound, blocks: blocks)
+                        run(fp8.dequantize(chunkRows, into: buffer), 0..<chunkRows.count, UnsafeMutableRawBufferPointer(rebasing: scales[offset...]))
+                    }
                 }
             }
         }

@@ -25,20 +25,61 @@ final class SourceReader {
 
     deinit { buffer.deallocate() }
 
-    /// Gives `body` the bytes of `entry`'s tensor as ``TensorPlan/source`` describes them, that
-    /// description, and, for a dequantized tensor, its largest magnitude (found while dequantizing).
-    func withSourceBytes<R>(of entry: TensorPlan, _ body: (UnsafeRawBufferPointer, TensorInfo, Float?) throws -> R) throws -> R {
-        guard let fp8 = entry.fp8 else { return try reader.withBytes(of: entry.tensor) { try body($0, entry.tensor, nil) } }
+    /// Gives `body` an FP8 weight `[N, K]` as an ``FP8Matrix`` (its codes in place, its scales read).
+    func withFP8Matrix<R>(of entry: TensorPlan, _ body: (FP8Matrix) throws -> R) throws -> R {
+        guard let fp8 = entry.fp8, entry.tensor.shape.count == 2 else { preconditionFailure("not a 2-D FP8 weight") }
+        let scales = try scaleValues(fp8, weight: entry.tensor.name)
+        return try reader.withBytes(of: entry.tensor) { codes in
+            try body(FP8Matrix(codes: codes, rows: entry.tensor.shape[0], columns: entry.tensor.shape[1], scales: scales, scaling: fp8.scaling))
+        }
+    }
+
+    /// The largest magnitude of a 2-D weight as the codec reads it (an FP8 weight's from its codes
+    /// and scales, without dequantizing it).
+    ///
+    /// - Throws: ``FileError`` naming the first non-finite element.
+    func magnitudeMaximum(of entry: TensorPlan, buffers: ChunkBuffers) throws -> Float {
+        if entry.fp8 != nil { return try withFP8Matrix(of: entry) { try magnitudeMaximum(of: $0, name: entry.tensor.name, buffers: buffers) } }
+        return try reader.withBytes(of: entry.tensor) { bytes in
+            let matrix = DenseMatrix(bytes: bytes, dtype: entry.tensor.dtype, rows: entry.tensor.shape[0], columns: entry.tensor.shape[1])
+            let (value, bad) = ParallelLoop.magnitudeMaximum(matrix, threads: threads)
+            if let bad { throw nonFinite(entry.tensor.name, index: bad, columns: matrix.columns) }
+            return value
+        }
+    }
+
+    /// The largest magnitude of `matrix`, the FP8 weight `name`.
+    ///
+    /// - Throws: ``FileError`` naming the first non-finite element.
+    func magnitudeMaximum(of matrix: FP8Matrix, name: String, buffers: ChunkBuffers) throws -> Float {
+        let amax = matrix.magnitudeMaximum(threads: threads)
+        if amax.isFinite { return amax }
+        throw nonFinite(name, index: matrix.firstNonFinite(buffers: buffers) ?? 0, columns: matrix.columns)
+    }
+
+    private func nonFinite(_ name: String, index: Int, columns: Int) -> FileError {
+        FileError(path: reader.displayPath, cause: WeightError.nonFinite(tensor: name, index: index, row: index / columns, column: index % columns))
+    }
+
+    /// Forgets the remembered scale of an FP8 weight once the weight is written.
+    func finished(_ entry: TensorPlan) {
+        if let fp8 = entry.fp8 { remembered[fp8.scale.name] = nil }
+    }
+
+    /// Gives `body` the bytes of `entry`'s tensor as ``TensorPlan/source`` describes them, and that
+    /// description: the stored bytes, or a whole FP8 tensor's dequantization (3-D weights, kept weights).
+    func withSourceBytes<R>(of entry: TensorPlan, _ body: (UnsafeRawBufferPointer, TensorInfo) throws -> R) throws -> R {
+        guard let fp8 = entry.fp8 else { return try reader.withBytes(of: entry.tensor) { try body($0, entry.tensor) } }
         let scales = try scaleValues(fp8, weight: entry.tensor.name)
         let source = entry.source
         let out = dequantizedBuffer(byteCount: source.byteCount)
-        let amax = try reader.withBytes(of: entry.tensor) { codes in
+        try reader.withBytes(of: entry.tensor) { codes in
             let shape = entry.tensor.shape
-            return FP8Dequantizer.dequantize(
+            FP8Dequantizer.dequantize(
                 codes: codes, matrices: shape.count == 3 ? shape[0] : 1, rows: shape[shape.count - 2], columns: shape[shape.count - 1],
                 scales: scales, scaling: fp8.scaling, into: out, threads: threads)
         }
-        return try body(UnsafeRawBufferPointer(out), source, amax)
+        return try body(UnsafeRawBufferPointer(out), source)
     }
 
     /// Reads a consumed scale now if this shard is a stream (its weight may come later).
@@ -49,7 +90,7 @@ final class SourceReader {
 
     private func scaleValues(_ fp8: FP8Source, weight: String) throws -> [Float] {
         if fp8.scaleShard == shard {
-            if let values = remembered.removeValue(forKey: fp8.scale.name) { return values }
+            if let values = remembered[fp8.scale.name] { return values }
             guard reader.isRandomAccess else {
                 throw FileError(path: reader.displayPath, cause: FP8Error.scaleAfterWeight(weight: weight, scale: fp8.scale.name))
             }

@@ -124,17 +124,10 @@ extension QuantizePlan {
             guard !wanted.isEmpty else { continue }
             let reader = try open(s)
             let input = SourceReader(reader: reader, shard: s, threads: threads, open: open)
+            let buffers = ChunkBuffers()
             for plan in wanted {
                 // Only finiteness is checked here: a member may be all zero, as long as its group is not.
-                amax[plan.tensor.name] = try input.withSourceBytes(of: plan) { bytes, tensor, known in
-                    let matrix = DenseMatrix(bytes: bytes, dtype: tensor.dtype, rows: tensor.shape[0], columns: tensor.shape[1])
-                    let (value, bad) = QuantizeJob.magnitudeMaximum(of: matrix, threads: threads, known: known)
-                    if let bad {
-                        throw FileError(path: reader.displayPath, cause: WeightError.nonFinite(
-                            tensor: tensor.name, index: bad, row: bad / matrix.columns, column: bad % matrix.columns))
-                    }
-                    return value
-                }
+                amax[plan.tensor.name] = try input.magnitudeMaximum(of: plan, buffers: buffers)
                 reader.release(plan.tensor)
             }
         }
