@@ -2,15 +2,9 @@
 // compute it: each code widened exactly to fp32, one fp32 multiply by its scale (round to
 // nearest even), then one rounding of the product to bf16 or f16 (round to nearest even).
 #include "nvfp4_kernel.h"
+#include "kernel_vectors.h"
+
 #include <string.h>
-
-typedef float f32x16 __attribute__((ext_vector_type(16)));
-typedef uint32_t u32x16 __attribute__((ext_vector_type(16)));
-typedef int32_t i32x16 __attribute__((ext_vector_type(16)));
-typedef uint16_t u16x16 __attribute__((ext_vector_type(16)));
-typedef uint8_t u8x16 __attribute__((ext_vector_type(16)));
-
-#define INLINE static inline __attribute__((always_inline))
 
 // E4M3FN → fp32, exactly: the 7 magnitude bits placed at fp32's exponent/mantissa boundary form
 // a value 2^-120 times the code's (normal or subnormal alike), so one exact multiply by 2^120
