@@ -183,6 +183,23 @@ struct FP8InputTests {
         #expect(quantized.groups.contains { $0.quantized && $0.group.weights.contains("model.layers.0.self_attn.q_a_proj.weight") })
     }
 
+    @Test("inspect shows FP8 weights, their scale layout and the config's FP8 scheme")
+    func inspect() throws {
+        let deepseek = try ToolRunner.run(["inspect", Self.fixture("deepseek")])
+        #expect(deepseek.status == 0)
+        let text = String(decoding: deepseek.stdout, as: UTF8.self)
+        #expect(text.contains("layout: FP8"), "\(text)")
+        #expect(text.contains("FP8 weights: 12 (block 128x128, F32 weight_scale_inv: 12)"), "\(text)")
+        #expect(text.contains("FP8 weights, block 128x128 (weight_block_size), dynamic activations"), "\(text)")
+        let ct = try ToolRunner.run(["inspect", Self.fixture("ct"), "--json"])
+        let json = try JSONParser.parse(String(decoding: ct.stdout, as: UTF8.self))
+        #expect(json["fp8"]?["weights"]?.unsignedValue == 5)
+        let schemes = try #require(json["fp8"]?["schemes"]?.arrayValue)
+        #expect(Set(schemes.compactMap { $0["scheme"]?.stringValue }) == ["block", "channel"])
+        #expect(json["fp8"]?["config_scheme"]?.stringValue?.contains("group_1: FP8 block 128x128") == true)
+        #expect(!(json["fp8"]?["config_scheme"]?.stringValue?.contains("W4A16") ?? true))
+    }
+
     // MARK: refusals
 
     /// A safetensors file of `tensors` (name, dtype, shape, fill byte), in this order.
