@@ -214,6 +214,7 @@ struct FP8InputTests {
         ("scale of another dtype", [("m.weight_scale_inv", .i32, [1, 1], 0), ("m.weight", .f8E4M3, [32, 32], 0x38)], "m.weight_scale_inv"),
         ("scale grid that fits nothing", [("m.weight_scale", .f32, [3, 5], 0), ("m.weight", .f8E4M3, [32, 32], 0x38)], "m.weight_scale"),
         ("stray e8m0", [("m.bias", .f8E8M0, [32], 0x7F)], "m.bias"),
+        ("two scales", [("m.weight_scale", .f32, [1], 0x3C), ("m.weight_scale_inv", .f32, [1], 0x3C), ("m.weight", .f8E4M3, [32, 32], 0x38)], "m.weight"),
     ])
     func refusals(name: String, tensors: [(String, DType, [Int], UInt8)], tensor: String) throws {
         try ToolRunner.withTemporaryDirectory { dir in

@@ -82,6 +82,9 @@ public struct FP8Checkpoint: Sendable {
         guard let suffix = FP8Checkpoint.scaleSuffixes.first(where: { index[tensor.name + $0] != nil }), let (shard, scale) = index[tensor.name + suffix] else {
             throw .missingScale(weight: tensor.name)
         }
+        if FP8Checkpoint.scaleSuffixes.filter({ index[tensor.name + $0] != nil }).count > 1 {
+            throw .unconvertible(tensor: tensor.name, problem: "it has both a _scale_inv and a _scale tensor; which one applies is ambiguous")
+        }
         guard FP8Dequantizer.scaleDTypes.contains(scale.dtype) else {
             throw .unconvertible(tensor: scale.name, problem: "scale dtype \(scale.dtype.rawValue) (F32, BF16, F16 or F8_E8M0 are read)")
         }
