@@ -200,6 +200,33 @@ struct FP8InputTests {
         #expect(!(json["fp8"]?["config_scheme"]?.stringValue?.contains("W4A16") ?? true))
     }
 
+    @Test("check flags an NVFP4 kv_b_proj and an NVFP4 MTP layer")
+    func checkKeptByRule() throws {
+        try ToolRunner.withTemporaryDirectory { dir in
+            // kv_b_proj quantized on request (--include wins over the name rules).
+            let included = dir.file("included")
+            let r = try ToolRunner.run(["quantize", Self.fixture("deepseek.reference"), "-o", included, "--format", "modelopt", "--include", "*kv_b_proj*", "-q"])
+            #expect(r.status == 0, "\(r.stderr)")
+            let check = try ToolRunner.run(["check", included])
+            #expect(check.status == 1 && check.stdout.count + check.stderr.count > 0)
+            let text = String(decoding: check.stdout, as: UTF8.self) + check.stderr
+            #expect(text.contains("model.layers.0.self_attn.kv_b_proj") && text.contains("kept-by-rule-quantized"), "\(text)")
+            // Layer 1 quantized as a decoder layer (num_hidden_layers 2), then described as the MTP layer.
+            let two = try dir.makeSubfolder("two")
+            for name in try listFolder(Self.fixture("deepseek.reference")) {
+                _ = try dir.copyFixture("fp8/deepseek.reference/\(name)", as: "two/\(name)")
+            }
+            let config = try ModelFixtures.json(Self.fixture("deepseek.reference/config.json"))
+            try writeWholeFile("\(two)/config.json", Array(config.setting(["num_hidden_layers"], .int(2)).serialized(.pretty).utf8))
+            let output = dir.file("mtp")
+            #expect(try ToolRunner.run(["quantize", two, "-o", output, "--format", "modelopt", "-q"]).status == 0)
+            try writeWholeFile("\(output)/config.json", try readWholeFile(Self.fixture("deepseek.reference/config.json")))
+            let mtp = try ToolRunner.run(["check", output])
+            let mtpText = String(decoding: mtp.stdout, as: UTF8.self) + mtp.stderr
+            #expect(mtp.status == 1 && mtpText.contains("model.layers.1.mlp.gate_proj") && mtpText.contains("kept-by-rule-quantized"), "\(mtpText)")
+        }
+    }
+
     // MARK: refusals
 
     /// A safetensors file of `tensors` (name, dtype, shape, fill byte), in this order.

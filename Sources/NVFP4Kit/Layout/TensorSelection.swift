@@ -49,7 +49,7 @@ public struct TensorSelection: Sendable {
     public func decide(_ tensor: TensorInfo) -> TensorDecision {
         let name = tensor.name
         if exclude.contains(where: { matches($0, name) }) { return .keep(.excluded) }
-        let included = include.contains(where: { matches($0, name) })
+        let included = isIncluded(name)
         if !include.isEmpty && !included { return .keep(.notIncluded) }
         guard name.hasSuffix(".weight") || name == "weight" else { return .keep(.notAWeight) }
         if !included, let reason = TensorSelection.structuralReason(module: moduleName(name)) { return .keep(reason) }
@@ -58,6 +58,9 @@ public struct TensorSelection: Sendable {
         guard tensor.shape[0] % 16 == 0, tensor.shape[1] % 16 == 0 else { return .keep(.notMultipleOf16) }
         return .quantize
     }
+
+    /// Whether an `--include` glob names `name`: it then wins over the keep rules (by name and by model).
+    public func isIncluded(_ name: String) -> Bool { include.contains(where: { matches($0, name) }) }
 
     /// Layers the engines keep in high precision, recognised by name.
     static func structuralReason(module: String) -> KeepReason? {

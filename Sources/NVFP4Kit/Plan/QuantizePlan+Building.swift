@@ -49,7 +49,7 @@ extension QuantizePlan {
                 plan.decision = decision
                 plan.kind = kind
                 if case .keep(let reason) = decision { plan.keep(reason) }
-                if decision == .quantize, let reason = rules.reason(for: tensor.name) { plan.keep(reason) }
+                if decision == .quantize, !options.selection.isIncluded(tensor.name), let reason = rules.reason(for: tensor.name) { plan.keep(reason) }
                 result.append(plan)
             }
         }
