@@ -231,6 +231,7 @@ let commands: [(String, [String])] = [
     ("  the same, -j1", [tool, "quantize", input, "-o", "-", "-q", "--hash", "none", "-j", "1"]),
     ("quantize FP8 input", [tool, "quantize", fp8Input, "-o", fp8Output, "--force", "-q", "--fp8-block-size", "128x128"]),
     ("quantize FP8 input -j1", [tool, "quantize", fp8Input, "-o", fp8Output, "--force", "-q", "--fp8-block-size", "128x128", "-j", "1"]),
+    ("FP8 -o - --hash none", [tool, "quantize", fp8Input, "-o", "-", "-q", "--hash", "none", "--fp8-block-size", "128x128"]),
     ("verify", [tool, "verify", input, output, "-q"]),
     ("dequantize", [tool, "dequantize", output, "-o", dense, "--force", "-q"]),
 ]
@@ -286,7 +287,7 @@ let q1 = results["quantize -j1"]!.wall, qn = results["quantize"]!.wall
 print("")
 print("thread scaling, 1 thread / all cores: quantize \(fmt(q1 / qn))× (the output's SHA-256 is one sequential stream, and the disk takes the rest); to /dev/null with --hash none \(fmt(results["  the same, -j1"]!.wall / results["quantize -o - --hash none"]!.wall))×")
 print("verify / quantize = \(fmt(results["verify"]!.wall / qn))×")
-print("FP8 input / bf16 input, G elements/s: \(fmt(qn / results["quantize FP8 input"]!.wall))× with all cores, \(fmt(q1 / results["quantize FP8 input -j1"]!.wall))× with 1 thread (the same shapes; FP8 is dequantized to bf16, then the same codec)")
+print("FP8 input / bf16 input, G elements/s: \(fmt(qn / results["quantize FP8 input"]!.wall))× with all cores, \(fmt(q1 / results["quantize FP8 input -j1"]!.wall))× with 1 thread, \(fmt(results["quantize -o - --hash none"]!.wall / results["FP8 -o - --hash none"]!.wall))× to /dev/null with --hash none (the same shapes; FP8 is dequantized to bf16, then the same codec)")
 if !options.keep {
     unlink(input)
     unlink(output)
