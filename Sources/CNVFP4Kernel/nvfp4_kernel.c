@@ -5,20 +5,7 @@
 
 #include <string.h>
 
-// IEEE operations only: a fused multiply-add would change rounding (and the error sums).
-#pragma clang fp contract(off)
-// Vector values cross only always-inline helpers, never a real call: no ABI concern.
-#pragma clang diagnostic ignored "-Wpsabi"
-
-typedef float f32x16 __attribute__((ext_vector_type(16)));
-typedef double f64x16 __attribute__((ext_vector_type(16)));
-typedef uint32_t u32x16 __attribute__((ext_vector_type(16)));
-typedef int32_t i32x16 __attribute__((ext_vector_type(16)));
-typedef uint16_t u16x16 __attribute__((ext_vector_type(16)));
-typedef uint16_t u16x32 __attribute__((ext_vector_type(32)));
-typedef uint8_t u8x16 __attribute__((ext_vector_type(16)));
-
-#define INLINE static inline __attribute__((always_inline))
+#include "kernel_vectors.h"
 
 // RN32(1/6) = 0x3E2AAAAB, the reciprocal CUDA multiplies by.
 #define SIX_RECIPROCAL_BITS 0x3E2AAAABu

@@ -51,8 +51,9 @@ enum InspectModelReport {
     /// Layout, config, counts, fused groups and kept modules as text.
     static func summary(_ inspection: CheckpointInspection) -> String {
         let model = inspection.model
-        var text = "layout: \(model.layout.rawValue)"
+        var text = "layout: \(model.layout == .unquantized && inspection.fp8.weightCount > 0 ? "FP8 (no NVFP4 weights)" : model.layout.rawValue)"
         if model.layoutsFound.count > 1 { text += " (mixed: \(model.layoutsFound.map(\.rawValue).joined(separator: ", ")); run 'nvfp4 check')" }
+        if let fp8 = inspection.fp8.line { text += "\n" + fp8 }
         text += "\nquantization config: \(inspection.configLine)\n"
         let withInput = model.modules.filter { $0.inputScale != nil }.count
         text += "NVFP4 modules: \(model.modules.count) (\(Format.bytes(UInt64(inspection.packedBytes))) packed, \(withInput) with input scales); kept Linear weights: \(model.kept.count)\n"

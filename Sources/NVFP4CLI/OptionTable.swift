@@ -37,6 +37,13 @@ extension OptionSpec {
     static let dryRun = OptionSpec(
         names: ["--dry-run"], value: .none,
         help: "Print the plan (each weight's decision, reason, fused group, method, output shard; totals) and write nothing.")
+    static let mlaAttention = OptionSpec(
+        names: ["--mla-attention"], value: .choice(MLAAttentionPolicy.allCases.map(\.rawValue)),
+        help: "DeepSeek-family MLA attention (q_a/kv_a, q_b, o): keep in high precision, as NVIDIA's DeepSeek NVFP4 recipe, or quantize. kv_b_proj is always kept.",
+        defaultText: "keep")
+    static let fp8BlockSize = OptionSpec(
+        names: ["--fp8-block-size"], value: .text(placeholder: "<rows>x<cols>"),
+        help: "Block of block-scaled FP8 weights in a bare file (no config.json), e.g. 128x128; a folder's config names it.")
     static let followLinks = OptionSpec(
         names: ["--follow-links"], value: .none,
         help: "Model folders: follow symbolic links that leave the folder (refused by default; see docs/security.md).")

@@ -11,11 +11,13 @@ enum QuantizeCommand {
             .format, .method, .searchRadius, .importance, .calibration, .include, .exclude, .noGlobalScale, .weightOnly, .numerics,
             .tensorParallel, .maxShardSize, .shard,
             .manifest.defaulting("<output stem>.manifest.json; none with -o -"), .hash, .compress, .io, .threads,
-            .followLinks, .dryRun, .force, .json, .quiet, .progress,
+            .mlaAttention, .fp8BlockSize, .followLinks, .dryRun, .force, .json, .quiet, .progress,
         ],
         discussion: """
             Quantized: 2-D .weight tensors of linear layers whose dimensions are multiples of 16, in bf16, f16 \
-            or f32. Kept as they are: embeddings, lm_head, norms, MoE routers, biases and 1-D tensors.
+            or f32, or FP8 (F8_E4M3 with its block, channel or tensor scales: dequantized exactly as the \
+            reference does, then quantized; see docs/fp8.md). Kept as they are: embeddings, lm_head, norms, \
+            MoE routers, biases and 1-D tensors.
             Output: torchao's safetensors layout (<module>._weight_qdata, _weight_scale, _weight_per_tensor_scale), \
             which torchao.prototype.safetensors.unflatten_tensor_state_dict loads as NVFP4Tensor; \
             --format compressed-tensors or modelopt writes the layouts vLLM, SGLang and TensorRT-LLM load.
@@ -118,6 +120,7 @@ enum QuantizeCommand {
         options.outputIO = try outputIO(parsed)
         options.threads = try threadCount(parsed)
         try parseMethod(parsed, into: &options)
+        try parseFP8(parsed, into: &options)
         if options.format != .torchao {
             if parsed.flag("--no-global-scale") {
                 throw UsageError(message: "--no-global-scale is torchao-only; \(options.format.rawValue) needs the per-tensor scale")

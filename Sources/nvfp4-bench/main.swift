@@ -5,7 +5,8 @@
 // It writes a seeded synthetic Llama-shaped bf16 checkpoint (hidden 2048, intermediate 5632, as many
 // layers as fit the size), then times, in one run and on the same file, median of --runs:
 // `cp` of the file, `nvfp4 quantize` with 1 thread and with all cores (also with --hash none/all,
-// --io buffered, and to stdout = /dev/null), `nvfp4 verify` and `nvfp4 dequantize` (output read
+// --io buffered, and to stdout = /dev/null), `nvfp4 quantize` of the same shapes as block FP8 (the
+// element rate of FP8 input next to bf16's), `nvfp4 verify` and `nvfp4 dequantize` (output read
 // once first); it
 // prints GB/s of bf16 input, G elements/s, the ratio to `cp`, and the peak anonymous memory
 // (RssAnon sampled from /proc every 2 ms) and peak RSS of each command.
@@ -51,8 +52,10 @@ struct Random {
     }
 }
 
-/// Writes a Llama-shaped bf16 checkpoint of about `bytes` bytes; returns its element count.
-func writeCheckpoint(path: String, bytes: Int) throws -> Int {
+/// Writes a Llama-shaped bf16 checkpoint of about `bytes` bytes; returns its element count. With
+/// `fp8`, the same shapes with the linear layers as DeepSeek-style block FP8 (F8_E4M3 codes and
+/// an F32 `weight_scale_inv` per 128 × 128 block), the embedding, norms and lm_head in bf16.
+func writeCheckpoint(path: String, bytes: Int, fp8: Bool = false) throws -> Int {
     let hidden = 2048, intermediate = 5632, vocab = 32000, kv = 512
     var shapes: [(String, [Int])] = [("model.embed_tokens.weight", [vocab, hidden])]
     var total = vocab * hidden * 2 * 2 + hidden * 2
@@ -72,7 +75,16 @@ func writeCheckpoint(path: String, bytes: Int) throws -> Int {
         layer += 1
     }
     shapes += [("model.norm.weight", [hidden]), ("lm_head.weight", [vocab, hidden])]
-    let planned = shapes.map { PlannedTensor(name: $0.0, dtype: .bf16, shape: $0.1) }
+    func isFP8(_ name: String, _ shape: [Int]) -> Bool { fp8 && shape.count == 2 && name.contains(".layers.") }
+    var planned: [PlannedTensor] = []
+    for (name, shape) in shapes {
+        if isFP8(name, shape) {
+            planned.append(PlannedTensor(name: name + "_scale_inv", dtype: .f32, shape: [(shape[0] + 127) / 128, (shape[1] + 127) / 128]))
+            planned.append(PlannedTensor(name: name, dtype: .f8E4M3, shape: shape))
+        } else {
+            planned.append(PlannedTensor(name: name, dtype: .bf16, shape: shape))
+        }
+    }
     let plan = SafetensorsLayoutPlan(tensors: planned, metadata: [("format", "pt")])
     let sink = try AtomicFileSink(path: path, replace: true)
     try sink.write(plan.headerBytes)
@@ -82,7 +94,25 @@ func writeCheckpoint(path: String, bytes: Int) throws -> Int {
     var elements = 0
     for t in planned {
         var left = t.shape.reduce(1, *)
+        if t.dtype == .f32 {  // block scales of about amax / 448 for N(0, 0.02) weights
+            let scales = (0..<left).map { _ in Float(0.08 / 448) * (1 + Float(rng.next() >> 40) / Float(1 << 24)) }
+            try scales.withUnsafeBytes { try sink.write($0) }
+            continue
+        }
         elements += left
+        if t.dtype == .f8E4M3 {
+            var codes = [UInt8](repeating: 0, count: chunk)
+            while left > 0 {
+                let n = min(chunk, left)
+                for i in 0..<n {
+                    let c = UInt8(truncatingIfNeeded: rng.next() >> 56)
+                    codes[i] = c & 0x7F == 0x7F ? c ^ 1 : c  // never NaN
+                }
+                try codes.withUnsafeBytes { try sink.write(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+                left -= n
+            }
+            continue
+        }
         let isNorm = t.shape.count == 1
         while left > 0 {
             let n = min(chunk, left)
@@ -176,10 +206,18 @@ let dense = options.directory + "/dequantized.safetensors"
 let bytes = Int(options.sizeGiB * 1_073_741_824)
 print("writing a \(fmt(options.sizeGiB)) GiB synthetic Llama-shaped bf16 checkpoint to \(input) …")
 let elements = try writeCheckpoint(path: input, bytes: bytes)
-var st = stat()
-stat(input, &st)
-let fileBytes = Double(st.st_size)
-print("file: \(Int(fileBytes)) bytes, \(elements) elements; cores: \(ParallelLoop.availableCores); runs: \(options.runs) (median)")
+let fp8Input = options.directory + "/synthetic-fp8.safetensors"
+let fp8Output = options.directory + "/synthetic-fp8.nvfp4.safetensors"
+print("writing the same shapes as block FP8 (linear layers F8_E4M3 + 128x128 F32 scales) to \(fp8Input) …")
+let fp8Elements = try writeCheckpoint(path: fp8Input, bytes: bytes, fp8: true)
+precondition(fp8Elements == elements)
+func sizeOnDisk(_ path: String) -> Double {
+    var st = stat()
+    stat(path, &st)
+    return Double(st.st_size)
+}
+let fileBytes = sizeOnDisk(input)
+print("file: \(Int(fileBytes)) bytes (FP8: \(Int(sizeOnDisk(fp8Input)))), \(elements) elements; cores: \(ParallelLoop.availableCores); runs: \(options.runs) (median)")
 
 let commands: [(String, [String])] = [
     ("cp", ["/bin/cp", input, copy]),
@@ -191,6 +229,9 @@ let commands: [(String, [String])] = [
     // stdout goes to /dev/null: the pipeline without the file system (what a pipe consumer sees).
     ("quantize -o - --hash none", [tool, "quantize", input, "-o", "-", "-q", "--hash", "none"]),
     ("  the same, -j1", [tool, "quantize", input, "-o", "-", "-q", "--hash", "none", "-j", "1"]),
+    ("quantize FP8 input", [tool, "quantize", fp8Input, "-o", fp8Output, "--force", "-q", "--fp8-block-size", "128x128"]),
+    ("quantize FP8 input -j1", [tool, "quantize", fp8Input, "-o", fp8Output, "--force", "-q", "--fp8-block-size", "128x128", "-j", "1"]),
+    ("FP8 -o - --hash none", [tool, "quantize", fp8Input, "-o", "-", "-q", "--hash", "none", "--fp8-block-size", "128x128"]),
     ("verify", [tool, "verify", input, output, "-q"]),
     ("dequantize", [tool, "dequantize", output, "-o", dense, "--force", "-q"]),
 ]
@@ -226,7 +267,7 @@ print("command                    median s   GB/s in   G elem/s   × cp    CPU s
 for (name, _) in commands {
     let r = results[name]!
     print(
-        [name.padding(25), fmt(r.wall, 3).padding(10), fmt(fileBytes / r.wall / 1e9).padding(9),
+        [name.padding(25), fmt(r.wall, 3).padding(10), fmt((name.contains("FP8") ? sizeOnDisk(fp8Input) : fileBytes) / r.wall / 1e9).padding(9),
          fmt(Double(elements) / r.wall / 1e9).padding(10), fmt(r.wall / cp).padding(7), fmt(r.cpu, 3).padding(8),
          fmt(Double(r.anon) / 1024, 1).padding(15), fmt(Double(r.rss) / 1024, 1)].joined(separator: " "))
 }
@@ -246,11 +287,15 @@ let q1 = results["quantize -j1"]!.wall, qn = results["quantize"]!.wall
 print("")
 print("thread scaling, 1 thread / all cores: quantize \(fmt(q1 / qn))× (the output's SHA-256 is one sequential stream, and the disk takes the rest); to /dev/null with --hash none \(fmt(results["  the same, -j1"]!.wall / results["quantize -o - --hash none"]!.wall))×")
 print("verify / quantize = \(fmt(results["verify"]!.wall / qn))×")
+print("FP8 input / bf16 input, G elements/s: \(fmt(qn / results["quantize FP8 input"]!.wall))× with all cores, \(fmt(q1 / results["quantize FP8 input -j1"]!.wall))× with 1 thread, \(fmt(results["quantize -o - --hash none"]!.wall / results["FP8 -o - --hash none"]!.wall))× to /dev/null with --hash none (the same shapes; FP8 is dequantized to bf16, then the same codec)")
 if !options.keep {
     unlink(input)
     unlink(output)
     unlink(copy)
     unlink(dense)
+    unlink(fp8Input)
+    unlink(fp8Output)
+    unlink(options.directory + "/synthetic-fp8.nvfp4.manifest.json")
     unlink(options.directory + "/synthetic.nvfp4.manifest.json")
 }
 

@@ -210,9 +210,15 @@ struct JSONDocsTests {
         for file in [out, c.dir.file("modelopt.safetensors"), c.dir.file("single.safetensors"), tiny, ToolRunner.fixture("llm-compressor/nvfp4/model.safetensors")] {
             try c.run(["inspect", file, "--json"], s.inspectFile)
         }
-        for folder in [ToolRunner.fixture("llm-compressor/nvfp4"), ToolRunner.fixture("modelopt/nvfp4"), c.dir.file("compressed-tensors-qwen-moe"), ModelFixtures.llama] {
+        for folder in [ToolRunner.fixture("llm-compressor/nvfp4"), ToolRunner.fixture("modelopt/nvfp4"), c.dir.file("compressed-tensors-qwen-moe"), ModelFixtures.llama,
+                       ToolRunner.fixture("fp8/deepseek"), ToolRunner.fixture("fp8/ct")] {
             try c.run(["inspect", folder, "--json"], s.inspectFolder)
         }
+        // A bare block-FP8 file: without a block size its block-scaled weights are listed as unconvertible.
+        try c.run(["inspect", ToolRunner.fixture("fp8/block-f32.safetensors"), "--json"], s.inspectFile)
+        // FP8 input: the options it records.
+        try c.run(["quantize", ToolRunner.fixture("fp8/deepseek"), "-o", c.dir.file("fp8-out"), "--mla-attention", "quantize", "--json", "-q"], s.folderStdout)
+        try c.run(["quantize", ToolRunner.fixture("fp8/block-f32.safetensors"), "-o", c.dir.file("fp8-bare.safetensors"), "--fp8-block-size", "128x128", "--json", "-q"], s.fileStdout)
 
         let unfused = ToolRunner.fixture("llm-compressor/nvfp4a16-unfused")
         try c.run(["check", unfused, "--json"], s.check, status: 1)

@@ -93,8 +93,25 @@ int nvfp4_affinity_cpu_count(void);
 /// page cache) on or off for `fd`. Returns 0, or -1 where the file system or OS does not support it.
 int nvfp4_set_direct_io(int fd, int on);
 
+/// Targets of nvfp4_fp8_e4m3_dequantize.
+#define NVFP4_FP8_TARGET_BF16 0
+#define NVFP4_FP8_TARGET_F16 1
+#define NVFP4_FP8_TARGET_F32 2
+
+/// Dequantizes `count` FP8 E4M3FN codes that share `scale` into bf16, f16 or f32 (`target`) at `out`:
+/// each code widened exactly to fp32, one fp32 multiply by `scale` (round to nearest even), one
+/// rounding to a 16-bit target (round to nearest even), as DeepSeek's `weight_dequant` and
+/// compressed-tensors' `dequantize` compute it. Code 0x7F/0xFF gives NaN. Returns the largest
+/// |fp32 product| as fp32 bits (above 0x7F800000 when a product is NaN).
+uint32_t nvfp4_fp8_e4m3_dequantize(const uint8_t *codes, size_t count, float scale, int target, void *out);
+
+/// The largest magnitude code (`code & 0x7F`) of `count` E4M3FN codes: E4M3FN magnitudes order as
+/// their bits, and 0x7F is NaN.
+uint8_t nvfp4_fp8_e4m3_max_magnitude_code(const uint8_t *codes, size_t count);
+
 #ifdef __cplusplus
 }
 #endif
+
 
 #endif

@@ -34,6 +34,7 @@ public enum CheckRule: String, Sendable, CaseIterable {
     case keptNotIgnored = "kept-not-ignored"
     case quantizedNotTargeted = "quantized-not-targeted"
     case shapeConfigMismatch = "shape-config-mismatch"
+    case keptByRuleQuantized = "kept-by-rule-quantized"
     // Shards
     case duplicateTensor = "duplicate-tensor"
     case indexTensorMissing = "index-tensor-missing"

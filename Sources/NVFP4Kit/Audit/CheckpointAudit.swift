@@ -40,6 +40,7 @@ public struct CheckpointAudit {
         checkFusedGroups()
         checkConfig()
         checkIgnoreList()
+        checkKeptByRule()
         checkShapesAgainstConfig()
         checkShards()
     }
@@ -405,6 +406,18 @@ public struct CheckpointAudit {
             if layout == .compressedTensors && config.isTargeted(k.name) == false { continue }
             add(.keptNotIgnored, configFile, k.name,
                 "this Linear weight is unquantized (\(k.weight.info.dtype.rawValue) \(k.weight.info.shape)) but not in the ignore/exclude list, so engines expect NVFP4 tensors for it and fail or misload: add \"\(k.name)\" to the list")
+        }
+    }
+
+    /// NVFP4 modules the engines build in high precision by model rule: `kv_b_proj` (MLA absorbs
+    /// it) and the MTP layers (`num_hidden_layers + i`, from config.json); ``ModelKeepRules``.
+    private mutating func checkKeptByRule() {
+        let rules = ModelKeepRules(config: source.config, tensorNames: [], mlaAttention: .quantize)
+        for m in model.modules {
+            let reason = TensorSelection.structuralReason(module: m.name) == .mlaKVUpProjection ? .mlaKVUpProjection : rules.reason(for: m.name + ".weight")
+            guard let reason else { continue }
+            add(.keptByRuleQuantized, location(m), m.name,
+                "this module is NVFP4 but is kept in high precision by rule (\(reason.rawValue)); the DeepSeek loaders build it unquantized: quantize again without --include for it")
         }
     }
 

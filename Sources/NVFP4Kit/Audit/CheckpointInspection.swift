@@ -34,9 +34,12 @@ public struct CheckpointInspection {
     public let groups: [GroupSummary]
     public let kept: [KeptSummary]
     public let shards: [ShardSummary]
+    /// The FP8 weights (an FP8 checkpoint that `quantize` converts).
+    public let fp8: FP8Inventory
 
     public init(source: CheckpointSource) {
         self.source = source
+        fp8 = FP8Inventory(headers: source.shards.map(\.reader.header), config: source.config)
         let model = CheckpointModel(source: source)
         let config = QuantizationConfigSummary(config: source.config, hfQuantConfig: source.hfQuantConfig)
         self.model = model
@@ -80,7 +83,11 @@ public struct CheckpointInspection {
         if let m = config.quantMethod { parts.append("quant_method \(m)") }
         if let f = config.format { parts.append("format \(f)") }
         if let a = config.quantAlgo { parts.append("quant_algo \(a)") }
-        if let q = config.activationsQuantized { parts.append(q ? "W4A4 (static input scales)" : "weight-only (W4A16)") }
+        if let fp8 = fp8.configScheme {
+            parts.append(fp8)
+        } else if let q = config.activationsQuantized {
+            parts.append(q ? "W4A4 (static input scales)" : "weight-only (W4A16)")
+        }
         if config.hfQuantization != nil { parts.append("hf_quant_config.json") }
         parts.append("\(config.ignore.count) ignore/exclude entr\(config.ignore.count == 1 ? "y" : "ies")")
         return parts.joined(separator: ", ")
@@ -117,6 +124,7 @@ public struct CheckpointInspection {
         return [
             ("layout", .string(model.layout.rawValue)),
             ("layouts_found", .array(model.layoutsFound.map { .string($0.rawValue) })),
+            ("fp8", fp8.json),
             ("quantization", .object(configMembers)),
             ("counts", .object([
                 ("files", .int(source.shards.count)),

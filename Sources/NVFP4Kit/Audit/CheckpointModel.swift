@@ -51,7 +51,12 @@ public struct CheckpointModel {
             consumed.formUnion(m.tensors.map(\.name))
             counts[names.layout, default: 0] += 1
         }
-        let orphans = tensors.filter { !consumed.contains($0.name) && EngineLayoutNames.hasScaleSuffix($0.name) }
+        // Scales of an FP8 weight (`<m>.weight` F8_E4M3: `weight_scale`, `input_scale`) belong to
+        // that weight, not to missing NVFP4 data.
+        let fp8Modules = Set(tensors.filter { $0.info.dtype == .f8E4M3 && $0.name.hasSuffix(".weight") }.map { moduleName($0.name) })
+        let orphans = tensors.filter {
+            !consumed.contains($0.name) && EngineLayoutNames.hasScaleSuffix($0.name) && !fp8Modules.contains(moduleName($0.name))
+        }
         let orphanNames = Set(orphans.map(\.name))
         plain = tensors.filter { !consumed.contains($0.name) && !orphanNames.contains($0.name) }
         kept = plain.compactMap { t in

@@ -79,6 +79,8 @@ public enum Manifest {
             ("exclude", .array(options.selection.exclude.map { .string($0) })),
         ]
         if plan.tensorParallel > 1 { members.append(("tensor_parallel", .int(plan.tensorParallel))) }
+        if options.mlaAttention != .keep { members.append(("mla_attention", .string(options.mlaAttention.rawValue))) }
+        if let block = options.fp8BlockSize { members.append(("fp8_block_size", .array(block.map { .int($0) }))) }
         return .object(members)
     }
 

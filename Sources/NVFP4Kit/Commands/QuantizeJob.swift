@@ -32,6 +32,12 @@ public struct QuantizeOptions: Sendable {
     /// Activation statistics that weight the `.mse` search (`--importance`), and their file.
     public var importance: ImportanceStatistics?
     public var importancePath: String?
+    /// Whether DeepSeek-style MLA attention projections (q_a/kv_a, q_b, o) are kept or quantized
+    /// (`--mla-attention`); `kv_b_proj` is always kept.
+    public var mlaAttention: MLAAttentionPolicy = .keep
+    /// The `[rows, columns]` block of block-scaled FP8 weights where no `config.json` names it
+    /// (`--fp8-block-size`, a bare file).
+    public var fp8BlockSize: [Int]?
 
     public init() {}
 
@@ -143,6 +149,11 @@ public enum QuantizeJob {
             }
             amax = measured
         }
+        return try makeCodec(amax: amax, tensor: tensor, options: options, path: path)
+    }
+
+    /// The codec of a weight whose (finite) largest magnitude is `amax`.
+    static func makeCodec(amax: Float, tensor: TensorInfo, options: QuantizeOptions, path: String) throws(FileError) -> NVFP4Codec {
         do {
             let scale = try TensorScale(amax: amax, mode: options.mode, numerics: options.numerics, tensor: tensor.name)
             return NVFP4Codec(scale: scale, numerics: options.numerics)
@@ -162,7 +173,7 @@ public enum QuantizeJob {
     /// scales are computed again after the packed data is written (a second codec pass over that
     /// tensor), so memory stays bounded for any tensor size, and the bytes are the same.
     static func writeQuantized(
-        _ matrix: DenseMatrix, codec: NVFP4Codec, layout: any WeightLayout, parts: [StoredPart], scales: WeightScales,
+        _ matrix: CodecRows, codec: NVFP4Codec, layout: any WeightLayout, parts: [StoredPart], scales: WeightScales,
         sink: WriteBehindSink, threads: Int, waveBytes: Int = QuantizeOptions().waveBytes, scratch: ScratchBuffers = ScratchBuffers(),
         search: ScaleSearch? = nil, scaleBufferLimit: Int = QuantizeOptions().scaleBufferLimit
     ) throws -> QuantizationError {
@@ -235,7 +246,21 @@ public enum QuantizeJob {
         scales: UnsafeMutableRawBufferPointer, layout: ScaleLayout, threads: Int, search: ScaleSearch? = nil,
         error: inout QuantizationError
     ) {
+        quantizeRows(
+            .dense(matrix), rows: rows, codec: codec, packed: packed, scales: scales, layout: layout, threads: threads, search: search,
+            error: &error)
+    }
+
+    /// ``quantizeRows(_:rows:codec:packed:scales:layout:threads:search:error:)`` of dense or FP8
+    /// rows: an FP8 chunk is dequantized into a buffer of its own just before the codec reads it
+    /// (chunks start on a 128-row band, so their scales are a contiguous slice in both layouts).
+    static func quantizeRows(
+        _ matrix: CodecRows, rows: Range<Int>, codec: NVFP4Codec, packed: UnsafeMutableRawBufferPointer,
+        scales: UnsafeMutableRawBufferPointer, layout: ScaleLayout, threads: Int, search: ScaleSearch? = nil,
+        error: inout QuantizationError
+    ) {
         let rowBytes = matrix.columns / 2
+        let blocks = matrix.columns / NVFP4Codec.blockSize
         let chunks = ceilDiv(rows.count, rowsPerChunk)
         var errors = [QuantizationError](repeating: QuantizationError(), count: chunks)
         errors.withUnsafeMutableBufferPointer { partial in
@@ -245,10 +270,21 @@ public enum QuantizeJob {
                 let chunkRows = start..<min(rows.upperBound, start + rowsPerChunk)
                 let target = UnsafeMutableRawBufferPointer(
                     rebasing: packed[((start - rows.lowerBound) * rowBytes)..<((chunkRows.upperBound - rows.lowerBound) * rowBytes)])
-                if let search {
-                    codec.quantize(matrix, rows: chunkRows, packed: target, scales: scales, layout: layout, search: search, error: &results[chunk])
-                } else {
-                    codec.quantize(matrix, rows: chunkRows, packed: target, scales: scales, layout: layout, error: &results[chunk])
+                func run(_ dense: DenseMatrix, _ denseRows: Range<Int>, _ scales: UnsafeMutableRawBufferPointer) {
+                    if let search {
+                        codec.quantize(dense, rows: denseRows, packed: target, scales: scales, layout: layout, search: search, error: &results[chunk])
+                    } else {
+                        codec.quantize(dense, rows: denseRows, packed: target, scales: scales, layout: layout, error: &results[chunk])
+                    }
+                }
+                switch matrix {
+                case .dense(let dense):
+                    run(dense, chunkRows, scales)
+                case .fp8(let fp8, let buffers):
+                    buffers.with(byteCount: fp8.denseByteCount(rows: chunkRows.count)) { buffer in
+                        let offset = layout.storedByteCount(rows: chunkRows.lowerBound, blocks: blocks)
+                        run(fp8.dequantize(chunkRows, into: buffer), 0..<chunkRows.count, UnsafeMutableRawBufferPointer(rebasing: scales[offset...]))
+                    }
                 }
             }
         }

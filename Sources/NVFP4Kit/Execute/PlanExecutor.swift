@@ -35,7 +35,8 @@ public enum PlanExecutor {
         let layoutPlan = plan.layoutPlan(ofOutputShard: index)
         try ImportanceCheck.run(entries, options: options)
         try sink.write(layoutPlan.headerBytes)
-        let writer = TensorWriter(options: options, layout: options.layout, reader: reader, sink: sink)
+        let source = SourceReader(reader: reader, shard: plan.outputShards[index].input, threads: options.threads, open: plan.openInputShard)
+        let writer = TensorWriter(options: options, layout: options.layout, input: source, sink: sink)
         var reports: [TensorReport] = []
         for entry in entries {
             reports.append(try writer.write(entry))
@@ -57,9 +58,11 @@ public enum PlanExecutor {
 struct TensorWriter {
     let options: QuantizeOptions
     let layout: any WeightLayout
-    let reader: SafetensorsReader
+    let input: SourceReader
     let sink: WriteBehindSink
+    var reader: SafetensorsReader { input.reader }
     let scratch = ScratchBuffers()
+    let chunks = ChunkBuffers()
 
     func write(_ entry: TensorPlan) throws -> TensorReport {
         let tensor = entry.tensor
@@ -69,30 +72,45 @@ struct TensorWriter {
         case .kept:
             try sink.writeKept(tensor, from: reader)
             return report
+        case .consumed:
+            try input.remember(entry)
+        case .dequantized where tensor.shape.count == 2:
+            try writeDequantized(entry)
+        case .dequantized:
+            try input.withSourceBytes(of: entry) { bytes, _ in try sink.write(bytes) }
+        case .matrix where entry.fp8 != nil:
+            // Dequantized 128 rows at a time, right before the codec reads them.
+            try input.withFP8Matrix(of: entry) { fp8 in
+                // A fused member that shares a scale uses the group's amax from the plan's pre-pass.
+                let amax = try options.scalePlan.sharedAmax[tensor.name] ?? input.magnitudeMaximum(of: fp8, name: tensor.name, buffers: chunks)
+                let codec = try QuantizeJob.makeCodec(amax: amax, tensor: entry.source, options: options, path: reader.displayPath)
+                try writeMatrix(.fp8(fp8, chunks), weight: tensor.name, codec: codec, into: &report)
+            }
         case .matrix:
             try reader.withBytes(of: tensor) { bytes in
                 let matrix = DenseMatrix(bytes: bytes, dtype: tensor.dtype, rows: tensor.shape[0], columns: tensor.shape[1])
                 let codec = try QuantizeJob.makeCodec(for: matrix, tensor: tensor, options: options, path: reader.displayPath)
-                try writeMatrix(matrix, weight: tensor.name, codec: codec, into: &report)
+                try writeMatrix(.dense(matrix), weight: tensor.name, codec: codec, into: &report)
             }
         case .stackedExperts:
-            let written = try reader.withBytes(of: tensor) { bytes in
+            let written = try input.withSourceBytes(of: entry) { bytes, tensor in
                 try StackedExperts.write(tensor, bytes: bytes, options: options, sink: sink, path: reader.displayPath)
             }
             report.amax = written.amax.max()
             report.error = written.error
             report.importanceWeighted = written.importanceWeighted
         case .expertSlices(let naming):
-            try reader.withBytes(of: tensor) { bytes in
+            try input.withSourceBytes(of: entry) { bytes, tensor in
                 try writeSlices(naming, tensor: tensor, bytes: bytes, into: &report)
             }
         }
         reader.release(tensor)
+        input.finished(entry)
         return report
     }
 
     /// Quantizes one 2-D weight (a whole tensor or an expert's slice) and writes its parts in the layout's order.
-    private func writeMatrix(_ matrix: DenseMatrix, weight name: String, codec: NVFP4Codec, into report: inout TensorReport) throws {
+    private func writeMatrix(_ matrix: CodecRows, weight name: String, codec: NVFP4Codec, into report: inout TensorReport) throws {
         let parts = layout.storedParts(
             ofWeight: name, rows: matrix.rows, columns: matrix.columns, calibrated: options.scalePlan.inputAmax[name] != nil)
         let scales = try options.scalePlan.scales(for: name, codec: codec, numerics: options.numerics, path: reader.displayPath)
@@ -109,6 +127,18 @@ struct TensorWriter {
         report.error = total
     }
 
+    /// A kept FP8 weight's dequantization, 128 rows at a time.
+    private func writeDequantized(_ entry: TensorPlan) throws {
+        try input.withFP8Matrix(of: entry) { fp8 in
+            for start in stride(from: 0, to: fp8.rows, by: QuantizeJob.rowsPerChunk) {
+                let rows = start..<min(fp8.rows, start + QuantizeJob.rowsPerChunk)
+                try chunks.with(byteCount: fp8.denseByteCount(rows: rows.count)) { buffer in
+                    try sink.write(fp8.dequantize(rows, into: buffer).bytes)
+                }
+            }
+        }
+    }
+
     /// Each expert's slices, expert by expert: the slices of one expert (gate and up of a fused
     /// `gate_up_proj`) share that expert's global scale, from the amax over the whole expert.
     private func writeSlices(_ naming: StackedExpertNaming, tensor: TensorInfo, bytes: UnsafeRawBufferPointer, into report: inout TensorReport) throws {
@@ -122,7 +152,7 @@ struct TensorWriter {
             named.name = "\(tensor.name)[\(e)]"
             let codec = try QuantizeJob.makeCodec(for: expert, tensor: named, options: options, path: reader.displayPath)
             for slice in slices where slice.expert == e {
-                try writeMatrix(expert.rows(slice.rows), weight: StackedExpertNaming.weightName(of: slice), codec: codec, into: &report)
+                try writeMatrix(.dense(expert.rows(slice.rows)), weight: StackedExpertNaming.weightName(of: slice), codec: codec, into: &report)
             }
         }
         report.perTensorScale = nil  // one per expert: see the outputs

@@ -18,6 +18,9 @@ public enum KeepReason: String, Sendable, CaseIterable {
     case fusedPartnerKept = "a fused partner (q/k/v, gate/up, w1/w3) is kept"
     case notMultipleOf16AfterTensorParallel = "K / tensor-parallel size is not a multiple of 16 (row-parallel layer)"
     case stackedExpertsUnsupported = "stacked experts: torchao's 3-D layout needs N % 128 == 0, two-level scaling and no calibration"
+    case mlaKVUpProjection = "MLA kv_b_proj (the engines absorb it into attention)"
+    case mlaAttention = "MLA attention projection (NVIDIA's DeepSeek recipe keeps attention; --mla-attention quantize)"
+    case fp8Scale = "FP8 scale (applied to its weight, not written)"
 }
 
 /// What happens to one input tensor.
@@ -46,7 +49,7 @@ public struct TensorSelection: Sendable {
     public func decide(_ tensor: TensorInfo) -> TensorDecision {
         let name = tensor.name
         if exclude.contains(where: { matches($0, name) }) { return .keep(.excluded) }
-        let included = include.contains(where: { matches($0, name) })
+        let included = isIncluded(name)
         if !include.isEmpty && !included { return .keep(.notIncluded) }
         guard name.hasSuffix(".weight") || name == "weight" else { return .keep(.notAWeight) }
         if !included, let reason = TensorSelection.structuralReason(module: moduleName(name)) { return .keep(reason) }
@@ -55,6 +58,9 @@ public struct TensorSelection: Sendable {
         guard tensor.shape[0] % 16 == 0, tensor.shape[1] % 16 == 0 else { return .keep(.notMultipleOf16) }
         return .quantize
     }
+
+    /// Whether an `--include` glob names `name`: it then wins over the keep rules (by name and by model).
+    public func isIncluded(_ name: String) -> Bool { include.contains(where: { matches($0, name) }) }
 
     /// Layers the engines keep in high precision, recognised by name.
     static func structuralReason(module: String) -> KeepReason? {
@@ -71,6 +77,7 @@ public struct TensorSelection: Sendable {
         }) {
             return .norm
         }
+        if last == "kv_b_proj" { return .mlaKVUpProjection }
         if last == "router" || last == "shared_expert_gate" || (last == "gate" && parts.dropLast().last.map { ["mlp", "moe", "block_sparse_moe", "feed_forward"].contains($0) } == true) {
             return .router
         }

@@ -1,25 +1,53 @@
 /// The steps of building a ``QuantizePlan``, in the order ``QuantizePlan/init`` runs them.
 extension QuantizePlan {
 
-    /// Each tensor's decision and write kind, before fused groups are considered.
-    static func decide(shards: [Shard], options: QuantizeOptions, calibrated: Bool, tensorParallel: Int) -> [TensorPlan] {
+    /// Each tensor's decision and write kind, before fused groups are considered. An FP8 weight
+    /// is decided as its dequantized dtype (``TensorPlan/source``); its scale and static input
+    /// scale are consumed.
+    ///
+    /// - Parameter path: The display path of input shard `i`, for errors.
+    /// - Throws: ``FileError`` (``FP8Error``) for an FP8 tensor that cannot be converted.
+    static func decide(
+        shards: [Shard], config: JSONValue?, options: QuantizeOptions, calibrated: Bool, tensorParallel: Int, path: (Int) -> String
+    ) throws -> [TensorPlan] {
+        var index: [String: (shard: Int, tensor: TensorInfo)] = [:]
+        for (s, shard) in shards.enumerated() {
+            for tensor in shard.header.tensors where index[tensor.name] == nil { index[tensor.name] = (s, tensor) }
+        }
+        let (sources, consumed) = try fp8Sources(shards: shards, index: index, config: config, options: options, path: path)
+        let rules = ModelKeepRules(config: config, tensorNames: Array(index.keys), mlaAttention: options.mlaAttention)
         var result: [TensorPlan] = []
         for (s, shard) in shards.enumerated() {
             for tensor in shard.header.tensors {
-                var decision = options.selection.decide(tensor)
+                var plan = TensorPlan(tensor: tensor, inputShard: s, decision: .keep(.fp8Scale), kind: .consumed, group: nil, outputs: [], outputShard: 0)
+                plan.fp8 = sources[tensor.name]
+                if consumed.contains(tensor.name) {
+                    result.append(plan)
+                    continue
+                }
+                if tensor.dtype.isEightBitFloat && plan.fp8 == nil {
+                    throw FileError(path: path(s), cause: FP8Error.unconvertible(
+                        tensor: tensor.name, problem: "\(tensor.dtype.rawValue) that is neither an F8_E4M3 .weight with a scale nor a scale"))
+                }
+                let source = plan.source
+                var decision = options.selection.decide(source)
                 var kind: TensorWriteKind = decision == .quantize ? .matrix : .kept
-                if decision == .quantize, tensorParallel > 1, tensor.shape.count == 2,
-                    !TensorSelection.splitsEvenly(module: moduleName(tensor.name), columns: tensor.shape[1], tensorParallel: tensorParallel)
+                if decision == .quantize, tensorParallel > 1, source.shape.count == 2,
+                    !TensorSelection.splitsEvenly(module: moduleName(source.name), columns: source.shape[1], tensorParallel: tensorParallel)
                 {
                     decision = .keep(.notMultipleOf16AfterTensorParallel)
                     kind = .kept
                 }
                 if case .keep(let reason) = decision, reason == .notAWeight || reason == .notTwoDimensional,
-                    let naming = StackedExpertNaming(tensor)
+                    let naming = StackedExpertNaming(source)
                 {
-                    (decision, kind) = stackedDecision(tensor, naming: naming, options: options, calibrated: calibrated, otherwise: decision)
+                    (decision, kind) = stackedDecision(source, naming: naming, options: options, calibrated: calibrated, otherwise: decision)
                 }
-                result.append(TensorPlan(tensor: tensor, inputShard: s, decision: decision, kind: kind, group: nil, outputs: [], outputShard: 0))
+                plan.decision = decision
+                plan.kind = kind
+                if case .keep(let reason) = decision { plan.keep(reason) }
+                if decision == .quantize, !options.selection.isIncluded(tensor.name), let reason = rules.reason(for: tensor.name) { plan.keep(reason) }
+                result.append(plan)
             }
         }
         return result
@@ -30,6 +58,30 @@ extension QuantizePlan {
         var counts: [String: Int] = [:]
         for t in tensors { if case .keep(let r) = t.decision { counts[r.rawValue, default: 0] += 1 } }
         return counts.sorted { ($1.value, $0.key) < ($0.value, $1.key) }.map { ($0.key, $0.value) }
+    }
+
+    /// The FP8 source of every FP8 weight, and the tensors they consume (scales, static input scales).
+    static func fp8Sources(
+        shards: [Shard], index: [String: (shard: Int, tensor: TensorInfo)], config: JSONValue?, options: QuantizeOptions, path: (Int) -> String
+    ) throws -> (sources: [String: FP8Source], consumed: Set<String>) {
+        let checkpoint = FP8Checkpoint(config: config, blockSize: options.fp8BlockSize)
+        var sources: [String: FP8Source] = [:]
+        var consumed: Set<String> = []
+        for (s, shard) in shards.enumerated() {
+            for tensor in shard.header.tensors where tensor.dtype == .f8E4M3 && (tensor.name.hasSuffix(".weight") || tensor.name == "weight") {
+                let source: FP8Source
+                do { source = try checkpoint.source(of: tensor, index: index) } catch { throw FileError(path: path(s), cause: error) }
+                sources[tensor.name] = source
+                consumed.insert(source.scale.name)
+                let module = moduleName(tensor.name)
+                let input = module.isEmpty ? "input_scale" : module + ".input_scale"
+                if index[input] != nil { consumed.insert(input) }
+            }
+        }
+        if let clash = consumed.first(where: { sources[$0] != nil }) {
+            throw FileError(path: path(index[clash]!.shard), cause: FP8Error.unconvertible(tensor: clash, problem: "it is both an FP8 weight and another weight's scale"))
+        }
+        return (sources, consumed)
     }
 
     /// The decision for a stacked expert tensor `[E, N, K]`: quantized in every layout where its
@@ -56,10 +108,7 @@ extension QuantizePlan {
             let quantized = members.allSatisfy { tensors[$0].kind == .matrix }
             for m in members {
                 tensors[m].group = groups.count
-                if !quantized && tensors[m].isQuantized {
-                    tensors[m].decision = .keep(.fusedPartnerKept)
-                    tensors[m].kind = .kept
-                }
+                if !quantized && tensors[m].isQuantized { tensors[m].keep(.fusedPartnerKept) }
             }
             groups.append(Group(group: group, quantized: quantized, sharesScale: quantized && format.names.sharesFusedScales, memberAmax: [], sharedAmax: nil))
         }
@@ -73,24 +122,19 @@ extension QuantizePlan {
         let members = Set(groups.filter(\.sharesScale).flatMap(\.group.weights))
         guard !members.isEmpty else { return }
         var amax: [String: Float] = [:]
+        try withoutActuallyEscaping(open) { open in
         for s in shards.indices {
             let wanted = tensors.filter { $0.inputShard == s && members.contains($0.tensor.name) }
             guard !wanted.isEmpty else { continue }
             let reader = try open(s)
+            let input = SourceReader(reader: reader, shard: s, threads: threads, open: open)
+            let buffers = ChunkBuffers()
             for plan in wanted {
-                let tensor = plan.tensor
                 // Only finiteness is checked here: a member may be all zero, as long as its group is not.
-                amax[tensor.name] = try reader.withBytes(of: tensor) { bytes in
-                    let matrix = DenseMatrix(bytes: bytes, dtype: tensor.dtype, rows: tensor.shape[0], columns: tensor.shape[1])
-                    let (value, bad) = ParallelLoop.magnitudeMaximum(matrix, threads: threads)
-                    if let bad {
-                        throw FileError(path: reader.displayPath, cause: WeightError.nonFinite(
-                            tensor: tensor.name, index: bad, row: bad / matrix.columns, column: bad % matrix.columns))
-                    }
-                    return value
-                }
-                reader.release(tensor)
+                amax[plan.tensor.name] = try input.magnitudeMaximum(of: plan, buffers: buffers)
+                reader.release(plan.tensor)
             }
+        }
         }
         for i in groups.indices where groups[i].sharesScale {
             groups[i].memberAmax = groups[i].group.weights.map { amax[$0]! }
@@ -133,6 +177,10 @@ extension QuantizePlan {
         switch plan.kind {
         case .kept:
             return [PlannedTensor(name: t.name, dtype: t.dtype, shape: t.shape)]
+        case .dequantized:
+            return [PlannedTensor(name: t.name, dtype: plan.source.dtype, shape: t.shape)]
+        case .consumed:
+            return []
         case .matrix:
             return layout.storedParts(ofWeight: t.name, rows: t.shape[0], columns: t.shape[1], calibrated: scalePlan.inputAmax[t.name] != nil).map(\.tensor)
         case .stackedExperts:

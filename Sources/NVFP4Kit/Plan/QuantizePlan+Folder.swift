@@ -15,8 +15,10 @@ extension QuantizePlan {
         folder: ModelFolder, options: QuantizeOptions, calibration: [String: Float]?, calibrationPath: String = "calibration",
         maxShardSize: Int? = nil, tensorParallel: Int = 1, measure: Bool = true
     ) throws {
-        if let method = folder.config?["quantization_config"]?["quant_method"]?.stringValue, QuantizePlan.quantizedMethods.contains(method.lowercased()) {
-            throw ModelFolderError(path: "\(folder.path)/config.json", reason: "the model is already quantized (quant_method \"\(method)\"); start from the bf16/fp16/fp32 checkpoint")
+        if let quantization = folder.config?["quantization_config"], let method = quantization["quant_method"]?.stringValue,
+            QuantizePlan.quantizedMethods.contains(method.lowercased()), !FP8Checkpoint.isConvertible(quantizationConfig: quantization)
+        {
+            throw ModelFolderError(path: "\(folder.path)/config.json", reason: "the model is already quantized (quant_method \"\(method)\"); start from the bf16/fp16/fp32 checkpoint (FP8 checkpoints, quant_method \"fp8\" or compressed-tensors float 8-bit, are read)")
         }
         var shards: [Shard] = []
         var owner: [String: String] = [:]
@@ -41,7 +43,19 @@ extension QuantizePlan {
         try self.init(
             source: .folder(folder), shards: shards, config: folder.config, options: options, calibration: calibration,
             calibrationPath: calibrationPath, maxShardSize: maxShardSize, tensorParallel: tensorParallel, measure: measure
-        ) { s in try SafetensorsReader(path: "\(folder.path)/\(names[s])", hashing: false) }
+        ) { s in try QuantizePlan.openShard(names[s], of: folder) }
+    }
+
+    /// Opens input shard `name` of `folder` for random access, without hashing.
+    static func openShard(_ name: String, of folder: ModelFolder) throws -> SafetensorsReader {
+        try SafetensorsReader(path: "\(folder.path)/\(name)", hashing: false)
+    }
+
+    /// Opens input shard `index` of a folder plan (an FP8 weight's scale may lie in another shard
+    /// than the weight). A single-file plan has one shard, which its caller holds open.
+    func openInputShard(_ index: Int) throws -> SafetensorsReader {
+        guard let folder = source.folder else { throw FileError(path: shards[index].name, cause: PlanError.needsRandomAccess) }
+        return try QuantizePlan.openShard(shards[index].name, of: folder)
     }
 
     /// The input folder of a folder plan.

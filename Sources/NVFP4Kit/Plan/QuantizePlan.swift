@@ -103,7 +103,10 @@ public struct QuantizePlan: Sendable {
             throw FileError(path: source.displayPath, cause: PlanError.includeMatchesNothing(pattern: pattern))
         }
         unmatchedExcludes = options.selection.exclude.filter { !options.selection.matchesAny($0, names) }
-        var tensors = QuantizePlan.decide(shards: shards, options: options, calibrated: calibration != nil, tensorParallel: tensorParallel)
+        let folderPath = source.folder?.path
+        var tensors = try QuantizePlan.decide(
+            shards: shards, config: config, options: options, calibrated: calibration != nil, tensorParallel: tensorParallel,
+            path: { s in folderPath.map { "\($0)/\(shards[s].name)" } ?? shards[s].name })
         var groups = QuantizePlan.fusedGroups(&tensors, fusion: fusion, format: options.format)
         if !tensors.contains(where: \.isQuantized) {
             throw FileError(path: source.displayPath, cause: PlanError.nothingToQuantize(reasons: QuantizePlan.reasonCounts(tensors)))
@@ -159,10 +162,11 @@ public struct QuantizePlan: Sendable {
     public func layoutPlan(ofOutputShard index: Int) -> SafetensorsLayoutPlan {
         let entries = tensors(ofOutputShard: index)
         let header = shards[outputShards[index].input].header
-        let described = options.format == .torchao ? tensors : entries
+        // Consumed FP8 scales are not written; an FP8 weight is described as its dequantized dtype.
+        let described = (options.format == .torchao ? tensors : entries).filter { $0.kind != .consumed }
         let metadata = options.layout.fileMetadata(
             inputMetadata: header.metadata,
-            tensors: described.map { ($0.tensor, $0.isQuantized, $0.isQuantized && options.scalePlan.inputAmax[$0.tensor.name] != nil) })
+            tensors: described.map { ($0.source, $0.isQuantized, $0.isQuantized && options.scalePlan.inputAmax[$0.tensor.name] != nil) })
         return SafetensorsLayoutPlan(tensors: entries.flatMap(\.outputs), metadata: metadata)
     }
 

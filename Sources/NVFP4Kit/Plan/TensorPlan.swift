@@ -2,6 +2,11 @@
 public enum TensorWriteKind: Sendable, Equatable {
     /// Copied as it is.
     case kept
+    /// Kept in high precision, written as its exact dequantization (an FP8 weight that stays:
+    /// ``TensorPlan/fp8`` says how).
+    case dequantized
+    /// Read, not written: an FP8 weight's scale (or static input scale), applied by the weight's entry.
+    case consumed
     /// A 2-D weight quantized as one matrix.
     case matrix
     /// Stacked experts `[E, N, K]` quantized expert by expert into one 3-D tensor set, one
@@ -15,6 +20,8 @@ public enum TensorWriteKind: Sendable, Equatable {
     public var label: String {
         switch self {
         case .kept: return "kept"
+        case .dequantized: return "dequantized"
+        case .consumed: return "consumed"
         case .matrix: return "matrix"
         case .stackedExperts: return "stacked-experts"
         case .expertSlices: return "per-expert-slices"
@@ -38,6 +45,25 @@ public struct TensorPlan: Sendable {
     public var outputs: [PlannedTensor]
     /// Index into ``QuantizePlan/outputShards``.
     public var outputShard: Int
+    /// How an FP8 input weight is dequantized before it is quantized or written (`nil`: the
+    /// tensor is read as it is stored).
+    public var fp8: FP8Source? = nil
+
+    /// The tensor as the codec and the writers see it: an FP8 weight in its dequantized dtype.
+    public var source: TensorInfo {
+        guard let fp8 else { return tensor }
+        var view = tensor
+        view.dtype = fp8.scaling.target
+        let start = tensor.dataOffsets.lowerBound
+        view.dataOffsets = start..<(start + UInt64(tensor.elementCount * view.dtype.bitWidth / 8))
+        return view
+    }
+
+    /// Keeps it for `reason`: copied as it is, or, for an FP8 weight, written as its dequantization.
+    public mutating func keep(_ reason: KeepReason) {
+        decision = .keep(reason)
+        kind = fp8 == nil ? .kept : .dequantized
+    }
 
     /// Whether it becomes NVFP4.
     public var isQuantized: Bool { decision == .quantize }
@@ -49,7 +75,7 @@ public struct TensorPlan: Sendable {
     /// (A torchao stacked tensor is one 3-D weight: its own name.)
     public var quantizedWeightNames: [String] {
         switch kind {
-        case .kept: return []
+        case .kept, .dequantized, .consumed: return []
         case .matrix, .stackedExperts: return [tensor.name]
         case .expertSlices(let naming): return naming.slices.map(StackedExpertNaming.weightName)
         }

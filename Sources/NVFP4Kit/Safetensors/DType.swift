@@ -26,6 +26,9 @@ public enum DType: String, CaseIterable, Sendable {
     /// Whether the NVFP4 codec accepts this dtype as quantization input.
     public var isQuantizable: Bool { self == .bf16 || self == .f32 || self == .f16 }
 
+    /// Whether this is one of the 8-bit float dtypes (FP8 weights and their E8M0 scales).
+    public var isEightBitFloat: Bool { [.f8E4M3, .f8E5M2, .f8E8M0, .f8E4M3FNUZ, .f8E5M2FNUZ].contains(self) }
+
     /// The lowercase name users type (`bf16`, `f32`).
     public var shortName: String { rawValue.lowercased() }
 }

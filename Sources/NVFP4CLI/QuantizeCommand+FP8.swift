@@ -1,0 +1,17 @@
+import NVFP4Kit
+
+/// The options about FP8 input and DeepSeek-family models.
+extension QuantizeCommand {
+    /// `--mla-attention` and `--fp8-block-size`.
+    static func parseFP8(_ parsed: ParsedArguments, into options: inout QuantizeOptions) throws {
+        options.mlaAttention = try choice(
+            parsed.value("--mla-attention"), option: "--mla-attention",
+            Dictionary(uniqueKeysWithValues: MLAAttentionPolicy.allCases.map { ($0.rawValue, $0) }), default: .keep)
+        guard let text = parsed.value("--fp8-block-size") else { return }
+        let parts = text.split(separator: "x", omittingEmptySubsequences: false).map { Int($0) }
+        guard parts.count == 2, let rows = parts[0], let columns = parts[1], (1...65536).contains(rows), (1...65536).contains(columns) else {
+            throw UsageError(message: "invalid value '\(text)' for --fp8-block-size; expected <rows>x<cols>, e.g. 128x128")
+        }
+        options.fp8BlockSize = [rows, columns]
+    }
+}
