@@ -19,7 +19,7 @@ struct CLICompletionTests {
         Case(words: ["nvfp4", "qu"], expected: ["quantize"]),
         Case(words: ["nvfp4", "c"], expected: ["check", "completions"]),
         Case(words: ["nvfp4", "--v"], expected: ["--version"]),
-        Case(words: ["nvfp4", "quantize", "m.safetensors", "--f"], expected: ["--follow-links", "--force", "--format"]),
+        Case(words: ["nvfp4", "quantize", "m.safetensors", "--f"], expected: ["--follow-links", "--force", "--format", "--fp8-block-size"]),
         Case(words: ["nvfp4", "quantize", "--se"], expected: ["--search-radius"]),
         Case(words: ["nvfp4", "quantize", "m.safetensors", "--format", ""], expected: ["compressed-tensors", "modelopt", "torchao"]),
         Case(words: ["nvfp4", "quantize", "--format", "=", "mo"], expected: ["modelopt"]),
