@@ -1,3 +1,4 @@
+import Glibc
 import NVFP4Kit
 import Testing
 
