@@ -12,11 +12,11 @@ detected by identity during the forward pass and listed in the metadata:
                   "model": ..., "calibration": ...}
 
 Calibration text: Python standard-library docstrings (texts.py), concatenated and cut into
---windows windows of --window tokens: never the evaluation text. Runs on the CPU; sums are
-accumulated in fp64 and written as fp32. Memory: 8·K² bytes per distinct input while collecting.
+--windows windows of --window tokens: never the evaluation text. Runs on the CPU; each batch's
+XᵀX is an fp32 product, summed across batches in fp64, written as fp32. Memory: 8·K² bytes per distinct input while collecting.
 
 Usage:
-  collect_statistics.py MODEL_DIR OUT.safetensors [--kind causal-lm|encoder] [--windows 64] [--window 512]
+  collect_statistics.py MODEL_DIR OUT.safetensors [--kind causal-lm|encoder] [--windows 32] [--window 512]
 """
 import argparse
 import json
@@ -34,7 +34,7 @@ def main() -> int:
     ap.add_argument("model")
     ap.add_argument("out")
     ap.add_argument("--kind", choices=["causal-lm", "encoder"], default="causal-lm")
-    ap.add_argument("--windows", type=int, default=64)
+    ap.add_argument("--windows", type=int, default=32)
     ap.add_argument("--window", type=int, default=512)
     ap.add_argument("--batch", type=int, default=4)
     args = ap.parse_args()
@@ -70,8 +70,8 @@ def main() -> int:
             last["tensor"], last["name"] = x, name
             if name in shared:
                 raise SystemExit(f"error: module {name} shares its input in one batch but not in another")
-            x = x.reshape(-1, x.shape[-1]).to(torch.float64)
-            sums[name] = sums.get(name, 0) + x.T @ x
+            x = x.reshape(-1, x.shape[-1]).to(torch.float32)
+            sums[name] = sums.get(name, 0) + (x.T @ x).to(torch.float64)  # fp32 per batch, fp64 across batches
         return record
 
     for name, module in model.named_modules():
