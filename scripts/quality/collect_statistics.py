@@ -62,7 +62,7 @@ def main() -> int:
 
     def hook(name):
         def record(module, inputs):
-            x = inputs[0].detach()
+            x = inputs[0]  # the object itself: detach() would make a new one per call
             previous = last.get("tensor")
             if previous is not None and previous is x:
                 shared[name] = shared.get(last["name"], last["name"])
@@ -70,7 +70,7 @@ def main() -> int:
             last["tensor"], last["name"] = x, name
             if name in shared:
                 raise SystemExit(f"error: module {name} shares its input in one batch but not in another")
-            x = x.reshape(-1, x.shape[-1]).to(torch.float32)
+            x = x.detach().reshape(-1, x.shape[-1]).to(torch.float32)
             sums[name] = sums.get(name, 0) + (x.T @ x).to(torch.float64)  # fp32 per batch, fp64 across batches
         return record
 
