@@ -75,14 +75,17 @@ extension OptionSpec {
         help: "Keep matching tensors unquantized (repeatable; wins over --include).", repeatable: true)
     static let method = OptionSpec(
         names: ["--method"], value: .choice(QuantizationMethod.allCases.map(\.rawValue)),
-        help: "Block scales: rtn = round to nearest, torchao's bytes; mse = search the codes near RTN for the lowest block error (same format).",
+        help: "Block scales: rtn = round to nearest, torchao's bytes; mse = search the codes near RTN for the lowest block error; gptq = error feedback from input statistics (--statistics). Same format.",
         defaultText: QuantizationMethod.rtn.rawValue)
     static let importance = OptionSpec(
         names: ["--importance"], value: .path(placeholder: "<stats.json>"),
         help: "With --method mse: weight the block error by per-channel activation statistics (scripts/quality/collect_importance.py).")
+    static let statistics = OptionSpec(
+        names: ["--statistics"], value: .path(placeholder: "<stats.safetensors>"),
+        help: "With --method gptq: the inputs' second moments (scripts/quality/collect_statistics.py).")
     static let searchRadius = OptionSpec(
         names: ["--search-radius"], value: .wholeNumber(placeholder: "<n>", range: 0...126),
-        help: "With --method mse: e4m3 codes searched on each side of the RTN code.", defaultText: "8")
+        help: "With --method mse or gptq: e4m3 codes searched on each side of the RTN code.", defaultText: "8")
     static let compress = OptionSpec(
         names: ["--compress"], value: .text(placeholder: "<zstd[:level]|none>", suggestions: ["none", "zstd"]),
         help: "Compress the output with zstd at LEVEL (1-19, up to \(zstdLevelRange.upperBound); negative is faster), on libzstd's worker threads.",
@@ -101,7 +104,7 @@ extension OptionSpec {
         names: ["--tolerance"], value: .text(placeholder: "<t>"),
         help: "Largest relative RMS error allowed per tensor.", defaultText: "\(VerifyCommand.defaultTolerance)")
     static let compareMethod = OptionSpec(
-        names: ["--compare-method"], value: .choice(QuantizationMethod.allCases.map(\.rawValue)),
+        names: ["--compare-method"], value: .choice(ComparableMethod.allCases.map(\.rawValue)),
         help: "Also quantize each original 2-D weight with this method in memory and show the error change against it.")
 
     // MARK: dequantize

@@ -8,7 +8,7 @@ enum QuantizeCommand {
         arguments: [ArgumentSpec(name: "<input>", help: "A .safetensors or .safetensors.zst file, '-' for stdin (plain or zstd), a Hugging Face model folder, or a model id in the local Hub cache (org/name[@revision]); for a folder, -o names the output folder.")],
         options: [
             .output.defaulting("<input stem>.nvfp4.safetensors beside the input"),
-            .format, .method, .searchRadius, .importance, .calibration, .include, .exclude, .noGlobalScale, .weightOnly, .numerics,
+            .format, .method, .searchRadius, .importance, .statistics, .calibration, .include, .exclude, .noGlobalScale, .weightOnly, .numerics,
             .tensorParallel, .maxShardSize, .shard,
             .manifest.defaulting("<output stem>.manifest.json; none with -o -"), .hash, .compress, .io, .threads,
             .mlaAttention, .fp8BlockSize, .followLinks, .dryRun, .force, .json, .quiet, .progress,

@@ -30,8 +30,8 @@ enum VerifyCommand {
         }
         let manifestPath = parsed.value("--manifest")
         if manifestPath == "-" && paths.contains("-") { throw UsageError(message: "only one of <original>, <quantized> and --manifest can be '-'") }
-        let comparison: QuantizationMethod? = try parsed.value("--compare-method").map {
-            try choice($0, option: "--compare-method", ["rtn": QuantizationMethod.rtn, "mse": .mse], default: .rtn)
+        let comparison: ComparableMethod? = try parsed.value("--compare-method").map {
+            try choice($0, option: "--compare-method", ["rtn": ComparableMethod.rtn, "mse": .mse], default: .rtn)
         }
         let manifest = try manifestPath.map(readManifest)
         if manifest != nil && (isFolder(paths[0]) || isFolder(paths[1])) {

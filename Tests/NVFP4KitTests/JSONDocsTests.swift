@@ -150,12 +150,17 @@ struct JSONDocsTests {
         let calibration = try c.dir.write(Array(objectText(modules.map { ($0.name, "2.5") }).utf8), to: "amax.json")
         let importance = try c.dir.write(Array(("{\"format\": \"nvfp4-importance\", \"version\": 1, \"modules\": "
             + objectText(modules.map { m in (m.name, "[" + (0..<m.columns).map { String(1 + $0 % 7) }.joined(separator: ",") + "]") }) + "}").utf8), to: "importance.json")
+        let statistics = try c.dir.write(statisticsFile(
+            (0..<2).flatMap { l in [("model.layers.\(l).self_attn.q_proj", 128), ("model.layers.\(l).self_attn.o_proj", 128), ("model.layers.\(l).mlp.gate_proj", 128), ("model.layers.\(l).mlp.down_proj", 352)] },
+            shared: Dictionary(uniqueKeysWithValues: (0..<2).flatMap { l in [("model.layers.\(l).self_attn.k_proj", "model.layers.\(l).self_attn.q_proj"), ("model.layers.\(l).self_attn.v_proj", "model.layers.\(l).self_attn.q_proj"), ("model.layers.\(l).mlp.up_proj", "model.layers.\(l).mlp.gate_proj")] })),
+            to: "stats.safetensors")
         let runs: [(name: String, extra: [String])] = [
             ("torchao", []),
             ("ct", ["--format", "compressed-tensors", "--hash", "all", "--exclude", "model.layers.0.self_attn.q_proj.weight"]),
             ("modelopt", ["--format", "modelopt", "--calibration", calibration]),
             ("mse", ["--method", "mse", "--importance", importance, "--include", "model.layers.*"]),
             ("single", ["--no-global-scale", "--hash", "none"]),
+            ("gptq", ["--method", "gptq", "--statistics", statistics]),
         ]
         for (name, extra) in runs {
             let out = c.dir.file("\(name).safetensors")

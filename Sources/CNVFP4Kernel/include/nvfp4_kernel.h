@@ -109,6 +109,22 @@ uint32_t nvfp4_fp8_e4m3_dequantize(const uint8_t *codes, size_t count, float sca
 /// their bits, and 0x7F is NaN.
 uint8_t nvfp4_fp8_e4m3_max_magnitude_code(const uint8_t *codes, size_t count);
 
+/// Error feedback (`nvfp4_feedback.c`), row-major fp32, exact for any vector width.
+///
+/// In-place lower Cholesky factor of the symmetric positive definite `n`×`n` matrix `a` (the
+/// lower triangle is read; the upper is set to zero). Returns -1, or the index of the first pivot
+/// that is not positive and finite (then `a` is partly overwritten).
+long nvfp4_cholesky_lower(float *a, size_t n);
+
+/// `x` = the inverse of the lower-triangular `n`×`n` matrix `l` (lower triangular; `x` ≠ `l`).
+void nvfp4_invert_lower(const float *l, float *x, size_t n);
+
+/// `w[r][c] -= Σ_k e[r][k] · u[k][c]` for `r < rows`, `c < columns`, `k < inner`, subtracting
+/// one product at a time in increasing `k` (strides in floats).
+void nvfp4_feedback_subtract(
+    float *w, size_t w_stride, const float *e, size_t e_stride, const float *u, size_t u_stride,
+    size_t rows, size_t inner, size_t columns);
+
 #ifdef __cplusplus
 }
 #endif

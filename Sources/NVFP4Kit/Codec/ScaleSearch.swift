@@ -8,6 +8,8 @@ public enum QuantizationMethod: String, Sendable, CaseIterable {
     /// Error-minimizing: the scale code near the RTN code whose dequantized block has the lowest
     /// (optionally importance-weighted) squared error. See ``ScaleSearch``.
     case mse
+    /// Error feedback from the input's second moments (`--statistics`): GPTQ-class, see ``ErrorFeedback``.
+    case gptq
 }
 
 /// The error-minimizing block-scale search of `--method mse`.

@@ -75,8 +75,14 @@ public struct ImportanceStatistics: Sendable {
         guard stats.count == columns else {
             throw Problem(reason: "module \"\(module)\" has \(stats.count) channels but tensor \"\(name)\" has \(columns) input columns")
         }
-        let mean = stats.reduce(0.0) { $0 + Double($1) } / Double(max(1, columns))
-        guard mean > 0 else { return [Float](repeating: 1, count: columns) }
+        return ImportanceStatistics.searchWeights(stats)
+    }
+
+    /// Per-channel statistics as search weights: scaled to mean 1 and floored at 10⁻⁶ of the
+    /// mean; all equal when every statistic is zero.
+    public static func searchWeights<C: Collection<Float>>(_ stats: C) -> [Float] {
+        let mean = stats.reduce(0.0) { $0 + Double($1) } / Double(max(1, stats.count))
+        guard mean > 0 else { return [Float](repeating: 1, count: stats.count) }
         return stats.map { Float(max(Double($0) / mean, 1e-6)) }
     }
 }

@@ -72,8 +72,9 @@ public enum Manifest {
             ("numerics", .string(options.numerics.rawValue)),
             ("activations", activations),
             ("method", .string(options.method.rawValue)),
-            ("search_radius", options.method == .mse ? .int(options.searchRadius) : .null),
+            ("search_radius", options.method != .rtn ? .int(options.searchRadius) : .null),
             ("importance", options.method == .mse ? options.importancePath.map { .string($0) } ?? .null : .null),
+            ("statistics", options.method == .gptq ? options.statistics.map { .string($0.path) } ?? .null : .null),
             ("block_size", 16),
             ("include", .array(options.selection.include.map { .string($0) })),
             ("exclude", .array(options.selection.exclude.map { .string($0) })),
@@ -138,6 +139,7 @@ public enum Manifest {
                 ])))
             }
             if t.importanceWeighted { members.append(("importance_weighted", true)) }
+            if t.errorFeedback { members.append(("error_feedback", true)) }
         case .keep(let reason):
             members.append(("action", "kept"))
             members.append(("reason", .string(reason.rawValue)))

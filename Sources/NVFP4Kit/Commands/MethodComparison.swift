@@ -1,3 +1,8 @@
+/// The methods `verify --compare-method` can re-run: those that need nothing but the weight.
+public enum ComparableMethod: String, Sendable, CaseIterable {
+    case rtn, mse
+}
+
 /// Re-quantizes an original tensor in memory to measure another method's error on the same input
 /// (`nvfp4 verify --compare-method`).
 public enum MethodComparison {
@@ -8,7 +13,7 @@ public enum MethodComparison {
     /// codes, unweighted. Rows run in fixed chunks of 128 on `threads` threads, so the result does
     /// not depend on `threads`.
     public static func error(
-        of matrix: DenseMatrix, perTensorScale: Float?, method: QuantizationMethod, threads: Int = ParallelLoop.availableCores
+        of matrix: DenseMatrix, perTensorScale: Float?, method: ComparableMethod, threads: Int = ParallelLoop.availableCores
     ) -> QuantizationError {
         let blocks = matrix.columns / NVFP4Codec.blockSize
         guard matrix.rows > 0, blocks > 0 else { return QuantizationError() }

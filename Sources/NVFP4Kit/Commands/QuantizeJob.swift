@@ -38,6 +38,8 @@ public struct QuantizeOptions: Sendable {
     /// The `[rows, columns]` block of block-scaled FP8 weights where no `config.json` names it
     /// (`--fp8-block-size`, a bare file).
     public var fp8BlockSize: [Int]?
+    /// Input second moments for `.gptq` (`--statistics`); its file path is `statistics.path`.
+    public var statistics: InputStatistics?
 
     public init() {}
 
@@ -79,6 +81,8 @@ public struct TensorReport: Sendable {
     public var error: QuantizationError?
     /// Whether the `.mse` search was weighted by this module's activation statistics.
     public var importanceWeighted = false
+    /// Whether `.gptq` solved it with error feedback from its input statistics.
+    public var errorFeedback = false
 }
 
 /// A file's identity for the manifest.
@@ -175,7 +179,7 @@ public enum QuantizeJob {
     static func writeQuantized(
         _ matrix: CodecRows, codec: NVFP4Codec, layout: any WeightLayout, parts: [StoredPart], scales: WeightScales,
         sink: WriteBehindSink, threads: Int, waveBytes: Int = QuantizeOptions().waveBytes, scratch: ScratchBuffers = ScratchBuffers(),
-        search: ScaleSearch? = nil, scaleBufferLimit: Int = QuantizeOptions().scaleBufferLimit
+        search: ScaleSearch? = nil, feedback: ErrorFeedback? = nil, scaleBufferLimit: Int = QuantizeOptions().scaleBufferLimit
     ) throws -> QuantizationError {
         let blocks = matrix.columns / NVFP4Codec.blockSize
         let scaleLayout = layout.scaleLayout
@@ -198,14 +202,14 @@ public enum QuantizeJob {
             if keepsScales {
                 quantizeRows(
                     matrix, rows: rows, codec: codec, packed: packed, scales: scaleBytes, layout: scaleLayout, threads: threads,
-                    search: search, error: &error)
+                    search: search, feedback: feedback, error: &error)
                 return
             }
             let slice = UnsafeMutableRawBufferPointer(rebasing: scaleBytes[0..<scaleLayout.storedByteCount(rows: rows.count, blocks: blocks)])
             slice.initializeMemory(as: UInt8.self, repeating: 0)  // swizzled padding must read as zero
             quantizeRows(
                 matrix.rows(rows), rows: 0..<rows.count, codec: codec, packed: packed, scales: slice, layout: scaleLayout, threads: threads,
-                search: search, error: &error)
+                search: search, feedback: feedback, error: &error)
         }
         for part in order {
             switch part {
@@ -244,11 +248,11 @@ public enum QuantizeJob {
     static func quantizeRows(
         _ matrix: DenseMatrix, rows: Range<Int>, codec: NVFP4Codec, packed: UnsafeMutableRawBufferPointer,
         scales: UnsafeMutableRawBufferPointer, layout: ScaleLayout, threads: Int, search: ScaleSearch? = nil,
-        error: inout QuantizationError
+        feedback: ErrorFeedback? = nil, error: inout QuantizationError
     ) {
         quantizeRows(
             .dense(matrix), rows: rows, codec: codec, packed: packed, scales: scales, layout: layout, threads: threads, search: search,
-            error: &error)
+            feedback: feedback, error: &error)
     }
 
     /// ``quantizeRows(_:rows:codec:packed:scales:layout:threads:search:error:)`` of dense or FP8
@@ -257,7 +261,7 @@ public enum QuantizeJob {
     static func quantizeRows(
         _ matrix: CodecRows, rows: Range<Int>, codec: NVFP4Codec, packed: UnsafeMutableRawBufferPointer,
         scales: UnsafeMutableRawBufferPointer, layout: ScaleLayout, threads: Int, search: ScaleSearch? = nil,
-        error: inout QuantizationError
+        feedback: ErrorFeedback? = nil, error: inout QuantizationError
     ) {
         let rowBytes = matrix.columns / 2
         let blocks = matrix.columns / NVFP4Codec.blockSize
@@ -271,7 +275,9 @@ public enum QuantizeJob {
                 let target = UnsafeMutableRawBufferPointer(
                     rebasing: packed[((start - rows.lowerBound) * rowBytes)..<((chunkRows.upperBound - rows.lowerBound) * rowBytes)])
                 func run(_ dense: DenseMatrix, _ denseRows: Range<Int>, _ scales: UnsafeMutableRawBufferPointer) {
-                    if let search {
+                    if let feedback {
+                        codec.quantize(dense, rows: denseRows, packed: target, scales: scales, layout: layout, feedback: feedback, error: &results[chunk])
+                    } else if let search {
                         codec.quantize(dense, rows: denseRows, packed: target, scales: scales, layout: layout, search: search, error: &results[chunk])
                     } else {
                         codec.quantize(dense, rows: denseRows, packed: target, scales: scales, layout: layout, error: &results[chunk])

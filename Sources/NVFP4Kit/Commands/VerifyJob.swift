@@ -25,7 +25,7 @@ public struct VerifyReport: Sendable {
     /// Structural mismatches that prevent a comparison (missing, extra or reshaped tensors).
     public var mismatches: [String]
     /// The method each original was also quantized with in memory, for comparison (`--compare-method`).
-    public var comparisonMethod: QuantizationMethod? = nil
+    public var comparisonMethod: ComparableMethod? = nil
 
     /// Differences from a quantize manifest (`verify --manifest`): SHA-256 or size.
     public var manifestFailures: [String] = []
@@ -59,7 +59,7 @@ public enum VerifyJob {
     /// - Throws: ``FileError`` when a file is unreadable or its NVFP4 parts are malformed.
     public static func run(
         original: CheckpointSource, quantized: CheckpointSource, tolerance: Double,
-        comparisonMethod: QuantizationMethod? = nil, threads: Int = ParallelLoop.availableCores, progress: JobProgress? = nil
+        comparisonMethod: ComparableMethod? = nil, threads: Int = ParallelLoop.availableCores, progress: JobProgress? = nil
     ) throws -> VerifyReport {
         let model = CheckpointModel(source: quantized)
         try model.requireDecodable(in: quantized)

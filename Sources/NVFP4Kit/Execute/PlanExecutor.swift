@@ -34,6 +34,7 @@ public enum PlanExecutor {
         let entries = plan.tensors(ofOutputShard: index)
         let layoutPlan = plan.layoutPlan(ofOutputShard: index)
         try ImportanceCheck.run(entries, options: options)
+        try StatisticsCheck.run(entries, options: options)
         try sink.write(layoutPlan.headerBytes)
         let source = SourceReader(reader: reader, shard: plan.outputShards[index].input, threads: options.threads, open: plan.openInputShard)
         let writer = TensorWriter(options: options, layout: options.layout, input: source, sink: sink)
@@ -99,6 +100,7 @@ struct TensorWriter {
             report.amax = written.amax.max()
             report.error = written.error
             report.importanceWeighted = written.importanceWeighted
+            report.errorFeedback = written.errorFeedback
         case .expertSlices(let naming):
             try input.withSourceBytes(of: entry) { bytes, tensor in
                 try writeSlices(naming, tensor: tensor, bytes: bytes, into: &report)
@@ -115,13 +117,15 @@ struct TensorWriter {
             ofWeight: name, rows: matrix.rows, columns: matrix.columns, calibrated: options.scalePlan.inputAmax[name] != nil)
         let scales = try options.scalePlan.scales(for: name, codec: codec, numerics: options.numerics, path: reader.displayPath)
         let search = try QuantizeJob.scaleSearch(forWeight: name, columns: matrix.columns, options: options)
+        let feedback = try QuantizeJob.errorFeedback(forWeight: name, columns: matrix.columns, options: options)
         let error = try QuantizeJob.writeQuantized(
             matrix, codec: codec, layout: layout, parts: parts, scales: scales, sink: sink, threads: options.threads,
-            waveBytes: options.waveBytes, scratch: scratch, search: search, scaleBufferLimit: options.scaleBufferLimit)
+            waveBytes: options.waveBytes, scratch: scratch, search: search, feedback: feedback, scaleBufferLimit: options.scaleBufferLimit)
         report.amax = max(report.amax ?? 0, codec.scale.amax)
         report.perTensorScale = report.perTensorScale ?? codec.scale.perTensorScale
         report.inputScale = report.inputScale ?? scales.input
         report.importanceWeighted = report.importanceWeighted || search?.importance != nil
+        report.errorFeedback = report.errorFeedback || feedback != nil
         var total = report.error ?? QuantizationError()
         total.merge(error)
         report.error = total

@@ -27,7 +27,7 @@ public enum StackedExperts {
     /// Quantizes every expert against its own scale and writes the three parts.
     static func write(
         _ tensor: TensorInfo, bytes: UnsafeRawBufferPointer, options: QuantizeOptions, sink: any OutputSink, path: String
-    ) throws -> (amax: [Float], scales: [Float], error: QuantizationError, importanceWeighted: Bool) {
+    ) throws -> (amax: [Float], scales: [Float], error: QuantizationError, importanceWeighted: Bool, errorFeedback: Bool) {
         let (experts, rows, columns) = (tensor.shape[0], tensor.shape[1], tensor.shape[2])
         let expertBytes = rows * columns * tensor.dtype.bitWidth / 8
         let matrices = (0..<experts).map { e in
@@ -36,6 +36,7 @@ public enum StackedExperts {
         }
         var codecs: [NVFP4Codec] = []
         var searches: [ScaleSearch?] = []
+        var feedbacks: [ErrorFeedback?] = []
         let naming = StackedExpertNaming(tensor)
         for (e, matrix) in matrices.enumerated() {
             var expert = tensor
@@ -44,6 +45,8 @@ public enum StackedExperts {
             let perExpert = naming.map { StackedExpertNaming.weightName(of: $0.slices[e * $0.leaves.count]) }
             let statisticsName = perExpert.flatMap { options.importance?.modules[ImportanceStatistics.moduleName(ofWeight: $0)] != nil ? $0 : nil }
             searches.append(try QuantizeJob.scaleSearch(forWeight: statisticsName ?? tensor.name, columns: columns, options: options))
+            let momentsName = try perExpert.flatMap { try options.statistics?.covers(weight: $0, columns: columns) == true ? $0 : nil }
+            feedbacks.append(try QuantizeJob.errorFeedback(forWeight: momentsName ?? tensor.name, columns: columns, options: options))
         }
         for codec in codecs {
             var bits = codec.scale.perTensorScale!.bitPattern.littleEndian
@@ -65,7 +68,7 @@ public enum StackedExperts {
             scales.initializeMemory(as: UInt8.self, repeating: 0)  // swizzled padding must read as zero
             QuantizeJob.quantizeRows(
                 matrices[e], rows: 0..<rows, codec: codecs[e], packed: packed, scales: scales, layout: .swizzled, threads: options.threads,
-                search: searches[e], error: &error)
+                search: searches[e], feedback: feedbacks[e], error: &error)
             return scales
         }
         var total = QuantizationError()
@@ -79,6 +82,7 @@ public enum StackedExperts {
             var discarded = QuantizationError()
             for e in 0..<experts { try sink.write(UnsafeRawBufferPointer(quantize(e, error: &discarded))) }
         }
-        return (codecs.map(\.scale.amax), codecs.map { $0.scale.perTensorScale! }, total, searches.contains { $0?.importance != nil })
+        return (codecs.map(\.scale.amax), codecs.map { $0.scale.perTensorScale! }, total, searches.contains { $0?.importance != nil },
+                feedbacks.contains { $0 != nil })
     }
 }

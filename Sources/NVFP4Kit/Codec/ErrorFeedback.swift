@@ -1,0 +1,159 @@
+import CNVFP4Kernel
+
+/// GPTQ-class error feedback on NVFP4 (`--method gptq`).
+///
+/// Each row of a weight is quantized column by column; the error of column `j`, divided by
+/// `U_jj`, is pushed onto the columns not yet quantized through row `j` of the factor `U`
+/// (``FeedbackFactor``), so that later columns absorb what earlier ones lost, weighted by the
+/// input's second moments. The per-tensor scale is fixed before (the plan's, shared by a fused
+/// group); a 16-element block's e4m3 scale is chosen when its first column is reached, from the
+/// block's values at that moment (``ScaleChoice``); every element is then rounded with RTN's own
+/// rule, `e2m1(min(|x| · RN(RN(1/pts)/s), 6))`, under its block's scale. The output has the
+/// layout, dtypes and metadata of RTN; only codes and nibbles differ.
+///
+/// Updates are lazy: within a block of ``lazyColumns`` columns they are applied column by
+/// column; the columns after it receive the whole block's errors at once
+/// (`nvfp4_feedback_subtract`). Every element still receives its updates one at a time in
+/// column order, so the result is bit-identical to the plain column-by-column algorithm.
+///
+/// Rows are independent, so a chunk of rows is solved on its own: memory per thread is one
+/// chunk of rows in fp32 (`4 · rows · K` bytes) plus its errors and codes.
+public struct ErrorFeedback: Sendable {
+    /// How the e4m3 code of a block is chosen when the block is reached.
+    public enum ScaleChoice: Sendable, Equatable {
+        /// torchao's RTN code of the block's current values. With `U` diagonal (`H = I`) the
+        /// output is RTN's, byte for byte.
+        case roundToNearest
+        /// ``ScaleSearch`` with this radius over the block's current values, weighted by
+        /// `diag(H)` (as `--method mse --importance`).
+        case search(radius: Int)
+    }
+
+    /// Columns per lazy update block (a multiple of 16).
+    public static let lazyColumns = 128
+
+    public var factor: FeedbackFactor
+    public var scaleChoice: ScaleChoice
+
+    public init(factor: FeedbackFactor, scaleChoice: ScaleChoice = .search(radius: ScaleSearch.defaultRadius)) {
+        self.factor = factor
+        self.scaleChoice = scaleChoice
+    }
+}
+
+extension NVFP4Codec {
+    /// Quantizes rows of `matrix` with error feedback; the arguments and the output are those of
+    /// ``quantize(_:rows:packed:scales:layout:error:)``. `error` accumulates the plain
+    /// reconstruction error against `matrix`, measured as `verify` measures it.
+    public func quantize(
+        _ matrix: DenseMatrix, rows: Range<Int>, packed: UnsafeMutableRawBufferPointer,
+        scales: UnsafeMutableRawBufferPointer, layout: ScaleLayout, feedback: ErrorFeedback, error: inout QuantizationError
+    ) {
+        let n = rows.count, k = matrix.columns, blocks = k / NVFP4Codec.blockSize
+        precondition(feedback.factor.columns == k, "the factor needs one row per column")
+        precondition(packed.count >= n * k / 2, "quantize: output buffer too small")
+        guard n > 0, k > 0 else { return }
+        let source = matrix.rows(rows)
+        var work = [Float](repeating: 0, count: n * k)
+        for i in 0..<(n * k) { work[i] = source.element(i) }
+        var codes = [UInt8](repeating: 0, count: n * blocks)
+        work.withUnsafeMutableBufferPointer { w in
+            codes.withUnsafeMutableBufferPointer { c in
+                feedback.factor.upper.withUnsafeBufferPointer { u in
+                    solve(w.baseAddress!, rows: n, columns: k, codes: c.baseAddress!, upper: u.baseAddress!, feedback: feedback)
+                }
+            }
+        }
+        // The reached values under their codes, as RTN rounds them; then the codes into the layout.
+        let out = packed.baseAddress!.assumingMemoryBound(to: UInt8.self)
+        for r in 0..<n {
+            for b in 0..<blocks {
+                let (reciprocal, _) = scaling(codes[r * blocks + b])
+                for pair in 0..<(NVFP4Codec.blockSize / 2) {
+                    let i = r * k + b * NVFP4Codec.blockSize + 2 * pair
+                    out[(i) / 2] = e2m1Code(work[i], reciprocal) | (e2m1Code(work[i + 1], reciprocal) << 4)
+                }
+            }
+            codes.withUnsafeBufferPointer { c in
+                layout.storeRow(c.baseAddress! + r * blocks, count: blocks, row: rows.lowerBound + r, firstBlock: 0, blocks: blocks, into: scales.baseAddress!)
+            }
+        }
+        codes.withUnsafeBytes { c in
+            NVFP4Kernel.compare(
+                source, rows: 0..<n, packed: UnsafeRawBufferPointer(packed), scales: c, layout: .rowMajor,
+                perTensorScale: scale.perTensorScale, error: &error)
+        }
+    }
+
+    /// The element reciprocal `RN(RN(1/pts)/s)` (or `1/s`) and the decode factor `RN(pts·s)` (or `s`) of a code.
+    @inline(__always)
+    func scaling(_ code: UInt8) -> (reciprocal: Float, factor: Float) {
+        let s = E4M3.decode(code)
+        if let pts = scale.perTensorScale { return ((1 / pts) / s, pts * s) }
+        return (1 / s, s)
+    }
+
+    /// The e2m1 code (sign in bit 3) RTN gives `x` under `reciprocal`.
+    @inline(__always)
+    func e2m1Code(_ x: Float, _ reciprocal: Float) -> UInt8 {
+        E2M1.encode(Swift.min(x.magnitude * reciprocal, E2M1.max)) | (x.sign == .minus ? 0x8 : 0)
+    }
+
+    /// The column loop over `rows × columns` values in `w` (row-major), in place: on return each
+    /// value is the one its column was quantized from, and `codes` (`rows × columns/16`) the block codes.
+    private func solve(
+        _ w: UnsafeMutablePointer<Float>, rows n: Int, columns k: Int, codes: UnsafeMutablePointer<UInt8>,
+        upper u: UnsafePointer<Float>, feedback: ErrorFeedback
+    ) {
+        let blockSize = NVFP4Codec.blockSize
+        let blocks = k / blockSize
+        let lazy = ErrorFeedback.lazyColumns
+        let errors = UnsafeMutablePointer<Float>.allocate(capacity: n * lazy)
+        let snapshot = UnsafeMutableRawBufferPointer.allocate(byteCount: n * blockSize * 4, alignment: 64)
+        let snapshotPacked = UnsafeMutableRawBufferPointer.allocate(byteCount: n * blockSize / 2, alignment: 64)
+        let snapshotCodes = UnsafeMutableRawBufferPointer.allocate(byteCount: n, alignment: 64)
+        defer { errors.deallocate(); snapshot.deallocate(); snapshotPacked.deallocate(); snapshotCodes.deallocate() }
+        var reciprocals = [Float](repeating: 0, count: n)
+        var factors = [Float](repeating: 0, count: n)
+        var start = 0
+        while start < k {
+            let end = Swift.min(k, start + lazy)
+            for j in start..<end {
+                if j % blockSize == 0 {
+                    // Choose every row's code for this block from its current values.
+                    let values = snapshot.bindMemory(to: Float.self)
+                    for r in 0..<n { for c in 0..<blockSize { values[r * blockSize + c] = w[r * k + j + c] } }
+                    let block = DenseMatrix(bytes: UnsafeRawBufferPointer(snapshot), dtype: .f32, rows: n, columns: blockSize)
+                    var ignored = QuantizationError()
+                    switch feedback.scaleChoice {
+                    case .roundToNearest:
+                        quantize(block, rows: 0..<n, packed: snapshotPacked, scales: snapshotCodes, layout: .rowMajor, error: &ignored)
+                    case .search(let radius):
+                        let weights = Array(feedback.factor.columnWeights[j..<(j + blockSize)])
+                        quantize(
+                            block, rows: 0..<n, packed: snapshotPacked, scales: snapshotCodes, layout: .rowMajor,
+                            search: ScaleSearch(radius: radius, importance: weights), error: &ignored)
+                    }
+                    for r in 0..<n {
+                        let code = snapshotCodes[r]
+                        codes[r * blocks + j / blockSize] = code
+                        (reciprocals[r], factors[r]) = scaling(code)
+                    }
+                }
+                let d = u[j * k + j]
+                for r in 0..<n {
+                    let x = w[r * k + j]
+                    let q = E2M1.values[Int(e2m1Code(x, reciprocals[r]))] * factors[r]
+                    errors[r * lazy + (j - start)] = (x - q) / d
+                }
+                if j + 1 < end {
+                    nvfp4_feedback_subtract(w + j + 1, k, errors + (j - start), lazy, u + j * k + j + 1, k, n, 1, end - j - 1)
+                }
+            }
+            if end < k {
+                nvfp4_feedback_subtract(w + end, k, errors, lazy, u + start * k + end, k, n, end - start, k - end)
+            }
+            start = end
+        }
+    }
+}

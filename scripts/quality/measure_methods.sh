@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# One table per causal LM: perplexity (evaluation text that calibration never sees), weight error,
+# and quantize time / peak memory of each method against RTN.
+#
+#   scripts/quality/measure_methods.sh MODEL_DIR OUT_DIR
+#
+# Needs a release build (NVFP4, default .build/release/nvfp4), PY (a Python with torch,
+# transformers, safetensors; default python3) and GNU time (/usr/bin/time). Statistics are
+# collected once into OUT_DIR (their time is not part of the method's time). Python runs nice.
+set -euo pipefail
+MODEL=${1:?usage: measure_methods.sh MODEL_DIR OUT_DIR}
+OUT=${2:?usage: measure_methods.sh MODEL_DIR OUT_DIR}
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+NVFP4=${NVFP4:-$ROOT/.build/release/nvfp4}
+PY=${PY:-python3}
+Q=$ROOT/scripts/quality
+mkdir -p "$OUT"
+src=$MODEL/model.safetensors
+[ -f "$OUT/importance.json" ] || nice -n 10 "$PY" "$Q/collect_importance.py" "$MODEL" "$OUT/importance.json"
+[ -f "$OUT/statistics.safetensors" ] || nice -n 10 "$PY" "$Q/collect_statistics.py" "$MODEL" "$OUT/statistics.safetensors"
+weights=()
+for method in rtn mse mse-imp gptq; do
+  case $method in
+    rtn) args=(--method rtn) ;;
+    mse) args=(--method mse) ;;
+    mse-imp) args=(--method mse --importance "$OUT/importance.json") ;;
+    gptq) args=(--method gptq --statistics "$OUT/statistics.safetensors") ;;
+  esac
+  /usr/bin/time -f "%e %M" -o "$OUT/$method.time" "$NVFP4" quantize "$src" -o "$OUT/$method.safetensors" "${args[@]}" --force -q
+  "$NVFP4" verify "$src" "$OUT/$method.safetensors" --json > "$OUT/$method.verify.json" || echo "verify $method: exit $?" >&2
+  "$NVFP4" dequantize "$OUT/$method.safetensors" -o "$OUT/$method.dequant.safetensors" --dtype f32 --force -q
+  weights+=(--weights "$method=$OUT/$method.dequant.safetensors")
+done
+nice -n 10 "$PY" "$Q/eval_smollm2.py" "$MODEL" "${weights[@]}" --json "$OUT/ppl.jsonl" > "$OUT/ppl.txt"
+"$PY" - "$OUT" "$MODEL" <<'PYEOF'
+import json, math, sys
+import torch
+from safetensors.torch import load_file
+out, model = sys.argv[1], sys.argv[2]
+orig = load_file(f"{model}/model.safetensors")
+ppl = {}
+for line in open(f"{out}/ppl.jsonl"):
+    r = json.loads(line); ppl[r["label"]] = r["ppl"]
+base, rtn = ppl["original"], ppl["rtn"]
+rtime = float(open(f"{out}/rtn.time").read().split()[0])
+print(f"{'method':<10} {'ppl':>9} {'gap recovered':>14} {'weight SQNR':>12} {'wall s':>8} {'x rtn':>6} {'peak MiB':>9}")
+print(f"{'original':<10} {base:9.4f}")
+for m in ["rtn", "mse", "mse-imp", "gptq"]:
+    deq = load_file(f"{out}/{m}.dequant.safetensors")
+    sig = err = 0.0
+    for name, t in deq.items():
+        if name in orig and not torch.equal(t.float(), orig[name].float()):
+            o = orig[name].double(); sig += float((o * o).sum()); err += float(((t.double() - o) ** 2).sum())
+    sqnr = 10 * math.log10(sig / err) if err else float("inf")
+    wall, peak = open(f"{out}/{m}.time").read().split()
+    rec = (rtn - ppl[m]) / (rtn - base) * 100
+    print(f"{m:<10} {ppl[m]:9.4f} {rec:13.1f}% {sqnr:11.2f}dB {float(wall):8.2f} {float(wall)/rtime:6.2f} {int(peak)/1024:9.0f}")
+PYEOF
