@@ -3,7 +3,8 @@ import NVFP4Kit
 
 /// libFuzzer entry point: every input is a hostile file for the header parser, the mapped reader,
 /// the stream reader (with short reads) and, when it starts with zstd's magic number, the zstd
-/// stream decoder in front of the reader. Any crash, trap or hang is a bug; thrown errors are the
+/// stream decoder in front of the reader; with `NVFP4_FUZZ_TARGET` set, one of the JSON files
+/// (``JSONFuzzTarget``) instead. Any crash, trap or hang is a bug; thrown errors are the
 /// expected outcome for bad input.
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
@@ -14,7 +15,9 @@ extension FuzzChecks {
     /// Runs every check on one input.
     static func one(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
         let bytes = Array(UnsafeBufferPointer(start: data, count: data == nil ? 0 : size))
-        if bytes.starts(with: zstdMagic) {
+        if let target = JSONFuzzTarget.selected {
+            target.run(bytes)
+        } else if bytes.starts(with: zstdMagic) {
             zstdStream(bytes)
         } else {
             headerParser(bytes)

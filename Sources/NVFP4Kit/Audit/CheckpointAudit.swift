@@ -34,6 +34,7 @@ public struct CheckpointAudit {
         checkAnyQuantized()
         checkLayouts()
         for module in model.modules { try checkModule(module) }
+        checkTorchAOMetadata()
         checkOrphans()
         checkInputScales()
         checkFusedGroups()
@@ -43,7 +44,7 @@ public struct CheckpointAudit {
         checkShards()
     }
 
-    private mutating func add(_ rule: CheckRule, _ path: String, _ subject: String, _ message: String) {
+    mutating func add(_ rule: CheckRule, _ path: String, _ subject: String, _ message: String) {
         findings.append(CheckFinding(rule, path: path, subject: subject, message))
     }
 

@@ -153,13 +153,19 @@ public struct QuantizePlan: Sendable {
 
     /// The output header of output shard `index`.
     public func layoutPlan(ofOutputShard index: Int) -> SafetensorsLayoutPlan {
+        let (tensors, metadata) = headerParts(ofOutputShard: index)
+        return SafetensorsLayoutPlan(tensors: tensors, metadata: metadata)
+    }
+
+    /// The tensors and `__metadata__` of output shard `index`'s header.
+    func headerParts(ofOutputShard index: Int) -> (tensors: [PlannedTensor], metadata: [(key: String, value: String)]) {
         let entries = tensors(ofOutputShard: index)
         let header = shards[outputShards[index].input].header
         let described = options.format == .torchao ? tensors : entries
         let metadata = options.layout.fileMetadata(
             inputMetadata: header.metadata,
             tensors: described.map { ($0.tensor, $0.isQuantized, $0.isQuantized && options.scalePlan.inputAmax[$0.tensor.name] != nil) })
-        return SafetensorsLayoutPlan(tensors: entries.flatMap(\.outputs), metadata: metadata)
+        return (entries.flatMap(\.outputs), metadata)
     }
 
     /// Module names of the quantized weights (expert slices count one each).
@@ -206,7 +212,7 @@ public enum PlanError: Error, Sendable, CustomStringConvertible {
     /// No tensor would be quantized; the reasons, most common first.
     case nothingToQuantize(reasons: [(reason: String, count: Int)])
     /// An output shard's header would be larger than any safetensors reader (this one included) accepts.
-    case outputHeaderTooLarge(shard: String, length: UInt64, tensors: Int, describesAll: Bool)
+    case outputHeaderTooLarge(shard: String?, length: UInt64, tensors: Int, describesAll: Bool)
 
     public var description: String {
         switch self {
@@ -223,7 +229,7 @@ public enum PlanError: Error, Sendable, CustomStringConvertible {
             let advice = describesAll
                 ? "torchao's metadata describes every tensor in every shard, so use an engine layout (--format) or fewer tensors (--exclude)"
                 : "split it with --max-shard-size or write fewer tensors (--exclude)"
-            return "output \(shard) would have a \(length)-byte header (\(tensors) input tensors), over the \(SafetensorsHeader.maxHeaderLength)-byte limit of safetensors readers (nvfp4 included); nothing was written; \(advice)"
+            return "\(shard.map { "output shard \($0)" } ?? "the output") would have a \(length)-byte header (\(tensors) input tensors), over the \(SafetensorsHeader.maxHeaderLength)-byte limit of safetensors readers (nvfp4 included); nothing was written; \(advice)"
         }
     }
 }
