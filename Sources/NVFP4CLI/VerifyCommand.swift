@@ -104,7 +104,11 @@ enum VerifyCommand {
             for t in report.tensors { if let e = t.error, let c = t.comparisonError { ours.merge(e); theirs.merge(c) } }
             text += "all NVFP4 weights: SQNR \(Format.fixed(ours.sqnrDB, 2)) dB vs \(Format.fixed(theirs.sqnrDB, 2)) dB with \(method.rawValue); total squared error \(mseChange(ours, theirs)) vs \(method.rawValue)\n"
         }
-        text += (report.manifest?.summary ?? "manifest: none given or found beside the output: SHA-256 not checked, blocks checked against the tolerance only") + "\n"
+        if let manifest = report.manifest {
+            text += manifest.summary + "\n"
+        } else if !quiet {
+            text += "manifest: none given or found beside the output: SHA-256 not checked, blocks checked against the tolerance only\n"
+        }
         for m in report.mismatches { text += "MISMATCH: \(m)\n" }
         for m in report.manifestFailures { text += "MANIFEST: \(m)\n" }
         let failed = report.tensors.filter { !$0.failures.isEmpty }.count
