@@ -67,7 +67,7 @@ enum JSONFuzzTarget: String, CaseIterable {
 }
 
 /// A scratch folder in /dev/shm (or /tmp) holding one small valid model, rebuilt for each input.
-final class JSONFuzzScratch {
+final class JSONFuzzScratch: Sendable {
     static let shared = JSONFuzzScratch()
     static let options: QuantizeOptions = {
         var o = QuantizeOptions()
