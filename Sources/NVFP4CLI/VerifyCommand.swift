@@ -56,7 +56,7 @@ enum VerifyCommand {
                 report.manifestFailures = try quantized.isFolder
                     ? ManifestCheck.folderFailures(manifest: manifest.document, folder: quantized)
                     : ManifestCheck.failures(
-                        manifest: manifest.document, original: try original.shards[0].reader.finish(), quantized: try quantized.shards[0].reader.finish(),
+                        manifest: manifest.document, original: original.isFolder ? nil : try original.shards[0].reader.finish(), quantized: try quantized.shards[0].reader.finish(),
                         paths: (original.shards[0].reader.displayPath, quantized.shards[0].reader.displayPath))
                         .map { "\(manifest.path): \($0)" }
             } catch let error as ManifestCheck.InvalidManifest {

@@ -148,4 +148,19 @@ struct VerifyCorruptionTests {
             #expect(r.stderr.contains("m.nvfp4.manifest.json") && r.stderr.contains("nesting deeper than"), "\(r)")
         }
     }
+
+    @Test("a folder original beside a single-file output: the output's SHA-256 and blocks are checked, the input's size is not compared")
+    func folderOriginalFileOutput() throws {
+        try ToolRunner.withTemporaryDirectory { dir in
+            let folder = dir.file("orig")
+            try FileManager.default.copyItem(atPath: ToolRunner.fixture("tiny-llama"), toPath: folder)
+            let output = dir.file("q.safetensors")
+            try #require(try ToolRunner.run(["quantize", folder + "/model.safetensors", "-o", output, "-q"]).status == 0)
+            let clean = try ToolRunner.run(["verify", folder, output, "-q"])
+            #expect(clean.status == 0 && clean.stdoutText.contains("manifest: \(dir.file("q.manifest.json")) (found beside the output)"), "\(clean)")
+            try Damage.flipNibble.apply(to: output)
+            let r = try ToolRunner.run(["verify", folder, output, "-q"])
+            #expect(r.status == 1 && r.stdoutText.contains("\(output): SHA-256") && !r.stdoutText.contains("\(folder): SHA-256"), "\(r)")
+        }
+    }
 }
