@@ -18,6 +18,8 @@ cd "$(dirname "$0")/.."
 seconds="${1:-60}"
 shift || true
 export NVFP4_FUZZ=1
+# Swift's own crash backtracer would take the signal first: libFuzzer then saves no artifact.
+export SWIFT_BACKTRACE=enable=no
 swift build --scratch-path .build-fuzz --manifest-cache none --product nvfp4-fuzz
 target="${NVFP4_FUZZ_TARGET:-}"
 corpus=.build-fuzz/corpus${target:+-$target}
