@@ -8,15 +8,24 @@
 # New inputs go to .build-fuzz/corpus (the committed seeds in Fuzz/corpus are read, not written);
 # a crash or hang is saved under .build-fuzz/artifacts/ and the script exits non-zero. Turn each
 # one into a regression test (Tests/NVFP4KitTests/FuzzRegressionTests.swift).
-# Extra arguments after SECONDS go to libFuzzer (e.g. -jobs=2 -workers=2).
+# Extra arguments after SECONDS go to libFuzzer (e.g. -jobs=2 -workers=2, -runs=1000000).
+#
+# NVFP4_FUZZ_TARGET=index|config|part|manifest|calibration|importance fuzzes that JSON file through
+# the entry point that reads it instead (Fuzz/Sources/nvfp4-fuzz/JSONFuzzTargets.swift), with the
+# seeds in Fuzz/corpus-json/<target> and its own corpus in .build-fuzz/corpus-<target>.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-60}"
 shift || true
 export NVFP4_FUZZ=1
+# Swift's own crash backtracer would take the signal first: libFuzzer then saves no artifact.
+export SWIFT_BACKTRACE=enable=no
 swift build --scratch-path .build-fuzz --manifest-cache none --product nvfp4-fuzz
-mkdir -p .build-fuzz/corpus .build-fuzz/artifacts
+target="${NVFP4_FUZZ_TARGET:-}"
+corpus=.build-fuzz/corpus${target:+-$target}
+seeds=Fuzz/corpus${target:+-json/$target}
+mkdir -p "$corpus" .build-fuzz/artifacts
 exec .build-fuzz/debug/nvfp4-fuzz \
     -max_total_time="$seconds" -max_len=16384 -timeout=20 -rss_limit_mb=4096 \
-    -artifact_prefix=.build-fuzz/artifacts/ -print_final_stats=1 "$@" \
-    .build-fuzz/corpus Fuzz/corpus
+    -artifact_prefix=.build-fuzz/artifacts/${target:+$target-} -print_final_stats=1 "$@" \
+    "$corpus" "$seeds"

@@ -169,9 +169,5 @@ enum QuantizeCommand {
     }
 
     /// `dir/m.nvfp4.safetensors` → `dir/m.nvfp4.manifest.json`.
-    static func defaultManifestPath(for output: String) -> String {
-        let output = droppingZstdSuffix(output)
-        let stem = output.hasSuffix(".safetensors") ? String(output.dropLast(".safetensors".count)) : output
-        return stem + ".manifest.json"
-    }
+    static func defaultManifestPath(for output: String) -> String { VerifyManifest.defaultPath(forOutput: output) }
 }

@@ -11,7 +11,7 @@ enum VerifyCommand {
             ArgumentSpec(name: "<original>", help: "The source .safetensors file (.zst, '-' for stdin), model folder, or model id in the local Hub cache (org/name[@revision])."),
             ArgumentSpec(name: "<quantized>", help: "The NVFP4 checkpoint in any layout (torchao, compressed-tensors, ModelOpt): a file (.zst, '-' for stdin), model folder, or model id in the local Hub cache."),
         ],
-        options: [.tolerance, .manifest, .compareMethod, .threads, .json, .quiet, .progress],
+        options: [.tolerance, .manifest.defaulting("the one quantize wrote beside <quantized>, if any"), .compareMethod, .threads, .json, .quiet, .progress],
         discussion: """
             Dequantizes every NVFP4 weight and measures relative RMSE, SQNR and max abs error against the \
             original; checks that kept tensors are byte-identical, nothing is missing or extra, and block scales \
@@ -33,13 +33,13 @@ enum VerifyCommand {
         let comparison: ComparableMethod? = try parsed.value("--compare-method").map {
             try choice($0, option: "--compare-method", ["rtn": ComparableMethod.rtn, "mse": .mse], default: .rtn)
         }
-        let manifest = try manifestPath.map(readManifest)
-        if manifest != nil && (isFolder(paths[0]) || isFolder(paths[1])) {
-            throw UsageError(message: "--manifest checks single files; a folder's manifest is <quantized>/nvfp4-manifest.json")
+        let manifest = try VerifyManifest.locate(quantized: paths[1], isFolder: isFolder(paths[1]), given: manifestPath)
+        if manifestPath != nil && isFolder(paths[0]) != isFolder(paths[1]) {
+            throw UsageError(message: "--manifest needs <original> and <quantized> of one kind (two files or two folders)")
         }
         // Single files are hashed on the way when a manifest is to be checked.
         func open(_ path: String) throws -> CheckpointSource {
-            guard manifest != nil else { return try CheckpointSource(path: path) }
+            guard manifest != nil, !isFolder(path) else { return try CheckpointSource(path: path) }
             return try CheckpointSource(singleFile: try SafetensorsReader.randomAccess(path: path, hashing: true), path: path)
         }
         let original = try open(paths[0])
@@ -47,17 +47,22 @@ enum VerifyCommand {
         let display = ProgressDisplay(label: "verify", parsed: parsed)
         let progress = display.job(fileCount: 1, bytesTotal: original.allTensors.reduce(0) { $0 + UInt64($1.info.byteCount) })
         progress?.startFile(paths[1], bytes: 0)
-        var report = try VerifyJob.run(original: original, quantized: quantized, tolerance: tolerance, comparisonMethod: comparison,
+        var report = try VerifyJob.run(
+            original: original, quantized: quantized, tolerance: tolerance, comparisonMethod: comparison, blockRule: manifest?.blockRule,
             threads: try QuantizeCommand.threadCount(parsed), progress: progress)
         progress?.finishFile()
         display.finish()
-        if let manifest, let manifestPath {
+        if let manifest {
+            report.manifest = ManifestUse(path: manifest.path, discovered: manifest.discovered, blockMethod: manifest.blockRule?.method)
             do {
-                let failures = try ManifestCheck.failures(
-                    manifest: manifest, original: try original.shards[0].reader.finish(), quantized: try quantized.shards[0].reader.finish())
-                report.manifestFailures = failures.map { "\(manifestPath): \($0)" }
+                report.manifestFailures = try quantized.isFolder
+                    ? ManifestCheck.folderFailures(manifest: manifest.document, folder: quantized)
+                    : ManifestCheck.failures(
+                        manifest: manifest.document, original: original.isFolder ? nil : try original.shards[0].reader.finish(), quantized: try quantized.shards[0].reader.finish(),
+                        paths: (original.shards[0].reader.displayPath, quantized.shards[0].reader.displayPath))
+                        .map { "\(manifest.path): \($0)" }
             } catch let error as ManifestCheck.InvalidManifest {
-                throw FileError(path: manifestPath, cause: error)
+                throw FileError(path: manifest.path, cause: error)
             }
         }
         let displayPaths = (original: original.shards.count == 1 && !original.isFolder ? original.shards[0].reader.displayPath : paths[0],
@@ -72,28 +77,6 @@ enum VerifyCommand {
             Terminal.err("error: \(displayPaths.quantized) does not match \(displayPaths.original): \(report.mismatches[0])" + (report.mismatches.count > 1 ? " (and \(report.mismatches.count - 1) more)" : "") + "\n")
         }
         return status
-    }
-
-    /// Reads and parses a manifest (a file, or `-` for stdin).
-    static func readManifest(_ path: String) throws -> JSONValue {
-        let reader: any ByteStream
-        switch try InputSource.open(path) {
-        case .mapped(let file): return try parse(Array(file.bytes), path: path)
-        case .stream(let stream, _): reader = stream
-        }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 1 << 16)
-        while true {
-            let n = try chunk.withUnsafeMutableBytes { try reader.read(into: $0) }
-            if n == 0 { break }
-            bytes += chunk[0..<n]
-            if bytes.count > 256 << 20 { throw FileError(path: path, cause: ManifestCheck.InvalidManifest(reason: "larger than 256 MiB")) }
-        }
-        return try parse(bytes, path: path)
-    }
-
-    private static func parse(_ bytes: [UInt8], path: String) throws(FileError) -> JSONValue {
-        do { return try JSONParser.parse(bytes) } catch { throw FileError(path: path, cause: ManifestCheck.InvalidManifest(reason: "\(error)")) }
     }
 
     static func text(_ report: VerifyReport, quiet: Bool) -> String {
@@ -123,6 +106,11 @@ enum VerifyCommand {
             for t in report.tensors { if let e = t.error, let c = t.comparisonError { ours.merge(e); theirs.merge(c) } }
             text += "all NVFP4 weights: SQNR \(Format.fixed(ours.sqnrDB, 2)) dB vs \(Format.fixed(theirs.sqnrDB, 2)) dB with \(method.rawValue); total squared error \(mseChange(ours, theirs)) vs \(method.rawValue)\n"
         }
+        if let manifest = report.manifest {
+            text += manifest.summary + "\n"
+        } else if !quiet {
+            text += "manifest: none given or found beside the output: SHA-256 not checked, blocks checked against the tolerance only\n"
+        }
         for m in report.mismatches { text += "MISMATCH: \(m)\n" }
         for m in report.manifestFailures { text += "MANIFEST: \(m)\n" }
         let failed = report.tensors.filter { !$0.failures.isEmpty }.count
@@ -139,6 +127,9 @@ enum VerifyCommand {
             ("tolerance", .number(report.tolerance)),
             ("mismatches", .array(report.mismatches.map { .string($0) })),
             ("manifest_failures", .array(report.manifestFailures.map { .string($0) })),
+            ("manifest", report.manifest.map { .object([
+                ("path", .string($0.path)), ("found", .bool($0.discovered)), ("block_check", $0.blockMethod.map { .string($0.rawValue) } ?? .null),
+            ]) } ?? .null),
             ("tensors", .array(report.tensors.map { t in
                 var members: [(key: String, value: JSONValue)] = [
                     ("name", .string(t.name)), ("kind", .string(t.kind.rawValue)), ("shape", .array(t.shape.map { .int($0) })),

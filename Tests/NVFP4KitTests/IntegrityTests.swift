@@ -55,7 +55,7 @@ struct IntegrityTests {
             try patch(output, tensor: weight + "._weight_qdata", at: 0, to: try byte(output, tensor: weight + "._weight_qdata", at: 0) ^ 0x01)
             let r = try ToolRunner.run(["verify", model, output, "--manifest", manifest, "--tolerance", "1000"])
             #expect(r.status == 1, "\(r)")
-            #expect(r.stdoutText.contains("MANIFEST: \(manifest): the quantized file's SHA-256"), "\(r)")
+            #expect(r.stdoutText.contains("MANIFEST: \(manifest): \(output): SHA-256"), "\(r)")
             #expect(r.stdoutText.contains("FAILED") && r.stdoutText.contains("manifest SHA-256 mismatch"), "\(r)")
             // Without the manifest the same file passes: the check is the manifest's.
             #expect(try ToolRunner.run(["verify", model, output, "--tolerance", "1000", "-q"]).status == 0)
@@ -68,7 +68,7 @@ struct IntegrityTests {
             #expect(o.status == 1, "\(o)")
             let report = try JSONParser.parse(o.stdout)
             let failures = report["manifest_failures"]?.arrayValue?.compactMap(\.stringValue) ?? []
-            #expect(failures.contains { $0.contains("the original file's SHA-256") } && failures.contains { $0.contains("the quantized file's SHA-256") }, "\(failures)")
+            #expect(failures.contains { $0.contains("\(model): SHA-256") } && failures.contains { $0.contains("\(output): SHA-256") }, "\(failures)")
         }
     }
 

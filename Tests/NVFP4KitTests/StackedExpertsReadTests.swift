@@ -54,6 +54,8 @@ struct StackedExpertsReadTests {
                     let bytes = (0..<experts).flatMap { one.tensors["x\($0)._weight_\(part)"]!.bytes }
                     quantized.set("\(block)._\(parameter)_\(part)", .init(dtype: dtype, shape: shape, bytes: bytes))
                 }
+                // torchao's descriptor of the 3-D NVFP4Tensor, under the state-dict name (check requires it).
+                quantized.metadata.append((s.name, TorchAOLayout(mode: .twoLevel).weightMetadata(originalDtype: .bf16)))
             } else {
                 let share = s.rows / s.leaves.count
                 let rowBytes = s.columns * 2

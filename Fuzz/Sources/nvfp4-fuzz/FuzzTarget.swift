@@ -3,7 +3,8 @@ import NVFP4Kit
 
 /// libFuzzer entry point: every input is a hostile file for the header parser, the mapped reader,
 /// the stream reader (with short reads) and, when it starts with zstd's magic number, the zstd
-/// stream decoder in front of the reader. Any crash, trap or hang is a bug; thrown errors are the
+/// stream decoder in front of the reader; with `NVFP4_FUZZ_TARGET` set, one of the JSON files
+/// (``JSONFuzzTarget``) instead. Any crash, trap or hang is a bug; thrown errors are the
 /// expected outcome for bad input.
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
@@ -14,7 +15,9 @@ extension FuzzChecks {
     /// Runs every check on one input.
     static func one(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
         let bytes = Array(UnsafeBufferPointer(start: data, count: data == nil ? 0 : size))
-        if bytes.starts(with: zstdMagic) {
+        if let target = JSONFuzzTarget.selected {
+            target.run(bytes)
+        } else if bytes.starts(with: zstdMagic) {
             zstdStream(bytes)
         } else {
             headerParser(bytes)
@@ -77,29 +80,33 @@ enum FuzzChecks {
         } catch {}
     }
 
+    /// Groups NVFP4 modules (any layout) and dequantizes a few rows of each matrix, as the read
+    /// commands do (the same walk as FuzzRegressionTests), then reads every tensor.
     static func readEverything(_ reader: SafetensorsReader) throws {
         var checksum: UInt8 = 0
-        guard let contents = try? CheckpointContents(header: reader.header) else {
-            for t in reader.header.tensors { try reader.withBytes(of: t) { checksum ^= $0.last ?? 0 } }
-            _ = try reader.finish()
-            return
-        }
         if reader.isRandomAccess {
-            for w in contents.weights {
-                let scale = try w.perTensorScaleValue(in: reader)
-                try reader.withBytes(of: w.scales) { scales in
-                    _ = w.invalidScaleCodes(scales)
-                    try reader.withBytes(of: w.packed) { packed in
-                        w.dequantize(packed: packed, scaleBytes: scales, perTensorScale: scale, rows: 0..<min(w.rows, 4)) { _, values in
-                            checksum ^= UInt8(truncatingIfNeeded: values.count)
+            let source = try CheckpointSource(singleFile: reader, path: reader.displayPath)
+            let model = CheckpointModel(source: source)
+            if (try? model.requireDecodable(in: source)) != nil {
+                for m in model.modules {
+                    let scales = m.perTensorScales(in: source)
+                    try source.withBytes(of: m.blockScales!) { allScales in
+                        try source.withBytes(of: m.packed) { allPacked in
+                            for e in 0..<m.matrixCount {
+                                let r = m.byteRanges(ofMatrix: e)
+                                let s = UnsafeRawBufferPointer(rebasing: allScales[r.scales])
+                                _ = m.matrix.invalidScaleCodes(s)
+                                m.matrix.dequantize(
+                                    packed: UnsafeRawBufferPointer(rebasing: allPacked[r.packed]), scaleBytes: s, perTensorScale: scales?[e],
+                                    rows: 0..<min(m.rows, 4)
+                                ) { _, values in checksum ^= UInt8(truncatingIfNeeded: values.count) }
+                            }
                         }
                     }
                 }
             }
         }
-        for t in reader.header.tensors where !reader.isRandomAccess {
-            try reader.withBytes(of: t) { checksum ^= $0.first ?? 0 }
-        }
+        for t in reader.header.tensors { try reader.withBytes(of: t) { checksum ^= $0.first ?? 0 } }
         _ = try reader.finish()
         blackHole(checksum)
     }

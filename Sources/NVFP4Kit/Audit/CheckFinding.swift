@@ -10,6 +10,7 @@ public enum CheckRule: String, Sendable, CaseIterable {
     case missingGlobalScale = "missing-global-scale"
     case badScaleTensor = "bad-scale-tensor"
     case orphanScale = "orphan-scale"
+    case torchaoMetadataInvalid = "torchao-metadata-invalid"
     case kNotMultipleOf16 = "k-not-multiple-of-16"
     // Values
     case blockScaleNaN = "block-scale-nan"

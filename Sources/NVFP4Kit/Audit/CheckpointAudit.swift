@@ -35,6 +35,7 @@ public struct CheckpointAudit {
             try checkModule(module)
             progress?.advance(module.tensors.reduce(0) { $0 + UInt64($1.info.byteCount) }, item: module.name)
         }
+        checkTorchAOMetadata()
         checkOrphans()
         checkInputScales()
         checkFusedGroups()
@@ -45,7 +46,7 @@ public struct CheckpointAudit {
         checkShards()
     }
 
-    private mutating func add(_ rule: CheckRule, _ path: String, _ subject: String, _ message: String) {
+    mutating func add(_ rule: CheckRule, _ path: String, _ subject: String, _ message: String) {
         findings.append(CheckFinding(rule, path: path, subject: subject, message))
     }
 
@@ -432,8 +433,9 @@ public struct CheckpointAudit {
         let text = root["text_config"].flatMap { $0.objectValue == nil ? nil : $0 } ?? root
         func int(_ key: String) -> Int? { text[key]?.unsignedValue.map(Int.init) }
         guard let hidden = int("hidden_size") else { return }
-        let heads = int("num_attention_heads")
-        let kvHeads = int("num_key_value_heads") ?? heads
+        // A head count of 0 says nothing about shapes (and must not divide).
+        let heads = int("num_attention_heads").flatMap { $0 > 0 ? $0 : nil }
+        let kvHeads = int("num_key_value_heads").flatMap { $0 > 0 ? $0 : nil } ?? heads
         let headDim = int("head_dim") ?? heads.map { hidden / $0 }
         let isMLA = text["kv_lora_rank"] != nil && text["kv_lora_rank"] != .null
         let intermediate = int("intermediate_size")

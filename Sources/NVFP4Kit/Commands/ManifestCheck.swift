@@ -14,14 +14,18 @@ public enum ManifestCheck {
     /// The differences between `manifest` and the measured files; empty when both match.
     ///
     /// A SHA-256 the manifest does not record (`null`: `quantize --hash output` leaves the input's
-    /// out, `--hash none` both) is not compared; sizes always are.
+    /// out, `--hash none` both) is not compared; sizes always are. `original` is `nil` when the
+    /// original is not one file (a folder beside a single-file output): only the output is checked.
     ///
     /// - Throws: ``InvalidManifest`` when the manifest lacks the `input`/`output` records.
     public static func failures(
-        manifest: JSONValue, original: (sha256: String?, byteCount: UInt64), quantized: (sha256: String?, byteCount: UInt64)
+        manifest: JSONValue, original: (sha256: String?, byteCount: UInt64)?, quantized: (sha256: String?, byteCount: UInt64),
+        paths: (original: String, quantized: String) = ("the original file", "the quantized file")
     ) throws(InvalidManifest) -> [String] {
         var failures: [String] = []
-        for (role, key, measured) in [("original", "input", original), ("quantized", "output", quantized)] {
+        let measuredFiles: [(String, String, (sha256: String?, byteCount: UInt64)?)] = [(paths.original, "input", original), (paths.quantized, "output", quantized)]
+        for (role, key, measured) in measuredFiles {
+            guard let measured else { continue }
             guard let record = manifest[key], let bytes = record["bytes"]?.unsignedValue, let shaValue = record["sha256"] else {
                 throw InvalidManifest(reason: "no \(key).sha256 and \(key).bytes")
             }
@@ -29,9 +33,9 @@ public enum ManifestCheck {
             guard recorded != nil || shaValue == .null else { throw InvalidManifest(reason: "\(key).sha256 is not a string or null") }
             let measuredText = "\(measured.sha256 ?? "?") (\(measured.byteCount) bytes)"
             if bytes != measured.byteCount {
-                failures.append("the \(role) file's SHA-256 \(measuredText) differs from the manifest's \(key) \(recorded ?? "null") (\(bytes) bytes)")
+                failures.append("\(role): SHA-256 \(measuredText) differs from the manifest's \(key) \(recorded ?? "null") (\(bytes) bytes)")
             } else if let recorded, let sha = measured.sha256, recorded != sha {
-                failures.append("the \(role) file's SHA-256 \(measuredText) differs from the manifest's \(key) \(recorded) (\(bytes) bytes)")
+                failures.append("\(role): SHA-256 \(measuredText) differs from the manifest's \(key) \(recorded) (\(bytes) bytes)")
             }
         }
         return failures

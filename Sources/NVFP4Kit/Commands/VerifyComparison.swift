@@ -21,6 +21,8 @@ struct Comparison {
     let quantized: CheckpointSource
     let tolerance: Double
     let threads: Int
+    /// Re-quantize every block and compare exactly (``BlockCheck``); `nil`: the tolerance alone.
+    var blockRule: BlockRule? = nil
 
     /// Dequantizes every part and measures it against its rows of `source`; checks the scales.
     func compare(_ source: LocatedTensor, with parts: [VerifiedPart]) throws -> VerifiedTensor {
@@ -28,11 +30,13 @@ struct Comparison {
         var modules: [QuantizedModule] = []
         for part in parts where !modules.contains(where: { $0.originalName == part.module.originalName }) { modules.append(part.module) }
         var scales: [String: [Float]] = [:]
+        var stored: [String: [Float]] = [:]
         for m in modules {
             let label = modules.count > 1 ? "module \(m.name): " : ""
             if m.globalScale != nil {
                 let values = m.perTensorScales(in: quantized) ?? [.nan]
                 scales[m.originalName] = values
+                stored[m.originalName] = m.globalScale.flatMap { quantized.scalars($0) }
                 for (e, pts) in values.enumerated() where !(pts.isFinite && pts > 0) {
                     failures.append(label + (values.count > 1 ? "expert \(e): " : "") + "per-tensor scale \(pts) is not a positive finite number")
                 }
@@ -62,9 +66,18 @@ struct Comparison {
                         if let first = invalid.first {
                             failures.append(label + "\(invalid.count) invalid block-scale codes (NaN or negative), first at row \(first.row), block \(first.block)")
                         }
+                        let packedBytes = UnsafeRawBufferPointer(rebasing: allPacked[ranges.packed])
+                        let pts = scales[m.originalName]?[part.matrix]
                         total.merge(VerifyJob.measure(
-                            dense, packed: UnsafeRawBufferPointer(rebasing: allPacked[ranges.packed]), scales: scaleBytes,
-                            layout: m.scaleLayout, perTensorScale: scales[m.originalName]?[part.matrix], threads: threads))
+                            dense, packed: packedBytes, scales: scaleBytes, layout: m.scaleLayout, perTensorScale: pts, threads: threads))
+                        if let blockRule, invalid.first == nil, pts.map({ $0.isFinite && $0 > 0 }) ?? true,
+                            let mismatch = BlockCheck.firstMismatch(
+                                dense, packed: packedBytes, scales: scaleBytes, layout: m.scaleLayout,
+                                perTensorScales: Comparison.candidates(pts, stored: stored[m.originalName]?[part.matrix], names: m.names),
+                                rule: blockRule, threads: threads)
+                        {
+                            failures.append(label + mismatch.description(method: blockRule.method))
+                        }
                     }
                 }
             }
@@ -75,5 +88,12 @@ struct Comparison {
         original.release(source)
         for m in modules { m.tensors.forEach(quantized.release) }
         return VerifiedTensor(name: source.name, kind: .quantized, shape: shape, error: total, failures: failures)
+    }
+
+    /// The per-tensor scales a stored scalar can stand for: `pts` itself, and where the layout stores
+    /// the reciprocal (which loses the last bit), its neighbours that store the same value.
+    static func candidates(_ pts: Float?, stored: Float?, names: EngineLayoutNames) -> [Float?] {
+        guard let pts, let stored, names.storesReciprocalScales else { return [pts] }
+        return [pts] + [pts.nextDown, pts.nextUp].filter { names.storedScalar($0) == stored }
     }
 }

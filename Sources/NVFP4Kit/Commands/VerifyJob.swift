@@ -27,13 +27,37 @@ public struct VerifyReport: Sendable {
     /// The method each original was also quantized with in memory, for comparison (`--compare-method`).
     public var comparisonMethod: ComparableMethod? = nil
 
-    /// Differences from a quantize manifest (`verify --manifest`): SHA-256 or size.
+    /// Differences from the quantize manifest: SHA-256 or size.
     public var manifestFailures: [String] = []
+    /// The manifest checked against, if any.
+    public var manifest: ManifestUse? = nil
 
     /// Whether every check passed.
     public var passed: Bool { mismatches.isEmpty && manifestFailures.isEmpty && tensors.allSatisfy(\.failures.isEmpty) }
     /// Whether the files could be compared at all.
     public var comparable: Bool { mismatches.isEmpty }
+}
+
+/// Which manifest `verify` used and what it checked with it.
+public struct ManifestUse: Sendable {
+    public var path: String
+    /// Found beside the output (`false`: named by `--manifest`).
+    public var discovered: Bool
+    /// The method every block was re-quantized with, or `nil` when the manifest's options cannot be
+    /// re-run (an importance-weighted search): then the tolerance alone applies to the values.
+    public var blockMethod: QuantizationMethod?
+
+    public init(path: String, discovered: Bool, blockMethod: QuantizationMethod?) {
+        self.path = path
+        self.discovered = discovered
+        self.blockMethod = blockMethod
+    }
+
+    /// `manifest: m.manifest.json (found beside the output): SHA-256 checked, every block re-quantized with rtn`.
+    public var summary: String {
+        "manifest: \(path) (\(discovered ? "found beside the output" : "--manifest")): SHA-256 checked, "
+            + (blockMethod.map { "every block re-quantized with \($0.rawValue) and compared exactly" } ?? "blocks not re-quantized (importance-weighted search), tolerance only")
+    }
 }
 
 /// Compares a quantized checkpoint (any layout, a file or a model folder) with its original.
@@ -55,17 +79,20 @@ public enum VerifyJob {
     ///   - tolerance: The largest relative RMSE that passes.
     ///   - comparisonMethod: Also quantize each original 2-D weight with this method in memory and
     ///     report its error (``VerifiedTensor/comparisonError``).
+    ///   - blockRule: Also re-quantize every block as the manifest says the run did and require
+    ///     the stored bytes exactly (``BlockCheck``).
     ///   - threads: Worker threads; the report does not depend on it.
     /// - Throws: ``FileError`` when a file is unreadable or its NVFP4 parts are malformed.
     public static func run(
         original: CheckpointSource, quantized: CheckpointSource, tolerance: Double,
-        comparisonMethod: ComparableMethod? = nil, threads: Int = ParallelLoop.availableCores, progress: JobProgress? = nil
+        comparisonMethod: ComparableMethod? = nil, blockRule: BlockRule? = nil, threads: Int = ParallelLoop.availableCores,
+        progress: JobProgress? = nil
     ) throws -> VerifyReport {
         let model = CheckpointModel(source: quantized)
         try model.requireDecodable(in: quantized)
         let plain = Dictionary(model.plain.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         var report = VerifyReport(tolerance: tolerance, tensors: [], mismatches: [], comparisonMethod: comparisonMethod)
-        let comparison = Comparison(original: original, quantized: quantized, tolerance: tolerance, threads: threads)
+        let comparison = Comparison(original: original, quantized: quantized, tolerance: tolerance, threads: threads, blockRule: blockRule)
         var matched = Set<String>()
         var globalScales: [String: Float] = [:]
         let originals = original.allTensors

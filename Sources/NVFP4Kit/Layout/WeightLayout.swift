@@ -107,11 +107,17 @@ public struct TorchAOWeightLayout: WeightLayout {
         inputMetadata: [(key: String, value: String)], tensors: [(tensor: TensorInfo, quantized: Bool, calibrated: Bool)]
     ) -> [(key: String, value: String)] {
         var described: [(key: String, value: String)] = []
+        described.reserveCapacity(tensors.count)
+        // One descriptor per (dtype, calibrated), shared by every weight: a million weights cost one string.
+        var descriptors: [String: String] = [:]
         for (tensor, quantized, calibrated) in tensors {
             if quantized {
-                described.append((tensor.name, !calibrated
-                    ? torchao.weightMetadata(originalDtype: tensor.dtype)
-                    : torchao.calibratedWeightMetadata(originalDtype: tensor.dtype)))
+                let key = tensor.dtype.rawValue + (calibrated ? "+calibrated" : "")
+                if descriptors[key] == nil {
+                    descriptors[key] = !calibrated
+                        ? torchao.weightMetadata(originalDtype: tensor.dtype) : torchao.calibratedWeightMetadata(originalDtype: tensor.dtype)
+                }
+                described.append((tensor.name, descriptors[key]!))
             } else {
                 described.append((tensor.name, TorchAOLayout.plainTensorMetadata))
             }

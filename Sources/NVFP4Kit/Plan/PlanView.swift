@@ -47,7 +47,7 @@ public struct PlanView: Sendable {
                 outputShard: shardNames[t.outputShard], inputBytes: t.tensor.byteCount, outputBytes: t.outputByteCount)
         }
         outputFiles = plan.outputShards.indices.map { i in
-            (shardNames[i], plan.layoutPlan(ofOutputShard: i).headerBytes.count + plan.tensors(ofOutputShard: i).reduce(0) { $0 + $1.outputByteCount })
+            (shardNames[i], 8 + Int(plan.outputHeaderLength(ofOutputShard: i)) + plan.tensors(ofOutputShard: i).reduce(0) { $0 + $1.outputByteCount })
         }
         unmatchedExcludes = plan.unmatchedExcludes
     }

@@ -130,6 +130,7 @@ public struct QuantizePlan: Sendable {
         self.tensors = tensors
         self.groups = groups
         self.options = options
+        try checkHeaderLimits()
     }
 
     /// A folder of one shard: `reader`'s file. Fused groups that share a scale are read twice, so
@@ -160,6 +161,12 @@ public struct QuantizePlan: Sendable {
 
     /// The output header of output shard `index`.
     public func layoutPlan(ofOutputShard index: Int) -> SafetensorsLayoutPlan {
+        let (tensors, metadata) = headerParts(ofOutputShard: index)
+        return SafetensorsLayoutPlan(tensors: tensors, metadata: metadata)
+    }
+
+    /// The tensors and `__metadata__` of output shard `index`'s header.
+    func headerParts(ofOutputShard index: Int) -> (tensors: [PlannedTensor], metadata: [(key: String, value: String)]) {
         let entries = tensors(ofOutputShard: index)
         let header = shards[outputShards[index].input].header
         // Consumed FP8 scales are not written; an FP8 weight is described as its dequantized dtype.
@@ -167,7 +174,7 @@ public struct QuantizePlan: Sendable {
         let metadata = options.layout.fileMetadata(
             inputMetadata: header.metadata,
             tensors: described.map { ($0.source, $0.isQuantized, $0.isQuantized && options.scalePlan.inputAmax[$0.tensor.name] != nil) })
-        return SafetensorsLayoutPlan(tensors: entries.flatMap(\.outputs), metadata: metadata)
+        return (entries.flatMap(\.outputs), metadata)
     }
 
     /// Module names of the quantized weights (expert slices count one each).
@@ -213,6 +220,8 @@ public enum PlanError: Error, Sendable, CustomStringConvertible {
     case includeMatchesNothing(pattern: String)
     /// No tensor would be quantized; the reasons, most common first.
     case nothingToQuantize(reasons: [(reason: String, count: Int)])
+    /// An output shard's header would be larger than any safetensors reader (this one included) accepts.
+    case outputHeaderTooLarge(shard: String?, length: UInt64, tensors: Int, describesAll: Bool)
 
     public var description: String {
         switch self {
@@ -225,6 +234,11 @@ public enum PlanError: Error, Sendable, CustomStringConvertible {
         case .nothingToQuantize(let reasons):
             let listed = reasons.prefix(4).map { "\($0.count) \($0.reason)" }.joined(separator: ", ")
             return "no tensor would be quantized (\(listed)); nothing to do — check --include/--exclude, or inspect the file with 'nvfp4 inspect'"
+        case .outputHeaderTooLarge(let shard, let length, let tensors, let describesAll):
+            let advice = describesAll
+                ? "torchao's metadata describes every tensor in every shard, so use an engine layout (--format) or fewer tensors (--exclude)"
+                : "split it with --max-shard-size or write fewer tensors (--exclude)"
+            return "\(shard.map { "output shard \($0)" } ?? "the output") would have a \(length)-byte header (\(tensors) input tensors), over the \(SafetensorsHeader.maxHeaderLength)-byte limit of safetensors readers (nvfp4 included); nothing was written; \(advice)"
         }
     }
 }

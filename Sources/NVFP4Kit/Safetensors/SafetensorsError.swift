@@ -34,7 +34,7 @@ public enum SafetensorsError: Error, Equatable, Sendable, CustomStringConvertibl
     public var description: String {
         switch self {
         case .headerTooSmall(let size): return "file is \(size) bytes, too small for a safetensors header"
-        case .headerTooLarge(let n): return "header length \(n) exceeds the 100000000-byte limit"
+        case .headerTooLarge(let n): return "header length \(n) exceeds the \(SafetensorsHeader.maxHeaderLength)-byte limit"
         case .headerLengthPastEnd(let n, let size):
             return "header length \(n) runs past the end of the \(size)-byte file"
         case .notSafetensors(let kind): return kind

@@ -67,26 +67,33 @@ public struct SafetensorsHeader: Sendable {
     /// - Parameter json: The header bytes (without the length prefix).
     /// - Throws: ``SafetensorsError``.
     public init<C: Collection<UInt8>>(json: C) throws(SafetensorsError) {
-        let root: JSONValue
-        do { root = try JSONParser.parse(json) } catch { throw .invalidJSON(error) }
-        guard case .object(let members) = root else { throw .headerNotObject }
         var metadata: [(key: String, value: String)] = []
         var tensors: [TensorInfo] = []
-        for (key, value) in members {
-            if key == "__metadata__" {
-                switch value {
-                case .null: break
-                case .object(let entries):
-                    for (k, v) in entries {
-                        guard let s = v.stringValue else { throw .invalidMetadata(key: k) }
-                        metadata.append((k, s))
+        // Member by member: a million-tensor header is never held as one JSON tree.
+        let isObject: Bool
+        do {
+            isObject = try JSONParser.forEachMember(ofObject: json) { (key: String, value: JSONValue) throws(SafetensorsError) in
+                if key == "__metadata__" {
+                    switch value {
+                    case .null: break
+                    case .object(let entries):
+                        for (k, v) in entries {
+                            guard let s = v.stringValue else { throw .invalidMetadata(key: k) }
+                            metadata.append((k, s))
+                        }
+                    default: throw .invalidMetadata(key: nil)
                     }
-                default: throw .invalidMetadata(key: nil)
+                    return
                 }
-                continue
+                tensors.append(try SafetensorsHeader.tensorInfo(name: key, entry: value))
             }
-            tensors.append(try SafetensorsHeader.tensorInfo(name: key, entry: value))
+        } catch {
+            switch error {
+            case .syntax(let e): throw .invalidJSON(e)
+            case .member(let e): throw e
+            }
         }
+        guard isObject else { throw .headerNotObject }
         tensors.sort { ($0.dataOffsets.lowerBound, $0.dataOffsets.upperBound) < ($1.dataOffsets.lowerBound, $1.dataOffsets.upperBound) }
         var cursor: UInt64 = 0
         for t in tensors {

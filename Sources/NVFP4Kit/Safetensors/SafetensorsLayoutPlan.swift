@@ -39,25 +39,68 @@ public struct SafetensorsLayoutPlan: Sendable {
             cursor += t.byteCount
         }
         self.offsets = offsets
-        var members: [(key: String, value: JSONValue)] = []
+        var json = JSONOutput(sink: [UInt8]())
+        SafetensorsLayoutPlan.writeJSON(tensors: tensors, offsets: offsets, metadata: metadata, to: &json)
+        let padded = (json.sink.count + 7) / 8 * 8
+        var header = [UInt8]()
+        header.reserveCapacity(8 + padded)
+        withUnsafeBytes(of: UInt64(padded).littleEndian) { header.append(contentsOf: $0) }
+        header += json.sink
+        header.append(contentsOf: repeatElement(UInt8(ascii: " "), count: padded - json.sink.count))
+        headerBytes = header
+    }
+
+    /// The length of the padded JSON header ``init(tensors:metadata:)`` would write (what the
+    /// 8-byte prefix holds), measured without building it.
+    public static func headerLength(tensors: [PlannedTensor], metadata: [(key: String, value: String)]) -> UInt64 {
+        var offsets: [Range<Int>] = []
+        offsets.reserveCapacity(tensors.count)
+        var cursor = 0
+        for t in tensors {
+            offsets.append(cursor..<(cursor + t.byteCount))
+            cursor += t.byteCount
+        }
+        var counter = JSONOutput(sink: JSONByteCounter())
+        writeJSON(tensors: tensors, offsets: offsets, metadata: metadata, to: &counter)
+        return UInt64((counter.sink.count + 7) / 8 * 8)
+    }
+
+    /// `{"__metadata__":{…},"name":{"dtype":…,"shape":[…],"data_offsets":[b,e]},…}`, compact,
+    /// as serde writes it (the metadata member only when there is metadata).
+    static func writeJSON<Sink: JSONByteSink>(
+        tensors: [PlannedTensor], offsets: [Range<Int>], metadata: [(key: String, value: String)], to out: inout JSONOutput<Sink>
+    ) {
+        out.append(UInt8(ascii: "{"))
+        var first = true
         if !metadata.isEmpty {
-            members.append(("__metadata__", .object(metadata.map { ($0.key, JSONValue.string($0.value)) })))
+            out.append("\"__metadata__\":{")
+            for (i, entry) in metadata.enumerated() {
+                if i > 0 { out.append(UInt8(ascii: ",")) }
+                out.appendQuoted(entry.key)
+                out.append(UInt8(ascii: ":"))
+                out.appendQuoted(entry.value)
+            }
+            out.append(UInt8(ascii: "}"))
+            first = false
         }
         for (t, range) in zip(tensors, offsets) {
-            members.append((t.name, .object([
-                ("dtype", .string(t.dtype.rawValue)),
-                ("shape", .array(t.shape.map { JSONValue.int($0) })),
-                ("data_offsets", .array([.int(range.lowerBound), .int(range.upperBound)])),
-            ])))
+            if !first { out.append(UInt8(ascii: ",")) }
+            first = false
+            out.appendQuoted(t.name)
+            out.append(":{\"dtype\":")
+            out.appendQuoted(t.dtype.rawValue)
+            out.append(",\"shape\":[")
+            for (i, d) in t.shape.enumerated() {
+                if i > 0 { out.append(UInt8(ascii: ",")) }
+                out.append(UInt64(d))
+            }
+            out.append("],\"data_offsets\":[")
+            out.append(UInt64(range.lowerBound))
+            out.append(UInt8(ascii: ","))
+            out.append(UInt64(range.upperBound))
+            out.append("]}")
         }
-        var json = Array(JSONValue.object(members).serialized(.compact).utf8)
-        let padded = (json.count + 7) / 8 * 8
-        json.append(contentsOf: repeatElement(UInt8(ascii: " "), count: padded - json.count))
-        var header = [UInt8]()
-        header.reserveCapacity(8 + json.count)
-        withUnsafeBytes(of: UInt64(json.count).littleEndian) { header.append(contentsOf: $0) }
-        header.append(contentsOf: json)
-        headerBytes = header
+        out.append(UInt8(ascii: "}"))
     }
 
     /// Size of the data section.

@@ -5,6 +5,12 @@ public struct JSONSyntaxError: Error, Equatable, Sendable, CustomStringConvertib
     public var description: String { "\(reason) at byte \(offset)" }
 }
 
+/// Why ``JSONParser/forEachMember(ofObject:_:)`` stopped: bad JSON, or the member handler's error.
+public enum JSONObjectMemberError<E: Error>: Error {
+    case syntax(JSONSyntaxError)
+    case member(E)
+}
+
 /// A strict RFC 8259 parser over UTF-8 bytes.
 ///
 /// It rejects duplicate object keys, invalid UTF-8, lone surrogates, control characters in
@@ -17,6 +23,7 @@ public struct JSONParser {
     private let bytes: [UInt8]
     private var index = 0
     private var depth = 0
+    private let maxDepth: Int
 
     /// Parses one JSON document.
     ///
@@ -24,7 +31,13 @@ public struct JSONParser {
     /// - Returns: The value.
     /// - Throws: ``JSONSyntaxError`` for anything that is not exactly one valid JSON value.
     public static func parse<C: Collection<UInt8>>(_ bytes: C) throws(JSONSyntaxError) -> JSONValue {
-        var parser = JSONParser(bytes: Array(bytes))
+        try parse(bytes, maxDepth: maxDepth)
+    }
+
+    /// Parses one JSON document nested at most `maxDepth` levels (a tighter bound for small,
+    /// known shapes such as torchao's metadata descriptors).
+    public static func parse<C: Collection<UInt8>>(_ bytes: C, maxDepth: Int) throws(JSONSyntaxError) -> JSONValue {
+        var parser = JSONParser(bytes: Array(bytes), maxDepth: min(maxDepth, JSONParser.maxDepth))
         parser.skipWhitespace()
         let value = try parser.parseValue()
         parser.skipWhitespace()
@@ -32,12 +45,79 @@ public struct JSONParser {
         return value
     }
 
+    /// Parses a document that must be one JSON object, handing each member to `body` as soon as it
+    /// is parsed, so a huge object (a safetensors header of a million tensors) never exists as one
+    /// ``JSONValue``. The rules are those of ``parse(_:)``: duplicate keys, trailing characters and
+    /// deep nesting are errors.
+    ///
+    /// - Returns: `false` (and calls `body` never) when the document is valid JSON but not an object.
+    /// - Throws: ``JSONSyntaxError``, or what `body` throws.
+    public static func forEachMember<C: Collection<UInt8>, E: Error>(
+        ofObject bytes: C, _ body: (String, JSONValue) throws(E) -> Void
+    ) throws(JSONObjectMemberError<E>) -> Bool {
+        var parser = JSONParser(bytes: Array(bytes), maxDepth: maxDepth)
+        parser.skipWhitespace()
+        guard parser.index < parser.bytes.count, parser.bytes[parser.index] == UInt8(ascii: "{") else {
+            do throws(JSONSyntaxError) {
+                _ = try parser.parseValue()
+                parser.skipWhitespace()
+                if parser.index != parser.bytes.count { throw parser.error("trailing characters") }
+            } catch { throw .syntax(error) }
+            return false
+        }
+        do {
+            try parser.enter()
+            parser.index += 1
+            var seen = Set<String>()
+            parser.skipWhitespace()
+            if parser.index < parser.bytes.count, parser.bytes[parser.index] == UInt8(ascii: "}") {
+                parser.index += 1
+            } else {
+                while true {
+                    parser.skipWhitespace()
+                    guard parser.index < parser.bytes.count, parser.bytes[parser.index] == UInt8(ascii: "\"") else { throw parser.error("expected a key") }
+                    let keyOffset = parser.index
+                    let key = try parser.parseString()
+                    guard seen.insert(key).inserted else { throw JSONSyntaxError(offset: keyOffset, reason: "duplicate key \"\(key)\"") }
+                    parser.skipWhitespace()
+                    guard parser.index < parser.bytes.count, parser.bytes[parser.index] == UInt8(ascii: ":") else { throw parser.error("expected ':'") }
+                    parser.index += 1
+                    parser.skipWhitespace()
+                    let value = try parser.parseValue()
+                    do { try body(key, value) } catch { throw JSONObjectMemberError<E>.member(error) }
+                    parser.skipWhitespace()
+                    guard parser.index < parser.bytes.count else { throw parser.error("unexpected end of JSON") }
+                    if parser.bytes[parser.index] == UInt8(ascii: ",") {
+                        parser.index += 1
+                    } else if parser.bytes[parser.index] == UInt8(ascii: "}") {
+                        parser.index += 1
+                        break
+                    } else {
+                        throw parser.error("expected ',' or '}'")
+                    }
+                }
+            }
+            parser.skipWhitespace()
+            if parser.index != parser.bytes.count { throw parser.error("trailing characters") }
+        } catch let error as JSONSyntaxError {
+            throw .syntax(error)
+        } catch let error as JSONObjectMemberError<E> {
+            throw error
+        } catch {
+            fatalError("unreachable: \(error)")
+        }
+        return true
+    }
+
     /// Parses one JSON document from a Swift string.
     public static func parse(_ text: String) throws(JSONSyntaxError) -> JSONValue {
         try parse(Array(text.utf8))
     }
 
-    private init(bytes: [UInt8]) { self.bytes = bytes }
+    private init(bytes: [UInt8], maxDepth: Int) {
+        self.bytes = bytes
+        self.maxDepth = maxDepth
+    }
 
     private func error(_ reason: String) -> JSONSyntaxError { JSONSyntaxError(offset: index, reason: reason) }
 
@@ -68,7 +148,7 @@ public struct JSONParser {
 
     private mutating func enter() throws(JSONSyntaxError) {
         depth += 1
-        if depth > JSONParser.maxDepth { throw error("nesting deeper than \(JSONParser.maxDepth)") }
+        if depth > maxDepth { throw error("nesting deeper than \(maxDepth)") }
     }
 
     private mutating func parseObject() throws(JSONSyntaxError) -> JSONValue {

@@ -18,48 +18,53 @@ extension JSONValue {
     /// - Parameter style: The layout.
     /// - Returns: The text. `.pretty` ends with a newline.
     public func serialized(_ style: JSONStyle = .compact) -> String {
-        var out = ""
-        write(to: &out, style: style, indent: 0)
-        if style == .pretty { out += "\n" }
-        return out
+        String(decoding: serializedBytes(style), as: UTF8.self)
     }
 
-    private func write(to out: inout String, style: JSONStyle, indent: Int) {
+    /// The UTF-8 bytes of ``serialized(_:)``.
+    public func serializedBytes(_ style: JSONStyle = .compact) -> [UInt8] {
+        var out = JSONOutput<[UInt8]>(sink: [])
+        write(to: &out, style: style, indent: 0)
+        if style == .pretty { out.append(UInt8(ascii: "\n")) }
+        return out.sink
+    }
+
+    func write<Sink: JSONByteSink>(to out: inout JSONOutput<Sink>, style: JSONStyle, indent: Int) {
         switch self {
-        case .null: out += "null"
-        case .bool(let b): out += b ? "true" : "false"
-        case .integer(.negative(let v)): out += String(v)
-        case .integer(.nonNegative(let v)): out += String(v)
-        case .number(let d): out += JSONValue.numberText(d)
-        case .string(let s): JSONValue.writeString(s, to: &out)
+        case .null: out.append("null")
+        case .bool(let b): out.append(b ? "true" : "false")
+        case .integer(.negative(let v)): out.append(String(v))
+        case .integer(.nonNegative(let v)): out.append(v)
+        case .number(let d): out.append(JSONValue.numberText(d))
+        case .string(let s): out.appendQuoted(s)
         case .array(let elements):
             if elements.isEmpty {
-                out += "[]"
+                out.append("[]")
                 return
             }
-            out += "["
+            out.append(UInt8(ascii: "["))
             for (i, element) in elements.enumerated() {
-                if i > 0 { out += style == .python ? ", " : "," }
-                if style == .pretty { out += "\n" + String(repeating: "  ", count: indent + 1) }
+                if i > 0 { out.append(style == .python ? ", " : ",") }
+                if style == .pretty { out.newline(indent: indent + 1) }
                 element.write(to: &out, style: style, indent: indent + 1)
             }
-            if style == .pretty { out += "\n" + String(repeating: "  ", count: indent) }
-            out += "]"
+            if style == .pretty { out.newline(indent: indent) }
+            out.append(UInt8(ascii: "]"))
         case .object(let members):
             if members.isEmpty {
-                out += "{}"
+                out.append("{}")
                 return
             }
-            out += "{"
+            out.append(UInt8(ascii: "{"))
             for (i, member) in members.enumerated() {
-                if i > 0 { out += style == .python ? ", " : "," }
-                if style == .pretty { out += "\n" + String(repeating: "  ", count: indent + 1) }
-                JSONValue.writeString(member.key, to: &out)
-                out += style == .compact ? ":" : ": "
+                if i > 0 { out.append(style == .python ? ", " : ",") }
+                if style == .pretty { out.newline(indent: indent + 1) }
+                out.appendQuoted(member.key)
+                out.append(style == .compact ? ":" : ": ")
                 member.value.write(to: &out, style: style, indent: indent + 1)
             }
-            if style == .pretty { out += "\n" + String(repeating: "  ", count: indent) }
-            out += "}"
+            if style == .pretty { out.newline(indent: indent) }
+            out.append(UInt8(ascii: "}"))
         }
     }
 
@@ -68,27 +73,84 @@ extension JSONValue {
         guard d.isFinite else { return "null" }
         return "\(d)"
     }
+}
 
-    static func writeString(_ s: String, to out: inout String) {
-        out += "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case "\u{08}": out += "\\b"
-            case "\u{0C}": out += "\\f"
-            default:
-                if scalar.value < 0x20 {
-                    let hex = String(scalar.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-                } else {
-                    out.unicodeScalars.append(scalar)
-                }
-            }
+/// Where JSON bytes go: a buffer, or a counter that only measures (``JSONOutput``).
+protocol JSONByteSink {
+    mutating func append(_ byte: UInt8)
+    mutating func append(contentsOf bytes: UnsafeRawBufferPointer)
+}
+
+extension Array: JSONByteSink where Element == UInt8 {
+    mutating func append(contentsOf bytes: UnsafeRawBufferPointer) { self += bytes }
+}
+
+/// Counts bytes without storing them: the length of a document that need not exist.
+struct JSONByteCounter: JSONByteSink {
+    var count = 0
+    mutating func append(_ byte: UInt8) { count += 1 }
+    mutating func append(contentsOf bytes: UnsafeRawBufferPointer) { count += bytes.count }
+}
+
+/// JSON text written straight as UTF-8 bytes: strings that need no escape (every tensor name)
+/// are copied whole, so a header of a million tensors is written at memory speed.
+struct JSONOutput<Sink: JSONByteSink> {
+    var sink: Sink
+
+    mutating func append(_ byte: UInt8) { sink.append(byte) }
+
+    mutating func append(_ text: String) {
+        var text = text
+        text.withUTF8 { sink.append(contentsOf: UnsafeRawBufferPointer($0)) }
+    }
+
+    /// A non-negative integer in decimal, without an intermediate string.
+    mutating func append(_ value: UInt64) {
+        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes: enough for 20 digits
+        withUnsafeMutableBytes(of: &digits) { buffer in
+            var v = value
+            var i = buffer.count
+            repeat {
+                i -= 1
+                buffer[i] = UInt8(ascii: "0") + UInt8(v % 10)
+                v /= 10
+            } while v > 0
+            sink.append(contentsOf: UnsafeRawBufferPointer(rebasing: buffer[i...]))
         }
-        out += "\""
+    }
+
+    mutating func newline(indent: Int) {
+        append(UInt8(ascii: "\n"))
+        for _ in 0..<(indent * 2) { append(UInt8(ascii: " ")) }
+    }
+
+    /// `s` as a JSON string: quotes, the two-character escapes, `\u00XX` for other control
+    /// characters, everything else as its UTF-8 bytes.
+    mutating func appendQuoted(_ s: String) {
+        append(UInt8(ascii: "\""))
+        var s = s
+        s.withUTF8 { bytes in
+            var start = 0
+            for (i, c) in bytes.enumerated() where c < 0x20 || c == UInt8(ascii: "\"") || c == UInt8(ascii: "\\") {
+                sink.append(contentsOf: UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: bytes[start..<i])))
+                switch c {
+                case UInt8(ascii: "\""): append("\\\"")
+                case UInt8(ascii: "\\"): append("\\\\")
+                case 0x0A: append("\\n")
+                case 0x0D: append("\\r")
+                case 0x09: append("\\t")
+                case 0x08: append("\\b")
+                case 0x0C: append("\\f")
+                default:
+                    let hex = Array("0123456789abcdef".utf8)
+                    append("\\u00")
+                    append(hex[Int(c >> 4)])
+                    append(hex[Int(c & 0xF)])
+                }
+                start = i + 1
+            }
+            sink.append(contentsOf: UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: bytes[start...])))
+        }
+        append(UInt8(ascii: "\""))
     }
 }
