@@ -117,7 +117,10 @@ enum MergeCommand {
     static func run(_ parsed: ParsedArguments, _ invocation: [String]) throws -> Int32 {
         let output = try positionals(parsed, ["output folder"], command: spec.name)[0]
         removeCrashLeftovers(near: [output], quiet: parsed.flag("--quiet"))
-        let manifest = try FolderQuantizeJob.merge(output: output, invocation: invocation)
+        // Progress per shard checked (sizes against the workers' records), then the folder files.
+        let display = ProgressDisplay(label: "merge", parsed: parsed)
+        let manifest = try FolderQuantizeJob.merge(output: output, invocation: invocation) { shards in display.job(fileCount: shards, bytesTotal: 0) }
+        display.finish()
         if parsed.flag("--json") { Terminal.out(manifest.serialized(.pretty)) }
         if !parsed.flag("--quiet") { Terminal.err("merged \(manifest["shards"]?.arrayValue?.count ?? 0) shard(s) in \(output)\n") }
         return ExitStatus.success

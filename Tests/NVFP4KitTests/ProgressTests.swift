@@ -63,3 +63,16 @@ struct ProgressTests {
         #expect(ProgressDisplay.duration(3723) == "1:02:03")
     }
 }
+
+extension ProgressTests {
+    @Test("merge --progress prints one line per shard it checks")
+    func mergeLines() throws {
+        let scratch = ScratchFolder()
+        defer { scratch.remove() }
+        let out = scratch.file("out")
+        for worker in ["0/2", "1/2"] { #expect(try ToolRunner.run(["quantize", ModelFixtures.llama, "-o", out, "--shard", worker, "-q"]).status == 0) }
+        let merged = try ToolRunner.run(["merge", out, "--progress"])
+        #expect(merged.status == 0, "\(merged)")
+        #expect(merged.stderrLines.filter { $0.hasPrefix("merge ") && $0.contains("/3 ") && $0.hasSuffix("/s)") }.count == 3, "\(merged)")
+    }
+}

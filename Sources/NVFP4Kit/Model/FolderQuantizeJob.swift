@@ -245,7 +245,8 @@ extension FolderQuantizeJob {
     ///
     /// - Returns: The manifest.
     @discardableResult
-    public static func merge(output: String, invocation: [String]) throws -> JSONValue {
+    /// - Parameter progress: Given the number of shards, the progress to tell of each shard checked.
+    public static func merge(output: String, invocation: [String], progress makeProgress: (Int) -> JobProgress? = { _ in nil }) throws -> JSONValue {
         let names = try ModelFolder.checkedList(output).map(\.name).filter { $0.hasPrefix("nvfp4-part-") && $0.hasSuffix(".json") }
         guard let first = names.first else {
             throw ModelFolderError(path: output, reason: "no nvfp4-part-I-of-N.json files; run the workers with --shard I/N first")
@@ -286,7 +287,10 @@ extension FolderQuantizeJob {
             }
         }
         var records: [JSONValue] = []
+        let progress = makeProgress(summary.outputShards.count)
         for name in summary.outputShards {
+            progress?.startFile(name, bytes: byName[name]?["output"]?["bytes"]?.unsignedValue ?? 0)
+            defer { progress?.finishFile() }
             guard let record = byName[name] else {
                 throw ModelFolderError(path: output, reason: "no worker wrote shard \(name)")
             }
@@ -294,6 +298,7 @@ extension FolderQuantizeJob {
                 throw ModelFolderError(path: "\(output)/\(name)", reason: "missing or not the size its worker recorded")
             }
             records.append(record)
+            progress?.advance(bytes, item: name)
         }
         let manifest = try writeFolderFiles(summary: summary, records: records, into: output, invocation: invocation)
         for part in parts { unlink("\(output)/\(part.share.partFileName)") }
