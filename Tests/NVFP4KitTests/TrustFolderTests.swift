@@ -162,4 +162,47 @@ struct FilePolicyTests {
             #expect(HostileFolders.tree(dir.path) == before, "merge changed nothing")
         }
     }
+
+    /// How a checked entry is replaced between the folder's listing and the open.
+    enum Swap: String, CaseIterable, Sendable {
+        case absoluteLinkOut, relativeLinkOut, linkInside
+    }
+
+    @Test("an entry swapped for a link after the listing is checked again when opened", arguments: Swap.allCases)
+    func swapAfterListing(_ swap: Swap) throws {
+        try ToolRunner.withTemporaryDirectory { dir in
+            let input = try HostileFolders.copyModel(into: dir)
+            let secret = try dir.write(Array("SECRET-KEY".utf8), to: "secret.txt")
+            let folder = try ModelFolder(path: input)
+            #expect(folder.otherFiles.contains("tokenizer_config.json"))
+            let entry = "\(input)/tokenizer_config.json"
+            unlink(entry)
+            switch swap {
+            case .absoluteLinkOut: symlink(secret, entry)
+            case .relativeLinkOut: symlink("../secret.txt", entry)
+            case .linkInside: symlink("config.json", entry)
+            }
+            let opened = Result { try MappedFile(path: entry) }
+            switch (swap, opened) {
+            case (.linkInside, .success(let file)):
+                let expected = try ToolRunner.readFile("\(input)/config.json")
+                withExtendedLifetime(file) { #expect(Array(file.bytes) == expected) }
+            case (.linkInside, .failure(let error)):
+                Issue.record("a link inside the folder was refused: \(error)")
+            case (_, .success):
+                Issue.record("the swapped link out of the folder was opened")
+            case (_, .failure(let error)):
+                let text = "\(error)"
+                #expect(text.contains(entry) && text.contains("outside the folder") && !text.contains("SECRET"), "\(text)")
+            }
+            // A file the user names directly is not under the folder rule.
+            try dir.makeSubfolder("elsewhere")
+            let direct = try dir.write(Array("mine".utf8), to: "elsewhere/mine.txt")
+            symlink(secret, dir.file("elsewhere/link.txt"))
+            for (path, expected) in [(dir.file("elsewhere/link.txt"), "SECRET-KEY"), (direct, "mine")] {
+                let file = try MappedFile(path: path)
+                withExtendedLifetime(file) { #expect(Array(file.bytes) == Array(expected.utf8)) }
+            }
+        }
+    }
 }

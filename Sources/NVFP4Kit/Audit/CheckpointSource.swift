@@ -214,19 +214,11 @@ public final class CheckpointSource {
     /// The folder's names, each checked by ``FilePolicy/checkEntry(_:in:followLinks:)`` (no
     /// FIFO, device or socket; no link out of the folder).
     static func listFolder(_ folder: String) throws -> Set<String> {
-        guard let dir = opendir(folder) else { throw FileError(path: folder, cause: SystemError(call: "opendir", path: folder)) }
-        defer { closedir(dir) }
-        var names = Set<String>()
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
-            }
-            if name != "." && name != ".." { names.insert(name) }
+        do {
+            return Set(try ModelFolder.checkedList(folder).map(\.name))
+        } catch {
+            throw FileError(path: error.path, cause: SystemError(call: "open", path: error.path, code: EINVAL, explanation: error.reason))
         }
-        for name in names {
-            do { _ = try FilePolicy.checkEntry(name, in: folder, followLinks: false) } catch { throw FileError(path: folder + "/" + name, cause: error) }
-        }
-        return names
     }
 
     static func readJSON(_ folder: String, _ name: String, present: Set<String>) throws -> JSONValue? {

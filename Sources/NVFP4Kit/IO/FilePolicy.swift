@@ -1,4 +1,5 @@
 import Glibc
+import Synchronization
 
 /// What a path names, from its `st_mode`.
 public enum FileKind: Sendable, Equatable {
@@ -66,8 +67,42 @@ public enum FilePolicy {
             close(fd)
             throw error
         }
+        do { try checkConfinement(fd, path: path) } catch {
+            close(fd)
+            throw error
+        }
         _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
         return fd
+    }
+
+    /// Folders listed under the link rule (``checkEntry(_:in:followLinks:)`` without
+    /// `--follow-links`), as the caller named them, without trailing slashes.
+    private static let confinedFolders = Mutex<Set<String>>([])
+
+    /// Puts the entries of `folder` under the link rule at open time too: a file opened as
+    /// `folder/name` must then *be*, when opened, a file the rule allows, so an entry swapped for
+    /// an outside link between the listing and the open is refused.
+    public static func confine(folder: String) {
+        let key = trimmingTrailingSlashes(folder)
+        confinedFolders.withLock { _ = $0.insert(key) }
+    }
+
+    /// Throws if `path` is an entry of a confined folder and the open descriptor `fd` names a
+    /// file outside it (the kernel's own path of the descriptor, `/proc/self/fd/N`).
+    static func checkConfinement(_ fd: Int32, path: String) throws(SystemError) {
+        let folder = trimmingTrailingSlashes(splitPath(path).directory)
+        guard confinedFolders.withLock({ $0.contains(folder) }) else { return }
+        guard let opened = resolvedPath("/proc/self/fd/\(fd)") else { return }
+        if !linkTargetAllowed(opened, folder: folder) {
+            throw SystemError(call: "open", path: path, code: ELOOP,
+                explanation: "now leads to \(opened), outside the folder (changed after the folder was checked); refused")
+        }
+    }
+
+    private static func trimmingTrailingSlashes(_ path: String) -> String {
+        var p = Substring(path)
+        while p.count > 1 && p.hasSuffix("/") { p = p.dropLast() }
+        return String(p)
     }
 
     /// Throws unless `st` describes a regular file.

@@ -134,6 +134,7 @@ public struct ModelFolder: Sendable {
     /// - Throws: ``ModelFolderError`` naming the first entry the policy refuses.
     static func checkedList(_ path: String, followLinks: Bool = false) throws(ModelFolderError) -> [(name: String, verdict: FilePolicy.EntryVerdict)] {
         var result: [(name: String, verdict: FilePolicy.EntryVerdict)] = []
+        if !followLinks { FilePolicy.confine(folder: path) }
         for name in try list(path) {
             do { result.append((name, try FilePolicy.checkEntry(name, in: path, followLinks: followLinks))) } catch {
                 throw ModelFolderError(path: "\(path)/\(name)", reason: error.reason)
