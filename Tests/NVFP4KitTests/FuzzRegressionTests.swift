@@ -16,28 +16,9 @@ private let fuzzFiles: [String] = {
     return files
 }()
 
-/// Reads every tensor of `reader`, groups NVFP4 modules (any layout) and dequantizes a few rows of each matrix.
+/// The fuzz harness's walk: NVFP4 modules grouped and a few rows dequantized, every tensor read.
 private func readEverything(_ reader: SafetensorsReader) throws {
-    let source = try CheckpointSource(singleFile: reader, path: reader.displayPath)
-    let model = CheckpointModel(source: source)
-    if reader.isRandomAccess, (try? model.requireDecodable(in: source)) != nil {
-        for m in model.modules {
-            let scales = m.perTensorScales(in: source)
-            try source.withBytes(of: m.blockScales!) { allScales in
-                try source.withBytes(of: m.packed) { allPacked in
-                    for e in 0..<m.matrixCount {
-                        let r = m.byteRanges(ofMatrix: e)
-                        let s = UnsafeRawBufferPointer(rebasing: allScales[r.scales])
-                        _ = m.matrix.invalidScaleCodes(s)
-                        m.matrix.dequantize(packed: UnsafeRawBufferPointer(rebasing: allPacked[r.packed]), scaleBytes: s, perTensorScale: scales?[e],
-                                            rows: 0..<min(m.rows, 4)) { _, _ in }
-                    }
-                }
-            }
-        }
-    }
-    for t in reader.header.tensors { _ = try reader.withBytes(of: t) { $0.count } }
-    _ = try reader.finish()
+    try ExhaustiveRead.run(reader)
 }
 
 @Suite("Fuzz corpus and regressions")

@@ -80,35 +80,9 @@ enum FuzzChecks {
         } catch {}
     }
 
-    /// Groups NVFP4 modules (any layout) and dequantizes a few rows of each matrix, as the read
-    /// commands do (the same walk as FuzzRegressionTests), then reads every tensor.
+    /// The read commands' walk (``ExhaustiveRead``), shared with FuzzRegressionTests.
     static func readEverything(_ reader: SafetensorsReader) throws {
-        var checksum: UInt8 = 0
-        if reader.isRandomAccess {
-            let source = try CheckpointSource(singleFile: reader, path: reader.displayPath)
-            let model = CheckpointModel(source: source)
-            if (try? model.requireDecodable(in: source)) != nil {
-                for m in model.modules {
-                    let scales = m.perTensorScales(in: source)
-                    try source.withBytes(of: m.blockScales!) { allScales in
-                        try source.withBytes(of: m.packed) { allPacked in
-                            for e in 0..<m.matrixCount {
-                                let r = m.byteRanges(ofMatrix: e)
-                                let s = UnsafeRawBufferPointer(rebasing: allScales[r.scales])
-                                _ = m.matrix.invalidScaleCodes(s)
-                                m.matrix.dequantize(
-                                    packed: UnsafeRawBufferPointer(rebasing: allPacked[r.packed]), scaleBytes: s, perTensorScale: scales?[e],
-                                    rows: 0..<min(m.rows, 4)
-                                ) { _, values in checksum ^= UInt8(truncatingIfNeeded: values.count) }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        for t in reader.header.tensors { try reader.withBytes(of: t) { checksum ^= $0.first ?? 0 } }
-        _ = try reader.finish()
-        blackHole(checksum)
+        blackHole(try ExhaustiveRead.run(reader))
     }
 
     @inline(never)
