@@ -54,6 +54,10 @@ struct ImatrixReadTests {
         b = base(); b.tensorCountOverride = 1 << 40; cases.append(("huge tensor count", b, "tensor count"))
         b = base(); b.metadata.append(("x", 13, [0])); cases.append(("unknown value type", b, "unknown GGUF type 13"))
         b = base(); b.metadata.append(("general.alignment", 4, GGUFBuilder.u32(24))); cases.append(("alignment", b, "power of 2"))
+        b = base(); b.metadata.append(("general.alignment", 10, GGUFBuilder.u64(32))); cases.append(("alignment type", b, "must be UINT32"))
+        b = base(); b.metadata.append(("general.type", 8, GGUFBuilder.string("imatrix"))); cases.append(("duplicate key", b, "duplicate metadata key"))
+        b = base(); b.tensors.append(b.tensors[0]); cases.append(("duplicate tensor", b, "duplicate tensor"))
+        b = base(); b.tensors[0].1 = [4, 1, 1, 1, 1]; cases.append(("five dimensions", b, "5 dimensions"))
         b = base(); b.metadata.append(("a", 9, GGUFBuilder.u32(9) + GGUFBuilder.u64(1))); cases.append(("nested array", b, "array of unsupported"))
         b = base(); b.metadata.append(("a", 9, GGUFBuilder.u32(0) + GGUFBuilder.u64(1 << 50))); cases.append(("huge array", b, "truncated"))
         b = base(); b.offsetShift = 1 << 20; cases.append(("data past the end", b, "outside the file"))
@@ -124,6 +128,22 @@ struct ImatrixReadTests {
         #expect(modules["model.layers.3.block_sparse_moe.experts.1.w3"] == [3, 4])
         #expect(modules["model.layers.3.mlp.experts.1.down_proj"] == [2, 2, 2])
         #expect(modules["model.layers.3.mlp.experts.3.gate_proj"] == nil)
+    }
+
+    @Test("GGUF: general.alignment 64 places the data; means are in_sum2 / counts per matrix; a count-0 expert has none")
+    func ggufSemantics() throws {
+        var b = GGUFBuilder()
+        b.alignment = 64
+        b.metadata.append(("general.alignment", 4, GGUFBuilder.u32(64)))
+        b.metadata.append(("imatrix.datasets", 9, GGUFBuilder.u32(8) + GGUFBuilder.u64(2) + GGUFBuilder.string("a.txt") + GGUFBuilder.string("b.txt")))
+        b.entry("blk.1.attn_k.weight", sums: [[3, 6, 9]], counts: [3])
+        b.entry("blk.1.ffn_down_exps.weight", sums: [[2, 4], [0, 0], [8, 8]], counts: [2, 0, 4])
+        let modules = try b.bytes().withUnsafeBytes { try ImportanceStatistics(bytes: $0) }.modules
+        #expect(modules["model.layers.1.self_attn.k_proj"] == [1, 2, 3])
+        #expect(modules["model.layers.1.self_attn.q_proj"] == [1, 2, 3])
+        #expect(modules["model.layers.1.mlp.experts.0.down_proj"] == [1, 2])
+        #expect(modules["model.layers.1.mlp.experts.1.down_proj"] == nil)
+        #expect(modules["model.layers.1.block_sparse_moe.experts.2.w2"] == [2, 2])
     }
 
     @Test("anything in none of the three formats names them all")

@@ -137,6 +137,9 @@ struct GGUFFile {
             throw ImportanceStatistics.Problem(reason: key.isEmpty ? "empty metadata key" : "duplicate metadata key \"\(key)\"")
         }
         let type = try cursor.uint32("type of \(key)")
+        guard key != "general.alignment" || type == 4 else {
+            throw ImportanceStatistics.Problem(reason: "metadata \"general.alignment\" has GGUF type \(type); it must be UINT32 (4)")
+        }
         switch type {
         case 4: uint32s[key] = try cursor.uint32(key)
         case 8: strings[key] = try readString(&cursor, key, limit: GGUFFile.maximumStringBytes)
