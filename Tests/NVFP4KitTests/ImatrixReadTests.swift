@@ -146,6 +146,26 @@ struct ImatrixReadTests {
         #expect(modules["model.layers.1.block_sparse_moe.experts.2.w2"] == [2, 2])
     }
 
+    @Test("the bounded cursor: little-endian reads, and every read past the end (or with a count that would overflow) refused before touching memory")
+    func cursorBounds() throws {
+        let bytes: [UInt8] = [0x01, 0x02, 0x03, 0x04, 0x00, 0x00, 0x80, 0x3F, 0xFF]
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count, alignment: 1)
+        defer { buffer.deallocate() }
+        buffer.copyBytes(from: bytes)
+        var c = LittleEndianCursor(UnsafeRawBufferPointer(buffer))
+        #expect(try c.uint32("a") == 0x0403_0201)
+        #expect(try c.floats(1, "b") == [1.0])
+        #expect(c.remaining == 1)
+        var probe = c
+        #expect(throws: LittleEndianCursor.Truncated.self) { try probe.uint32("c") }
+        #expect(throws: LittleEndianCursor.Truncated.self) { try probe.uint64("d") }
+        #expect(throws: LittleEndianCursor.Truncated.self) { try probe.floats(Int.max / 2, "e") }
+        #expect(throws: LittleEndianCursor.Truncated.self) { try probe.bytes(-1, "f") }
+        #expect(throws: LittleEndianCursor.Truncated.self) { try probe.skip(2, "g") }
+        #expect(probe.remaining == 1)
+        #expect(try c.bytes(1, "i") == [0xFF])
+    }
+
     @Test("anything in none of the three formats names them all")
     func unknownFormat() throws {
         for bytes in [[UInt8](), Array("GGU".utf8), [0, 0, 0, 0, 5, 0, 0, 0], Array("name,value\n".utf8)] {

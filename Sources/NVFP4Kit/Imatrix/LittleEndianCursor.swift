@@ -34,12 +34,6 @@ struct LittleEndianCursor {
         offset += count
     }
 
-    /// Moves to `position` (at most the buffer's end).
-    mutating func seek(to position: Int, _ what: String) throws(Truncated) {
-        guard position >= 0, position <= bytes.count else { throw Truncated(what: what, offset: offset, needed: position - offset) }
-        offset = position
-    }
-
     mutating func uint32(_ what: String) throws(Truncated) -> UInt32 {
         try require(4, what)
         defer { offset += 4 }
