@@ -39,6 +39,8 @@ public struct ImportanceStatistics: Sendable {
     }
 
     /// Reads the statistics in `bytes`, in whichever of the three formats they are.
+    ///
+    /// - Throws: ``JSONSyntaxError`` for malformed JSON, else ``Problem`` naming what is wrong.
     public init(bytes: UnsafeRawBufferPointer) throws {
         if bytes.first(where: { ![0x20, 0x09, 0x0A, 0x0D].contains($0) }) == UInt8(ascii: "{") {
             self = try ImportanceStatistics(json: JSONParser.parse(bytes))
