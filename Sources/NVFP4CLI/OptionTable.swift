@@ -78,8 +78,8 @@ extension OptionSpec {
         help: "Block scales: rtn = round to nearest, torchao's bytes; mse = search the codes near RTN for the lowest block error; gptq = error feedback from input statistics (--statistics). Same format.",
         defaultText: QuantizationMethod.rtn.rawValue)
     static let importance = OptionSpec(
-        names: ["--importance"], value: .path(placeholder: "<stats.json>"),
-        help: "With --method mse: weight the block error by per-channel activation statistics (scripts/quality/collect_importance.py).")
+        names: ["--importance"], value: .path(placeholder: "<file>"),
+        help: "With --method mse: weight the block error by per-channel activation statistics: scripts/quality/collect_importance.py's JSON, or a llama.cpp imatrix (GGUF or legacy .dat).")
     static let statistics = OptionSpec(
         names: ["--statistics"], value: .path(placeholder: "<stats.safetensors>"),
         help: "With --method gptq: the inputs' second moments (scripts/quality/collect_statistics.py).")

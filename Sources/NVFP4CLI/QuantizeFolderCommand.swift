@@ -71,6 +71,7 @@ enum QuantizeFolderCommand {
         let files = run.records.enumerated().map { i, r in RunSummary.File(name: r.name, bytesIn: plan.inputBytes(ofOutputShard: i), bytesOut: r.output.byteCount) }
         let summary = RunSummary(plan: plan, reports: run.records.flatMap(\.reports), files: files, wallSeconds: JobProgress.now() - started)
         if parsed.flag("--json") { Terminal.out(QuantizeSummary.json(manifest: run.manifest, summary).serialized(.pretty)) }
+        if !quiet, let warning = QuantizeCommand.importanceWarning(run.records.flatMap(\.reports), options: options) { Terminal.err(warning) }
         if !quiet {
             for entry in folder.skippedEntries { Terminal.err("not copied: \(entry) (only regular files at the top of the folder are copied)\n") }
             Terminal.err(QuantizeSummary.text(summary, written: output, manifest: "\(output)/\(FolderQuantizeJob.manifestFileName)"))

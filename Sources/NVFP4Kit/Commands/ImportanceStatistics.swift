@@ -3,6 +3,7 @@
 /// The file is JSON: `{"format": "nvfp4-importance", "version": 1, "modules": {"<module>": [m₀, m₁, …]}}`
 /// where `<module>` is a linear layer's name (a weight's name without `.weight`) and `m_k` the mean
 /// square of input channel `k`'s activations. `scripts/quality/collect_importance.py` writes it.
+/// llama.cpp imatrix files (GGUF and legacy `.dat`) are read as well (``LlamaImatrix``).
 public struct ImportanceStatistics: Sendable {
     /// Mean squared activation per input channel, by module name.
     public var modules: [String: [Float]]
@@ -17,22 +18,38 @@ public struct ImportanceStatistics: Sendable {
         self.modules = modules
     }
 
-    /// Reads and validates an importance file.
+    /// Reads and validates an importance file, recognised by its content (never its name): this
+    /// format (JSON), a llama.cpp GGUF imatrix, or a legacy llama.cpp `.dat` imatrix; imatrix
+    /// names are mapped to Hugging Face modules (``GGUFNameMapping``).
     ///
-    /// - Throws: ``FileError`` naming `path` when it cannot be read, is not JSON in this format,
+    /// - Throws: ``FileError`` naming `path` when it cannot be read, is in none of these formats,
     ///   or holds a negative or non-finite statistic.
     public init(path: String) throws(FileError) {
         let file: MappedFile
         do { file = try MappedFile(path: path) } catch { throw FileError(path: path, cause: error) }
         do {
-            let json = try JSONParser.parse(file.bytes)
-            self = try ImportanceStatistics(json: json)
+            self = try ImportanceStatistics(bytes: file.bytes)
         } catch let error as JSONSyntaxError {
             throw FileError(path: path, cause: error)
         } catch let error as Problem {
             throw FileError(path: path, cause: error)
         } catch {
             throw FileError(path: path, cause: Problem(reason: "\(error)"))
+        }
+    }
+
+    /// Reads the statistics in `bytes`, in whichever of the three formats they are.
+    ///
+    /// - Throws: ``JSONSyntaxError`` for malformed JSON, else ``Problem`` naming what is wrong.
+    public init(bytes: UnsafeRawBufferPointer) throws {
+        if bytes.first(where: { ![0x20, 0x09, 0x0A, 0x0D].contains($0) }) == UInt8(ascii: "{") {
+            self = try ImportanceStatistics(json: JSONParser.parse(bytes))
+        } else if GGUFFile.sniff(bytes) {
+            self.init(modules: try GGUFNameMapping.modules(of: LlamaImatrix(gguf: bytes)))
+        } else if LlamaImatrix.sniffLegacy(bytes) {
+            self.init(modules: try GGUFNameMapping.modules(of: LlamaImatrix(legacy: bytes)))
+        } else {
+            throw Problem(reason: "not an importance file: expected nvfp4-importance JSON, a llama.cpp GGUF imatrix or a legacy llama.cpp .dat imatrix")
         }
     }
 
