@@ -10,7 +10,7 @@ import Testing
 @Suite("verify: FP8 originals")
 struct FP8VerifyTests {
     enum Kind: String, CaseIterable, CustomStringConvertible {
-        case file, stdin, zst
+        case file, stdin, zst, zstStdin = "zst on stdin"
         var description: String { rawValue }
     }
 
@@ -28,7 +28,7 @@ struct FP8VerifyTests {
 
     /// Verify against the FP8 original from `kind` (a file's manifest found beside the output)
     /// equals verify against the reference bf16 file, and every block is re-quantized exactly.
-    @Test("file, stdin and .zst FP8 originals verify as their reference dequantization", arguments: FP8InputTests.fileCases, layouts)
+    @Test("file, stdin, .zst and .zst-on-stdin FP8 originals verify as their reference dequantization", arguments: FP8InputTests.fileCases, layouts)
     func files(name: String, format: String) throws {
         try ToolRunner.withTemporaryDirectory { dir in
             let input = Self.fixture("\(name).safetensors")
@@ -37,12 +37,14 @@ struct FP8VerifyTests {
             try #require(q.status == 0, "\(q)")
             let expected = try Self.verify([Self.fixture("\(name).reference.safetensors"), output])
             #expect(expected.tensors.values.contains { $0["kind"]?.stringValue == "quantized" })
-            let zst = try dir.write(try zstdCompress(try ToolRunner.readFile(input)), to: "in.safetensors.zst")
+            let compressed = try zstdCompress(try ToolRunner.readFile(input))
+            let zst = try dir.write(compressed, to: "in.safetensors.zst")
             for kind in Kind.allCases {
                 let (path, stdin): (String, [UInt8]?) = switch kind {
                 case .file: (input, nil)
                 case .stdin: ("-", try ToolRunner.readFile(input))
                 case .zst: (zst, nil)
+                case .zstStdin: ("-", compressed)
                 }
                 let got = try Self.verify([path, output], stdin: stdin)
                 #expect(got.status == 0, "\(name) \(format) \(kind): \(got.report)")
