@@ -140,6 +140,22 @@ enum CodecRows {
         case .fp8(let m, let buffers): return .fp8(m.rows(range), buffers)
         }
     }
+
+    /// The largest magnitude of the rows as the codec reads them (an FP8 matrix's from its codes
+    /// and scales, dequantizing only to find a non-finite element).
+    ///
+    /// - Throws: ``FileError`` (`path`) naming the first non-finite element of `tensor`.
+    func magnitudeMaximum(tensor: String, threads: Int, path: String) throws(FileError) -> Float {
+        let amax: Float, bad: Int?
+        switch self {
+        case .dense(let m): (amax, bad) = ParallelLoop.magnitudeMaximum(m, threads: threads)
+        case .fp8(let m, let buffers):
+            amax = m.magnitudeMaximum(threads: threads)
+            bad = amax.isFinite ? nil : m.firstNonFinite(buffers: buffers) ?? 0
+        }
+        guard let bad else { return amax }
+        throw FileError(path: path, cause: WeightError.nonFinite(tensor: tensor, index: bad, row: bad / columns, column: bad % columns))
+    }
 }
 
 /// Buffers for dequantized chunks, one per worker at a time, reused from chunk to chunk and from

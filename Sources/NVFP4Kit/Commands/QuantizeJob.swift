@@ -140,18 +140,11 @@ public enum QuantizeJob {
     /// (values checked, amax measured, the group's max taken): it uses that amax without a
     /// second pass over its data.
     static func makeCodec(
-        for matrix: DenseMatrix, tensor: TensorInfo, options: QuantizeOptions, path: String
+        for matrix: CodecRows, tensor: TensorInfo, options: QuantizeOptions, path: String
     ) throws(FileError) -> NVFP4Codec {
-        let amax: Float
-        if let shared = options.scalePlan.sharedAmax[tensor.name] {
-            amax = shared
-        } else {
-            let (measured, bad) = ParallelLoop.magnitudeMaximum(matrix, threads: options.threads)
-            if let bad {
-                throw FileError(path: path, cause: WeightError.nonFinite(
-                    tensor: tensor.name, index: bad, row: bad / matrix.columns, column: bad % matrix.columns))
-            }
-            amax = measured
+        var amax = options.scalePlan.sharedAmax[tensor.name] ?? 0
+        if options.scalePlan.sharedAmax[tensor.name] == nil {
+            amax = try matrix.magnitudeMaximum(tensor: tensor.name, threads: options.threads, path: path)
         }
         return try makeCodec(amax: amax, tensor: tensor, options: options, path: path)
     }
