@@ -61,6 +61,25 @@ public struct FP8Matrix: @unchecked Sendable {
         return DenseMatrix(bytes: UnsafeRawBufferPointer(out), dtype: scaling.target, rows: range.count, columns: columns)
     }
 
+    /// Bytes of `count` rows as the codec reads them (fp32).
+    public func codecByteCount(rows count: Int) -> Int { count * columns * 4 }
+
+    /// This view's rows `range` as the codec reads them, in one fused pass into `buffer`: fp32
+    /// values equal to the dequantization in ``FP8Scaling/target`` (what ``dequantize(_:into:)``
+    /// stores), widened back (`nvfp4_fp8_e4m3_dequantize_rows_f32`). The codec widens bf16 and
+    /// f16 to fp32 exactly, so it gives the same bytes from either.
+    public func codecRows(_ range: Range<Int>, into buffer: UnsafeMutableRawBufferPointer) -> DenseMatrix {
+        let out = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<codecByteCount(rows: range.count)])
+        let first = firstRow + range.lowerBound
+        guard !range.isEmpty else { return DenseMatrix(bytes: UnsafeRawBufferPointer(out), dtype: .f32, rows: 0, columns: columns) }
+        scales.withUnsafeBufferPointer { scale in
+            nvfp4_fp8_e4m3_dequantize_rows_f32(
+                codes.baseAddress!.assumingMemoryBound(to: UInt8.self) + first * columns, range.count, columns, scale.baseAddress!, first,
+                scaling.blockRows, scaling.blockColumns, scaling.kernelTarget, out.baseAddress!.assumingMemoryBound(to: Float.self))
+        }
+        return DenseMatrix(bytes: UnsafeRawBufferPointer(out), dtype: .f32, rows: range.count, columns: columns)
+    }
+
     /// The largest magnitude of the dequantized matrix (NaN when a code is NaN; infinite when a
     /// value overflows), from each scale block's largest code: |code| orders as its magnitude bits,
     /// and the multiply by |scale| and the rounding are monotonic. One pass over the codes only.

@@ -249,7 +249,8 @@ public enum QuantizeJob {
     }
 
     /// ``quantizeRows(_:rows:codec:packed:scales:layout:threads:search:error:)`` of dense or FP8
-    /// rows: an FP8 chunk is dequantized into a buffer of its own just before the codec reads it
+    /// rows: an FP8 chunk is dequantized (fp32, ``FP8Matrix/codecRows(_:into:)``) into a buffer of
+    /// its own just before the codec reads it
     /// (chunks start on a 128-row band, so their scales are a contiguous slice in both layouts).
     static func quantizeRows(
         _ matrix: CodecRows, rows: Range<Int>, codec: NVFP4Codec, packed: UnsafeMutableRawBufferPointer,
@@ -280,9 +281,9 @@ public enum QuantizeJob {
                 case .dense(let dense):
                     run(dense, chunkRows, scales)
                 case .fp8(let fp8, let buffers):
-                    buffers.with(byteCount: fp8.denseByteCount(rows: chunkRows.count)) { buffer in
+                    buffers.with(byteCount: fp8.codecByteCount(rows: chunkRows.count)) { buffer in
                         let offset = layout.storedByteCount(rows: chunkRows.lowerBound, blocks: blocks)
-                        run(fp8.dequantize(chunkRows, into: buffer), 0..<chunkRows.count, UnsafeMutableRawBufferPointer(rebasing: scales[offset...]))
+                        run(fp8.codecRows(chunkRows, into: buffer), 0..<chunkRows.count, UnsafeMutableRawBufferPointer(rebasing: scales[offset...]))
                     }
                 }
             }
