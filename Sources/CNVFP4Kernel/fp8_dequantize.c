@@ -75,7 +75,7 @@ INLINE uint32_t dequantize_body(const uint8_t *codes, size_t count, float scale,
     return result;
 }
 
-// fp32 products rounded to the target and widened back (held in fp32: the values the codec reads).
+// fp32 products rounded to the target and widened back to fp32.
 INLINE f32x16 round_to_target(f32x16 product, int target) {
     if (target == NVFP4_FP8_TARGET_BF16) {
         u32x16 bits = (u32x16)product;
@@ -92,15 +92,27 @@ INLINE f32x16 round_to_target(f32x16 product, int target) {
     return product;
 }
 
+// 16 values rounded to the target, stored as the codec reads them: bf16 bits for a bf16 target
+// (exact: the value is a bf16), else fp32.
+INLINE void store_rounded(f32x16 v, int target, uint8_t *out) {
+    if (target == NVFP4_FP8_TARGET_BF16) {
+        u16x16 h = __builtin_convertvector((u32x16)v >> 16, u16x16);
+        memcpy(out, &h, 32);
+    } else {
+        memcpy(out, &v, 64);
+    }
+}
+
 // Rows of codes, each `block_columns` run times its scale from the grid row of its row.
-INLINE void dequantize_rows_f32_body(
+INLINE void dequantize_rows_body(
     const uint8_t *codes, size_t rows, size_t columns, const float *scales, size_t first_row, size_t block_rows,
-    size_t block_columns, int target, float *out) {
+    size_t block_columns, int target, void *out) {
     size_t grid_columns = (columns + block_columns - 1) / block_columns;
+    size_t width = target == NVFP4_FP8_TARGET_BF16 ? 2 : 4;
     for (size_t r = 0; r < rows; r++) {
         const float *row_scales = scales + ((first_row + r) / block_rows) * grid_columns;
         const uint8_t *row_codes = codes + r * columns;
-        float *row_out = out + r * columns;
+        uint8_t *row_out = (uint8_t *)out + r * columns * width;
         size_t g = 0;
         for (size_t start = 0; start < columns; start += block_columns, g++) {
             size_t count = columns - start < block_columns ? columns - start : block_columns;
@@ -109,24 +121,24 @@ INLINE void dequantize_rows_f32_body(
             for (; i + 16 <= count; i += 16) {
                 u8x16 c;
                 memcpy(&c, row_codes + start + i, 16);
-                f32x16 v = round_to_target(e4m3_to_f32(c) * scale, target);
-                memcpy(row_out + start + i, &v, 64);
+                store_rounded(round_to_target(e4m3_to_f32(c) * scale, target), target, row_out + (start + i) * width);
             }
             if (i < count) {
                 uint8_t tail[16] = {0};
+                uint8_t staged[64];
                 memcpy(tail, row_codes + start + i, count - i);
                 u8x16 c;
                 memcpy(&c, tail, 16);
-                f32x16 v = round_to_target(e4m3_to_f32(c) * scale, target);
-                memcpy(row_out + start + i, &v, (count - i) * 4);
+                store_rounded(round_to_target(e4m3_to_f32(c) * scale, target), target, staged);
+                memcpy(row_out + (start + i) * width, staged, (count - i) * width);
             }
         }
     }
 }
 
-#define ROWS_ARGS const uint8_t *c, size_t n, size_t k, const float *s, size_t r0, size_t br, size_t bc, int t, float *o
+#define ROWS_ARGS const uint8_t *c, size_t n, size_t k, const float *s, size_t r0, size_t br, size_t bc, int t, void *o
 #define ROWS_CALL c, n, k, s, r0, br, bc, t, o
-static void rows_baseline(ROWS_ARGS) { dequantize_rows_f32_body(ROWS_CALL); }
+static void rows_baseline(ROWS_ARGS) { dequantize_rows_body(ROWS_CALL); }
 static uint32_t dequantize_baseline(const uint8_t *c, size_t n, float s, int t, void *o) { return dequantize_body(c, n, s, t, o); }
 #if defined(__x86_64__) && defined(__clang__)
 __attribute__((target("avx2,f16c,fma")))
@@ -134,9 +146,9 @@ static uint32_t dequantize_avx2(const uint8_t *c, size_t n, float s, int t, void
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,f16c")))
 static uint32_t dequantize_avx512(const uint8_t *c, size_t n, float s, int t, void *o) { return dequantize_body(c, n, s, t, o); }
 __attribute__((target("avx2,f16c,fma")))
-static void rows_avx2(ROWS_ARGS) { dequantize_rows_f32_body(ROWS_CALL); }
+static void rows_avx2(ROWS_ARGS) { dequantize_rows_body(ROWS_CALL); }
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,f16c")))
-static void rows_avx512(ROWS_ARGS) { dequantize_rows_f32_body(ROWS_CALL); }
+static void rows_avx512(ROWS_ARGS) { dequantize_rows_body(ROWS_CALL); }
 #endif
 
 // The row kernels by variant (0 baseline, then wider), as nvfp4_kernel_variant_* numbers them.
@@ -154,7 +166,7 @@ static rows_fn rows_variant(int variant) {
 
 static rows_fn rows_chosen = 0;
 
-void nvfp4_fp8_e4m3_dequantize_rows_f32(ROWS_ARGS) {
+void nvfp4_fp8_e4m3_dequantize_rows(ROWS_ARGS) {
     rows_fn f = __atomic_load_n(&rows_chosen, __ATOMIC_RELAXED);
     if (!f) {
         f = rows_variant(2);
@@ -165,7 +177,7 @@ void nvfp4_fp8_e4m3_dequantize_rows_f32(ROWS_ARGS) {
     f(ROWS_CALL);
 }
 
-int nvfp4_fp8_e4m3_dequantize_rows_f32_variant(int variant, ROWS_ARGS) {
+int nvfp4_fp8_e4m3_dequantize_rows_variant(int variant, ROWS_ARGS) {
     rows_fn f = rows_variant(variant);
     if (!f) return -1;
     f(ROWS_CALL);

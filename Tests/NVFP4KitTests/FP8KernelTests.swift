@@ -2,12 +2,12 @@ import CNVFP4Kernel
 @testable import NVFP4Kit
 import Testing
 
-/// The fused FP8 → fp32 row kernel (`nvfp4_fp8_e4m3_dequantize_rows_f32`, what the codec reads)
+/// The FP8 row kernel (`nvfp4_fp8_e4m3_dequantize_rows`: the rows the codec reads, bf16 or fp32)
 /// against a scalar decode written here (E4M3 exactly, one fp32 multiply, one rounding to the
 /// target, widened back) and against the dequantizer's stored values (``FP8Dequantizer``), for
 /// every compiled vector width, all 256 codes under every scale kind, partial edge blocks and
 /// row ranges that start inside a block.
-@Suite("FP8 fused row kernel")
+@Suite("FP8 row kernel")
 struct FP8KernelTests {
     struct Case: CustomStringConvertible, Sendable {
         var description: String
@@ -89,17 +89,21 @@ struct FP8KernelTests {
         for variant in 0..<Int(nvfp4_kernel_variant_count()) {
             // Whole matrix, and a range from inside the first block row to the end.
             for first in [0, c.rows / 3] {
-                var out = [Float](repeating: .nan, count: (c.rows - first) * c.columns)
+                let dtype: DType = c.target == .bf16 ? .bf16 : .f32
+                var out = [UInt8](repeating: 0xFF, count: (c.rows - first) * c.columns * dtype.bitWidth / 8)
                 let status = codes.withUnsafeBufferPointer { input in
-                    out.withUnsafeMutableBufferPointer { o in
-                        nvfp4_fp8_e4m3_dequantize_rows_f32_variant(
+                    out.withUnsafeMutableBytes { o in
+                        nvfp4_fp8_e4m3_dequantize_rows_variant(
                             Int32(variant), input.baseAddress! + first * c.columns, c.rows - first, c.columns, scales, first,
                             c.blockRows, c.blockColumns, scaling.kernelTarget, o.baseAddress!)
                     }
                 }
                 if status != 0 { continue }
                 ran += 1
-                let wrong = (0..<out.count).filter { !Self.same(out[$0], want[first * c.columns + $0]) }
+                let got = out.withUnsafeBytes { bytes in
+                    (0..<((c.rows - first) * c.columns)).map { DenseMatrix(bytes: bytes, dtype: dtype, rows: c.rows - first, columns: c.columns).element($0) }
+                }
+                let wrong = (0..<got.count).filter { !Self.same(got[$0], want[first * c.columns + $0]) }
                 #expect(wrong.isEmpty, "\(c) variant \(variant) from row \(first): \(wrong.count) differ, first at \(wrong.first ?? 0)")
             }
         }
@@ -111,18 +115,19 @@ struct FP8KernelTests {
             let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: matrix.codecByteCount(rows: range.count), alignment: 64)
             defer { buffer.deallocate() }
             let view = matrix.rows(1..<c.rows).codecRows((range.lowerBound - 1)..<(range.upperBound - 1), into: buffer)
-            try #require(view.dtype == .f32 && view.rows == range.count)
+            try #require(view.dtype == (c.target == .bf16 ? .bf16 : .f32) && view.rows == range.count)
             let wrong = (0..<(range.count * c.columns)).filter { !Self.same(view.element($0), want[range.lowerBound * c.columns + $0]) }
             #expect(wrong.isEmpty, "\(c) codecRows: \(wrong.count) differ")
         }
     }
 
-    @Test("the codec gives the same bytes from the fused fp32 rows as from the stored bf16 rows")
+    @Test("the codec gives the same bytes from codecRows as from the dequantizer's stored rows (bf16 and f16 targets)")
     func codecSameBytes() throws {
         let (rows, columns) = (256, 384)
         let codes = Self.codes(rows: rows, columns: columns).map { $0 & 0x7F == 0x7F ? $0 ^ 1 : $0 }
-        let scales = Self.scales(count: 2 * 3, dtype: .f32).map { min(abs($0), 1) + 1e-6 }
-        let scaling = FP8Scaling(blockRows: 128, blockColumns: 128, target: .bf16)
+        let scales = Self.scales(count: 2 * 3, dtype: .f32).map { Float(Float16(min(abs($0), 1) + 1e-3)) }
+        for target in [DType.bf16, .f16] {
+        let scaling = FP8Scaling(blockRows: 128, blockColumns: 128, target: target)
         try codes.withUnsafeBytes { input in
             let matrix = FP8Matrix(codes: input, rows: rows, columns: columns, scales: scales, scaling: scaling)
             let codec = NVFP4Codec(scale: try TensorScale(amax: matrix.magnitudeMaximum(threads: 1), mode: .twoLevel, numerics: .cuda, tensor: "t"), numerics: .cuda)
@@ -139,8 +144,9 @@ struct FP8KernelTests {
                 return (packed, scaleBytes, error)
             }
             let (a, b) = (quantize(fused: false), quantize(fused: true))
-            #expect(a.0 == b.0 && a.1 == b.1 && a.2 == b.2)
+            #expect(a.0 == b.0 && a.1 == b.1 && a.2 == b.2, "\(target)")
             #expect(a.0.contains { $0 != 0 })
+        }
         }
     }
 }

@@ -61,23 +61,27 @@ public struct FP8Matrix: @unchecked Sendable {
         return DenseMatrix(bytes: UnsafeRawBufferPointer(out), dtype: scaling.target, rows: range.count, columns: columns)
     }
 
-    /// Bytes of `count` rows as the codec reads them (fp32).
-    public func codecByteCount(rows count: Int) -> Int { count * columns * 4 }
+    /// The dtype the codec reads these rows in: bf16 for a bf16 target (the codec's fastest input),
+    /// else fp32 (an f16 value widened exactly; the codec reads f16 only through a scalar path).
+    public var codecDType: DType { scaling.target == .bf16 ? .bf16 : .f32 }
 
-    /// This view's rows `range` as the codec reads them, in one fused pass into `buffer`: fp32
-    /// values equal to the dequantization in ``FP8Scaling/target`` (what ``dequantize(_:into:)``
-    /// stores), widened back (`nvfp4_fp8_e4m3_dequantize_rows_f32`). The codec widens bf16 and
-    /// f16 to fp32 exactly, so it gives the same bytes from either.
+    /// Bytes of `count` rows as the codec reads them (``codecDType``).
+    public func codecByteCount(rows count: Int) -> Int { count * columns * codecDType.bitWidth / 8 }
+
+    /// This view's rows `range` as the codec reads them, dequantized in one kernel call into
+    /// `buffer`: each value equal to the dequantization in ``FP8Scaling/target`` (what
+    /// ``dequantize(_:into:)`` stores), held in ``codecDType`` (`nvfp4_fp8_e4m3_dequantize_rows`).
     public func codecRows(_ range: Range<Int>, into buffer: UnsafeMutableRawBufferPointer) -> DenseMatrix {
         let out = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<codecByteCount(rows: range.count)])
         let first = firstRow + range.lowerBound
-        guard !range.isEmpty else { return DenseMatrix(bytes: UnsafeRawBufferPointer(out), dtype: .f32, rows: 0, columns: columns) }
-        scales.withUnsafeBufferPointer { scale in
-            nvfp4_fp8_e4m3_dequantize_rows_f32(
-                codes.baseAddress!.assumingMemoryBound(to: UInt8.self) + first * columns, range.count, columns, scale.baseAddress!, first,
-                scaling.blockRows, scaling.blockColumns, scaling.kernelTarget, out.baseAddress!.assumingMemoryBound(to: Float.self))
+        if !range.isEmpty {
+            scales.withUnsafeBufferPointer { scale in
+                nvfp4_fp8_e4m3_dequantize_rows(
+                    codes.baseAddress!.assumingMemoryBound(to: UInt8.self) + first * columns, range.count, columns, scale.baseAddress!, first,
+                    scaling.blockRows, scaling.blockColumns, scaling.kernelTarget, out.baseAddress!)
+            }
         }
-        return DenseMatrix(bytes: UnsafeRawBufferPointer(out), dtype: .f32, rows: range.count, columns: columns)
+        return DenseMatrix(bytes: UnsafeRawBufferPointer(out), dtype: codecDType, rows: range.count, columns: columns)
     }
 
     /// The largest magnitude of the dequantized matrix (NaN when a code is NaN; infinite when a

@@ -249,9 +249,8 @@ public enum QuantizeJob {
     }
 
     /// ``quantizeRows(_:rows:codec:packed:scales:layout:threads:search:error:)`` of dense or FP8
-    /// rows: an FP8 chunk is dequantized (fp32, ``FP8Matrix/codecRows(_:into:)``) into a buffer of
-    /// its own just before the codec reads it
-    /// (chunks start on a 128-row band, so their scales are a contiguous slice in both layouts).
+    /// rows: an FP8 chunk is dequantized (``FP8Matrix/codecRows(_:into:)``) into a buffer of its own
+    /// just before the codec reads it (chunks start on a 128-row band, so their scales are a contiguous slice in both layouts).
     static func quantizeRows(
         _ matrix: CodecRows, rows: Range<Int>, codec: NVFP4Codec, packed: UnsafeMutableRawBufferPointer,
         scales: UnsafeMutableRawBufferPointer, layout: ScaleLayout, threads: Int, search: ScaleSearch? = nil,
