@@ -89,6 +89,17 @@ struct FP8InputTests {
         #expect(checked >= 10)
     }
 
+    /// Quantizes `input` (`-`: `stdin`) to `output` and expects exactly the tensors of `expected`.
+    static func expectQuantized(
+        _ input: String, stdin: [UInt8]?, to output: String, arguments: [String], equals expected: [String: ModelFixtures.Stored], _ label: String
+    ) throws {
+        let r = try ToolRunner.run(["quantize", input, "-o", output] + arguments, stdin: stdin)
+        #expect(r.status == 0, "\(label): \(r.stderr)")
+        let got = try tensors(inFile: output)
+        #expect(Set(got.keys) == Set(expected.keys), "\(label)")
+        for (tensor, stored) in expected { #expect(got[tensor] == stored, "\(label) \(tensor)") }
+    }
+
     /// The ways a single FP8 file reaches `quantize`.
     enum InputKind: String, CaseIterable, CustomStringConvertible {
         case file, stdin, zstFile = "zst file", zstStdin = "zst on stdin"
@@ -115,12 +126,7 @@ struct FP8InputTests {
                 case .zstFile: (zst, nil)
                 case .zstStdin: ("-", compressed)
                 }
-                let output = dir.file("\(kind.rawValue).safetensors")
-                let r = try ToolRunner.run(["quantize", path, "-o", output] + common, stdin: stdin)
-                #expect(r.status == 0, "\(kind): \(r.stderr)")
-                let got = try Self.tensors(inFile: output)
-                #expect(Set(got.keys) == Set(reference.keys), "\(name) \(format.rawValue) \(kind)")
-                for (tensor, stored) in reference { #expect(got[tensor] == stored, "\(name) \(format.rawValue) \(kind) \(tensor)") }
+                try Self.expectQuantized(path, stdin: stdin, to: dir.file("\(kind.rawValue).safetensors"), arguments: common, equals: reference, "\(name) \(format.rawValue) \(kind)")
             }
         }
     }

@@ -95,12 +95,7 @@ struct FP8StackedExpertsTests {
             #expect(expected.values.contains { $0.dtype == .u8 || $0.dtype == .f4 })
             #expect((expected["model.layers.0.mlp.experts.down_proj.weight"] != nil) == (format == .torchao))
             for (kind, input, stdin) in [("file", fp8Path, nil), ("stdin", "-", fp8)] as [(String, String, [UInt8]?)] {
-                let output = dir.file("\(kind).safetensors")
-                let r = try ToolRunner.run(["quantize", input, "-o", output] + common, stdin: stdin)
-                #expect(r.status == 0, "\(kind): \(r)")
-                let got = try FP8InputTests.tensors(inFile: output)
-                #expect(Set(got.keys) == Set(expected.keys), "\(format.rawValue) \(kind)")
-                for (name, stored) in expected { #expect(got[name] == stored, "\(format.rawValue) \(kind) \(name)") }
+                try FP8InputTests.expectQuantized(input, stdin: stdin, to: dir.file("\(kind).safetensors"), arguments: common, equals: expected, "\(format.rawValue) \(kind)")
             }
             let verify = try ToolRunner.run(["verify", fp8Path, dir.file("file.safetensors")])
             #expect(verify.status == 0, "\(verify)")

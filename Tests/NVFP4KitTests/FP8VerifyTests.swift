@@ -17,6 +17,14 @@ struct FP8VerifyTests {
     static let layouts = FP8InputTests.layouts.map(\.rawValue)
     static func fixture(_ name: String) -> String { FP8InputTests.fixture(name) }
 
+    /// Quantizes single file `input` to `out.safetensors` in `dir` (its manifest beside it).
+    static func quantize(_ input: String, format: String, into dir: ToolRunner.TemporaryDirectory) throws -> String {
+        let output = dir.file("out.safetensors")
+        let q = try ToolRunner.run(["quantize", input, "-o", output, "--format", format, "--fp8-block-size", "128x128", "-q"])
+        try #require(q.status == 0, "\(q)")
+        return output
+    }
+
     /// Runs verify and returns its status, JSON report and tensors by name.
     static func verify(_ arguments: [String], stdin: [UInt8]? = nil) throws -> (status: Int32, report: JSONValue, tensors: [String: JSONValue]) {
         let r = try ToolRunner.run(["verify"] + arguments + ["--json"], stdin: stdin)
@@ -32,9 +40,7 @@ struct FP8VerifyTests {
     func files(name: String, format: String) throws {
         try ToolRunner.withTemporaryDirectory { dir in
             let input = Self.fixture("\(name).safetensors")
-            let output = dir.file("out.safetensors")
-            let q = try ToolRunner.run(["quantize", input, "-o", output, "--format", format, "--fp8-block-size", "128x128", "-q"])
-            try #require(q.status == 0, "\(q)")
+            let output = try Self.quantize(input, format: format, into: dir)
             let expected = try Self.verify([Self.fixture("\(name).reference.safetensors"), output])
             #expect(expected.tensors.values.contains { $0["kind"]?.stringValue == "quantized" })
             let compressed = try zstdCompress(try ToolRunner.readFile(input))
@@ -76,9 +82,7 @@ struct FP8VerifyTests {
     func damage(format: String, target: String) throws {
         try ToolRunner.withTemporaryDirectory { dir in
             let input = Self.fixture("block-f32.safetensors")
-            let output = dir.file("out.safetensors")
-            let q = try ToolRunner.run(["quantize", input, "-o", output, "--format", format, "--fp8-block-size", "128x128", "-q"])
-            try #require(q.status == 0, "\(q)")
+            let output = try Self.quantize(input, format: format, into: dir)
             let reader = try SafetensorsReader(path: output, hashing: false)
             // The packed data of gate_proj (NVFP4), or the bf16 bytes of kv_b_proj (kept by rule).
             let tensor = try #require(reader.header.tensors.first {
@@ -103,10 +107,8 @@ struct FP8VerifyTests {
     func blockSizeWithoutManifest() throws {
         try ToolRunner.withTemporaryDirectory { dir in
             let input = Self.fixture("block-f32.safetensors")
-            let q = try ToolRunner.run(["quantize", input, "-o", dir.file("out.safetensors"), "--fp8-block-size", "128x128", "-q"])
-            try #require(q.status == 0, "\(q)")
             // Renamed: no manifest lies beside it.
-            let output = try dir.write(try ToolRunner.readFile(dir.file("out.safetensors")), to: "renamed.safetensors")
+            let output = try dir.write(try ToolRunner.readFile(try Self.quantize(input, format: "torchao", into: dir)), to: "renamed.safetensors")
             let given = try Self.verify([input, output, "--fp8-block-size", "128x128"])
             #expect(given.status == 0, "\(given.report)")
             #expect(given.tensors == (try Self.verify([Self.fixture("block-f32.reference.safetensors"), output])).tensors)
