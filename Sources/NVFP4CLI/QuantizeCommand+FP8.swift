@@ -7,11 +7,16 @@ extension QuantizeCommand {
         options.mlaAttention = try choice(
             parsed.value("--mla-attention"), option: "--mla-attention",
             Dictionary(uniqueKeysWithValues: MLAAttentionPolicy.allCases.map { ($0.rawValue, $0) }), default: .keep)
-        guard let text = parsed.value("--fp8-block-size") else { return }
+        options.fp8BlockSize = try fp8BlockSize(parsed)
+    }
+
+    /// `--fp8-block-size <rows>x<cols>` (quantize and verify), or `nil` when not given.
+    static func fp8BlockSize(_ parsed: ParsedArguments) throws -> [Int]? {
+        guard let text = parsed.value("--fp8-block-size") else { return nil }
         let parts = text.split(separator: "x", omittingEmptySubsequences: false).map { Int($0) }
         guard parts.count == 2, let rows = parts[0], let columns = parts[1], (1...65536).contains(rows), (1...65536).contains(columns) else {
             throw UsageError(message: "invalid value '\(text)' for --fp8-block-size; expected <rows>x<cols>, e.g. 128x128")
         }
-        options.fp8BlockSize = [rows, columns]
+        return [rows, columns]
     }
 }

@@ -11,11 +11,12 @@ enum VerifyCommand {
             ArgumentSpec(name: "<original>", help: "The source .safetensors file (.zst, '-' for stdin), model folder, or model id in the local Hub cache (org/name[@revision])."),
             ArgumentSpec(name: "<quantized>", help: "The NVFP4 checkpoint in any layout (torchao, compressed-tensors, ModelOpt): a file (.zst, '-' for stdin), model folder, or model id in the local Hub cache."),
         ],
-        options: [.tolerance, .manifest.defaulting("the one quantize wrote beside <quantized>, if any"), .compareMethod, .threads, .json, .quiet, .progress],
+        options: [.tolerance, .manifest.defaulting("the one quantize wrote beside <quantized>, if any"), .compareMethod, .fp8BlockSize, .threads, .json, .quiet, .progress],
         discussion: """
             Dequantizes every NVFP4 weight and measures relative RMSE, SQNR and max abs error against the \
             original; checks that kept tensors are byte-identical, nothing is missing or extra, and block scales \
-            are valid e4m3 codes. Exit 0 if all checks pass, 1 if any fails, 2 if the files cannot be compared.
+            are valid e4m3 codes. An FP8 original is compared through its dequantization, the weights quantize \
+            read. Exit 0 if all checks pass, 1 if any fails, 2 if the files cannot be compared.
             """)
 
     static func run(_ parsed: ParsedArguments, _ invocation: [String]) throws -> Int32 {
@@ -49,7 +50,7 @@ enum VerifyCommand {
         progress?.startFile(paths[1], bytes: 0)
         var report = try VerifyJob.run(
             original: original, quantized: quantized, tolerance: tolerance, comparisonMethod: comparison, blockRule: manifest?.blockRule,
-            threads: try QuantizeCommand.threadCount(parsed), progress: progress)
+            fp8BlockSize: try QuantizeCommand.fp8BlockSize(parsed) ?? manifest?.fp8BlockSize, threads: try QuantizeCommand.threadCount(parsed), progress: progress)
         progress?.finishFile()
         display.finish()
         if let manifest {

@@ -3,7 +3,8 @@
 //     swift run -c release nvfp4-codec-bench [rows] [columns] [runs]
 //
 // Prints the median (and min) G elements/s of `DenseMatrix.magnitudeMaximum()` and
-// `NVFP4Codec.quantize` for bf16 and f32 input, two-level and single-level, both layouts.
+// `NVFP4Codec.quantize` for bf16 and f32 input, two-level and single-level, both layouts; then
+// the same values as block FP8: the amax, the dequantization and the codec behind it.
 import Glibc
 import NVFP4Kit
 
@@ -116,5 +117,62 @@ for (dtype, name) in [(DType.bf16, "bf16"), (.f32, "f32")] {
             scales.deallocate()
         }
     }
+}
+// The same values as block FP8 (128 x 128, F32 scales of blockAmax / 448), read as the quantizer
+// reads FP8 input: the amax from the codes, then 128-row chunks dequantized and quantized, through
+// the dequantizer (one call a scale block, bf16) and through codecRows (one call a chunk).
+do {
+    let (gridRows, gridColumns) = ((rows + 127) / 128, (columns + 127) / 128)
+    var fp8Scales = [Float](repeating: 0, count: gridRows * gridColumns)
+    for r in 0..<rows {
+        for c in 0..<columns {
+            let g = (r / 128) * gridColumns + c / 128
+            fp8Scales[g] = max(fp8Scales[g], abs(values[r * columns + c]) / E4M3.max)
+        }
+    }
+    let codes = (0..<count).map { i -> UInt8 in
+        let s = fp8Scales[(i / columns / 128) * gridColumns + (i % columns) / 128]
+        return s > 0 ? E4M3.encodeClamped(values[i] / s) : 0
+    }
+    // Held for the whole run (an array's storage may go once it is no longer used).
+    let held = UnsafeMutableRawBufferPointer.allocate(byteCount: count, alignment: 64)
+    held.copyBytes(from: codes)
+    defer { held.deallocate() }
+    let fp8Bytes = UnsafeRawBufferPointer(held)
+    let fp8 = FP8Matrix(codes: fp8Bytes, rows: rows, columns: columns, scales: fp8Scales, scaling: FP8Scaling(blockRows: 128, blockColumns: 128, target: .bf16))
+    var amax: Float = 0
+    measure("fp8 magnitudeMaximum (codes)", elements: count, runs: runs) { amax = fp8.magnitudeMaximum(threads: 1) }
+    let codec = NVFP4Codec(scale: try! TensorScale(amax: amax, mode: .twoLevel, numerics: .cuda, tensor: "t"), numerics: .cuda)
+    let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: fp8.codecByteCount(rows: 128), alignment: 64)
+    let packed = UnsafeMutableRawBufferPointer.allocate(byteCount: count / 2, alignment: 64)
+    let scales = UnsafeMutableRawBufferPointer.allocate(byteCount: ScaleLayout.swizzled.storedByteCount(rows: rows, blocks: columns / 16), alignment: 64)
+    scales.initializeMemory(as: UInt8.self, repeating: 0)
+    for fused in [false, true] {
+        let label = fused ? "one kernel call a chunk (codecRows)" : "the dequantizer (block by block)"
+        measure("fp8 dequantize via \(label)", elements: count, runs: runs) {
+            for row in stride(from: 0, to: rows, by: 128) {
+                let r = row..<min(rows, row + 128)
+                _ = fused ? fp8.codecRows(r, into: chunk) : fp8.dequantize(r, into: chunk)
+            }
+        }
+        var error = QuantizationError()
+        measure("fp8 quantize two-level cuda swizzled via \(label)", elements: count, runs: runs) {
+            error = QuantizationError()
+            for row in stride(from: 0, to: rows, by: 128) {
+                let r = row..<min(rows, row + 128)
+                let dense = fused ? fp8.codecRows(r, into: chunk) : fp8.dequantize(r, into: chunk)
+                let offset = ScaleLayout.swizzled.storedByteCount(rows: row, blocks: columns / 16)
+                codec.quantize(dense, rows: 0..<r.count, packed: UnsafeMutableRawBufferPointer(rebasing: packed[(row * columns / 2)...]),
+                               scales: UnsafeMutableRawBufferPointer(rebasing: scales[offset...]), layout: .swizzled, error: &error)
+            }
+        }
+        var h: UInt64 = 0xCBF2_9CE4_8422_2325
+        for b in packed { h = (h ^ UInt64(b)) &* 0x100_0000_01B3 }
+        for b in scales { h = (h ^ UInt64(b)) &* 0x100_0000_01B3 }
+        print("    fnv1a=\(String(h, radix: 16)) err=\(error.errorSquareSum) (the same both ways)")
+    }
+    chunk.deallocate()
+    packed.deallocate()
+    scales.deallocate()
 }
 print("checksum \(String(checksum, radix: 16))")

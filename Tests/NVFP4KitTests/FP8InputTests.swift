@@ -89,26 +89,44 @@ struct FP8InputTests {
         #expect(checked >= 10)
     }
 
-    @Test("file and stdin: FP8 output equals the reference bf16 output", arguments: fileCases, layouts)
-    func fileAndStdin(name: String, format: CheckpointFormat) throws {
+    /// Quantizes `input` (`-`: `stdin`) to `output` and expects exactly the tensors of `expected`.
+    static func expectQuantized(
+        _ input: String, stdin: [UInt8]?, to output: String, arguments: [String], equals expected: [String: ModelFixtures.Stored], _ label: String
+    ) throws {
+        let r = try ToolRunner.run(["quantize", input, "-o", output] + arguments, stdin: stdin)
+        #expect(r.status == 0, "\(label): \(r.stderr)")
+        let got = try tensors(inFile: output)
+        #expect(Set(got.keys) == Set(expected.keys), "\(label)")
+        for (tensor, stored) in expected { #expect(got[tensor] == stored, "\(label) \(tensor)") }
+    }
+
+    /// The ways a single FP8 file reaches `quantize`.
+    enum InputKind: String, CaseIterable, CustomStringConvertible {
+        case file, stdin, zstFile = "zst file", zstStdin = "zst on stdin"
+        var description: String { rawValue }
+    }
+
+    @Test("file, stdin, .zst file and .zst on stdin: FP8 output equals the reference bf16 output", arguments: fileCases, layouts)
+    func inputKinds(name: String, format: CheckpointFormat) throws {
         try ToolRunner.withTemporaryDirectory { dir in
             let input = Self.fixture("\(name).safetensors")
+            let plain = try ToolRunner.readFile(input)
+            let compressed = try zstdCompress(plain)
+            let zst = try dir.write(compressed, to: "in.safetensors.zst")
             let common = ["--format", format.rawValue, "--fp8-block-size", "128x128", "--quiet"]
             let expected = dir.file("expected.safetensors")
             let r0 = try ToolRunner.run(["quantize", Self.fixture("\(name).reference.safetensors"), "-o", expected] + common)
             #expect(r0.status == 0, "\(r0.stderr)")
-            let fromFile = dir.file("file.safetensors")
-            let r1 = try ToolRunner.run(["quantize", input, "-o", fromFile] + common)
-            #expect(r1.status == 0, "\(r1.stderr)")
-            let fromStdin = dir.file("stdin.safetensors")
-            let r2 = try ToolRunner.run(["quantize", "-", "-o", fromStdin] + common, stdin: try ToolRunner.readFile(input))
-            #expect(r2.status == 0, "\(r2.stderr)")
             let reference = try Self.tensors(inFile: expected)
             #expect(reference.values.contains { $0.dtype == .u8 || $0.dtype == .f4 }, "something is quantized")
-            for output in [fromFile, fromStdin] {
-                let got = try Self.tensors(inFile: output)
-                #expect(Set(got.keys) == Set(reference.keys), "\(name) \(format.rawValue)")
-                for (tensor, stored) in reference { #expect(got[tensor] == stored, "\(name) \(format.rawValue) \(tensor)") }
+            for kind in InputKind.allCases {
+                let (path, stdin): (String, [UInt8]?) = switch kind {
+                case .file: (input, nil)
+                case .stdin: ("-", plain)
+                case .zstFile: (zst, nil)
+                case .zstStdin: ("-", compressed)
+                }
+                try Self.expectQuantized(path, stdin: stdin, to: dir.file("\(kind.rawValue).safetensors"), arguments: common, equals: reference, "\(name) \(format.rawValue) \(kind)")
             }
         }
     }

@@ -105,6 +105,21 @@ int nvfp4_set_direct_io(int fd, int on);
 /// |fp32 product| as fp32 bits (above 0x7F800000 when a product is NaN).
 uint32_t nvfp4_fp8_e4m3_dequantize(const uint8_t *codes, size_t count, float scale, int target, void *out);
 
+/// Dequantizes `rows` rows of `columns` FP8 E4M3FN codes (row-major) into the rows the codec reads,
+/// in one pass: each value exactly what nvfp4_fp8_e4m3_dequantize stores in `target`, stored as bf16
+/// for a bf16 target and as fp32 otherwise (an f16 value widened exactly: the codec's fast dtypes).
+/// `scales` is the matrix's scale grid (row-major, ⌈columns / block_columns⌉ a grid row;
+/// `block_rows` × `block_columns` elements a scale) and `first_row` the matrix row of the first row.
+void nvfp4_fp8_e4m3_dequantize_rows(
+    const uint8_t *codes, size_t rows, size_t columns, const float *scales, size_t first_row, size_t block_rows,
+    size_t block_columns, int target, void *out);
+
+/// nvfp4_fp8_e4m3_dequantize_rows with one compiled variant (see nvfp4_kernel_variant_count), for
+/// tests and benchmarks; returns -1 when this CPU cannot run it.
+int nvfp4_fp8_e4m3_dequantize_rows_variant(
+    int variant, const uint8_t *codes, size_t rows, size_t columns, const float *scales, size_t first_row, size_t block_rows,
+    size_t block_columns, int target, void *out);
+
 /// The largest magnitude code (`code & 0x7F`) of `count` E4M3FN codes: E4M3FN magnitudes order as
 /// their bits, and 0x7F is NaN.
 uint8_t nvfp4_fp8_e4m3_max_magnitude_code(const uint8_t *codes, size_t count);

@@ -21,6 +21,15 @@ public struct FP8Scaling: Sendable, Equatable {
         self.target = target
     }
 
+    /// The C kernel's name for ``target``.
+    var kernelTarget: Int32 {
+        switch target {
+        case .bf16: Int32(NVFP4_FP8_TARGET_BF16)
+        case .f16: Int32(NVFP4_FP8_TARGET_F16)
+        default: Int32(NVFP4_FP8_TARGET_F32)
+        }
+    }
+
     /// Scales along the rows and columns of an `N × K` matrix.
     public func grid(rows: Int, columns: Int) -> (rows: Int, columns: Int) {
         (ceilDiv(rows, max(blockRows, 1)), ceilDiv(columns, max(blockColumns, 1)))
@@ -97,11 +106,7 @@ public enum FP8Dequantizer {
     ) -> UInt32 {
         let grid = scaling.grid(rows: matrixRows, columns: columns)
         let width = scaling.target.bitWidth / 8
-        let target: Int32 = switch scaling.target {
-        case .bf16: Int32(NVFP4_FP8_TARGET_BF16)
-        case .f16: Int32(NVFP4_FP8_TARGET_F16)
-        default: Int32(NVFP4_FP8_TARGET_F32)
-        }
+        let target = scaling.kernelTarget
         let source = codes.baseAddress!.assumingMemoryBound(to: UInt8.self)
         var largest: UInt32 = 0
         for row in rows {

@@ -61,6 +61,29 @@ public struct FP8Matrix: @unchecked Sendable {
         return DenseMatrix(bytes: UnsafeRawBufferPointer(out), dtype: scaling.target, rows: range.count, columns: columns)
     }
 
+    /// The dtype the codec reads these rows in: bf16 for a bf16 target (the codec's fastest input),
+    /// else fp32 (an f16 value widened exactly; the codec reads f16 only through a scalar path).
+    public var codecDType: DType { scaling.target == .bf16 ? .bf16 : .f32 }
+
+    /// Bytes of `count` rows as the codec reads them (``codecDType``).
+    public func codecByteCount(rows count: Int) -> Int { count * columns * codecDType.bitWidth / 8 }
+
+    /// This view's rows `range` as the codec reads them, dequantized in one kernel call into
+    /// `buffer`: each value equal to the dequantization in ``FP8Scaling/target`` (what
+    /// ``dequantize(_:into:)`` stores), held in ``codecDType`` (`nvfp4_fp8_e4m3_dequantize_rows`).
+    public func codecRows(_ range: Range<Int>, into buffer: UnsafeMutableRawBufferPointer) -> DenseMatrix {
+        let out = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<codecByteCount(rows: range.count)])
+        let first = firstRow + range.lowerBound
+        if !range.isEmpty {
+            scales.withUnsafeBufferPointer { scale in
+                nvfp4_fp8_e4m3_dequantize_rows(
+                    codes.baseAddress!.assumingMemoryBound(to: UInt8.self) + first * columns, range.count, columns, scale.baseAddress!, first,
+                    scaling.blockRows, scaling.blockColumns, scaling.kernelTarget, out.baseAddress!)
+            }
+        }
+        return DenseMatrix(bytes: UnsafeRawBufferPointer(out), dtype: codecDType, rows: range.count, columns: columns)
+    }
+
     /// The largest magnitude of the dequantized matrix (NaN when a code is NaN; infinite when a
     /// value overflows), from each scale block's largest code: |code| orders as its magnitude bits,
     /// and the multiply by |scale| and the rounding are monotonic. One pass over the codes only.
@@ -139,6 +162,22 @@ enum CodecRows {
         case .dense(let m): return .dense(m.rows(range))
         case .fp8(let m, let buffers): return .fp8(m.rows(range), buffers)
         }
+    }
+
+    /// The largest magnitude of the rows as the codec reads them (an FP8 matrix's from its codes
+    /// and scales, dequantizing only to find a non-finite element).
+    ///
+    /// - Throws: ``FileError`` (`path`) naming the first non-finite element of `tensor`.
+    func magnitudeMaximum(tensor: String, threads: Int, path: String) throws(FileError) -> Float {
+        let amax: Float, bad: Int?
+        switch self {
+        case .dense(let m): (amax, bad) = ParallelLoop.magnitudeMaximum(m, threads: threads)
+        case .fp8(let m, let buffers):
+            amax = m.magnitudeMaximum(threads: threads)
+            bad = amax.isFinite ? nil : m.firstNonFinite(buffers: buffers) ?? 0
+        }
+        guard let bad else { return amax }
+        throw FileError(path: path, cause: WeightError.nonFinite(tensor: tensor, index: bad, row: bad / columns, column: bad % columns))
     }
 }
 

@@ -140,18 +140,11 @@ public enum QuantizeJob {
     /// (values checked, amax measured, the group's max taken): it uses that amax without a
     /// second pass over its data.
     static func makeCodec(
-        for matrix: DenseMatrix, tensor: TensorInfo, options: QuantizeOptions, path: String
+        for matrix: CodecRows, tensor: TensorInfo, options: QuantizeOptions, path: String
     ) throws(FileError) -> NVFP4Codec {
-        let amax: Float
-        if let shared = options.scalePlan.sharedAmax[tensor.name] {
-            amax = shared
-        } else {
-            let (measured, bad) = ParallelLoop.magnitudeMaximum(matrix, threads: options.threads)
-            if let bad {
-                throw FileError(path: path, cause: WeightError.nonFinite(
-                    tensor: tensor.name, index: bad, row: bad / matrix.columns, column: bad % matrix.columns))
-            }
-            amax = measured
+        var amax = options.scalePlan.sharedAmax[tensor.name] ?? 0
+        if options.scalePlan.sharedAmax[tensor.name] == nil {
+            amax = try matrix.magnitudeMaximum(tensor: tensor.name, threads: options.threads, path: path)
         }
         return try makeCodec(amax: amax, tensor: tensor, options: options, path: path)
     }
@@ -256,8 +249,8 @@ public enum QuantizeJob {
     }
 
     /// ``quantizeRows(_:rows:codec:packed:scales:layout:threads:search:error:)`` of dense or FP8
-    /// rows: an FP8 chunk is dequantized into a buffer of its own just before the codec reads it
-    /// (chunks start on a 128-row band, so their scales are a contiguous slice in both layouts).
+    /// rows: an FP8 chunk is dequantized (``FP8Matrix/codecRows(_:into:)``) into a buffer of its own
+    /// just before the codec reads it (chunks start on a 128-row band, so their scales are a contiguous slice in both layouts).
     static func quantizeRows(
         _ matrix: CodecRows, rows: Range<Int>, codec: NVFP4Codec, packed: UnsafeMutableRawBufferPointer,
         scales: UnsafeMutableRawBufferPointer, layout: ScaleLayout, threads: Int, search: ScaleSearch? = nil,
@@ -287,9 +280,9 @@ public enum QuantizeJob {
                 case .dense(let dense):
                     run(dense, chunkRows, scales)
                 case .fp8(let fp8, let buffers):
-                    buffers.with(byteCount: fp8.denseByteCount(rows: chunkRows.count)) { buffer in
+                    buffers.with(byteCount: fp8.codecByteCount(rows: chunkRows.count)) { buffer in
                         let offset = layout.storedByteCount(rows: chunkRows.lowerBound, blocks: blocks)
-                        run(fp8.dequantize(chunkRows, into: buffer), 0..<chunkRows.count, UnsafeMutableRawBufferPointer(rebasing: scales[offset...]))
+                        run(fp8.codecRows(chunkRows, into: buffer), 0..<chunkRows.count, UnsafeMutableRawBufferPointer(rebasing: scales[offset...]))
                     }
                 }
             }

@@ -17,7 +17,7 @@ struct VerifiedPart {
 
 /// Measures quantized matrices against the original tensor they were made from.
 struct Comparison {
-    let original: CheckpointSource
+    let original: VerifyOriginal
     let quantized: CheckpointSource
     let tolerance: Double
     let threads: Int
@@ -47,17 +47,12 @@ struct Comparison {
             }
         }
         let shape = source.info.shape
-        let (originalRows, columns) = (shape[shape.count - 2], shape[shape.count - 1])
-        let matrixBytes = originalRows * columns * source.info.dtype.bitWidth / 8
         var total = QuantizationError()
-        try original.withBytes(of: source) { bytes in
-            for part in parts {
+        for part in parts {
+            try original.withMatrix(source, matrix: part.originalMatrix) { matrix in
                 let m = part.module
                 let label = (modules.count > 1 ? "module \(m.name): " : "") + (m.matrixCount > 1 ? "expert \(part.matrix): " : "")
-                let dense = DenseMatrix(
-                    bytes: UnsafeRawBufferPointer(rebasing: bytes[(part.originalMatrix * matrixBytes)..<((part.originalMatrix + 1) * matrixBytes)]),
-                    dtype: source.info.dtype, rows: originalRows, columns: columns
-                ).rows(part.rows)
+                let dense = matrix.rows(part.rows)
                 let ranges = m.byteRanges(ofMatrix: part.matrix)
                 try quantized.withBytes(of: m.blockScales!) { allScales in
                     try quantized.withBytes(of: m.packed) { allPacked in

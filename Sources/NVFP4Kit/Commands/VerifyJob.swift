@@ -81,55 +81,58 @@ public enum VerifyJob {
     ///     report its error (``VerifiedTensor/comparisonError``).
     ///   - blockRule: Also re-quantize every block as the manifest says the run did and require
     ///     the stored bytes exactly (``BlockCheck``).
+    ///   - fp8BlockSize: The block of the original's block-scaled FP8 weights where no `config.json`
+    ///     names it (`--fp8-block-size`, or the manifest's). An FP8 original is compared through its
+    ///     dequantization, the tensors quantize read (``FP8Dequantizer``).
     ///   - threads: Worker threads; the report does not depend on it.
     /// - Throws: ``FileError`` when a file is unreadable or its NVFP4 parts are malformed.
     public static func run(
         original: CheckpointSource, quantized: CheckpointSource, tolerance: Double,
-        comparisonMethod: ComparableMethod? = nil, blockRule: BlockRule? = nil, threads: Int = ParallelLoop.availableCores,
-        progress: JobProgress? = nil
+        comparisonMethod: ComparableMethod? = nil, blockRule: BlockRule? = nil, fp8BlockSize: [Int]? = nil,
+        threads: Int = ParallelLoop.availableCores, progress: JobProgress? = nil
     ) throws -> VerifyReport {
         let model = CheckpointModel(source: quantized)
         try model.requireDecodable(in: quantized)
         let plain = Dictionary(model.plain.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         var report = VerifyReport(tolerance: tolerance, tensors: [], mismatches: [], comparisonMethod: comparisonMethod)
-        let comparison = Comparison(original: original, quantized: quantized, tolerance: tolerance, threads: threads, blockRule: blockRule)
+        let originals = try VerifyOriginal(original, fp8BlockSize: fp8BlockSize, threads: threads)
+        let comparison = Comparison(original: originals, quantized: quantized, tolerance: tolerance, threads: threads, blockRule: blockRule)
         var matched = Set<String>()
         var globalScales: [String: Float] = [:]
-        let originals = original.allTensors
-        for source in originals {
+        let tensors = originals.tensors
+        for source in tensors {
             let name = source.name
+            let info = originals.info(of: source)
             defer { progress?.advance(UInt64(source.info.byteCount), item: name) }
             if let m = model.module(forOriginal: name), !matched.contains(m.originalName) {
                 matched.insert(m.originalName)
-                guard source.info.shape == m.logicalShape, source.info.dtype.isQuantizable else {
-                    report.mismatches.append("tensor \"\(name)\": original \(source.info.dtype.rawValue) \(source.info.shape) cannot be NVFP4 \(m.logicalShape)")
+                guard info.shape == m.logicalShape, info.dtype.isQuantizable else {
+                    report.mismatches.append("tensor \"\(name)\": original \(info.dtype.rawValue) \(info.shape) cannot be NVFP4 \(m.logicalShape)")
                     continue
                 }
                 var verified = try comparison.compare(source, with: VerifiedPart.whole(m))
                 if let comparisonMethod, m.matrixCount == 1 {
                     let pts = m.perTensorScales(in: quantized)?.first
-                    verified.comparisonError = try original.withBytes(of: source) { bytes in
-                        MethodComparison.error(
-                            of: DenseMatrix(bytes: bytes, dtype: source.info.dtype, rows: m.rows, columns: m.columns),
-                            perTensorScale: pts, method: comparisonMethod, threads: threads)
+                    verified.comparisonError = try originals.withMatrix(source, matrix: 0) { matrix in
+                        MethodComparison.error(of: matrix, perTensorScale: pts, method: comparisonMethod, threads: threads)
                     }
                 }
                 report.tensors.append(verified)
                 if let g = m.globalScale, let stored = quantized.scalar(g) { globalScales[name] = stored }
-            } else if let parts = perExpertModules(of: source.info, in: model), parts.allSatisfy({ !matched.contains($0.module.originalName) }) {
+            } else if let parts = perExpertModules(of: info, in: model), parts.allSatisfy({ !matched.contains($0.module.originalName) }) {
                 matched.formUnion(parts.map(\.module.originalName))
                 report.tensors.append(try comparison.compare(source, with: parts))
             } else if let kept = plain[name], !matched.contains(name) {
                 matched.insert(name)
-                guard kept.info.dtype == source.info.dtype, kept.info.shape == source.info.shape else {
-                    report.mismatches.append("tensor \"\(name)\": original \(source.info.dtype.rawValue) \(source.info.shape) but stored as \(kept.info.dtype.rawValue) \(kept.info.shape)")
+                guard kept.info.dtype == info.dtype, kept.info.shape == info.shape else {
+                    report.mismatches.append("tensor \"\(name)\": original \(info.dtype.rawValue) \(info.shape) but stored as \(kept.info.dtype.rawValue) \(kept.info.shape)")
                     continue
                 }
-                let identical = try original.withBytes(of: source) { a in try quantized.withBytes(of: kept) { a.elementsEqual($0) } }
+                let identical = try quantized.withBytes(of: kept) { try originals.equals(source, $0) }
                 report.tensors.append(VerifiedTensor(
-                    name: name, kind: .kept, shape: source.info.shape, error: nil,
-                    failures: identical ? [] : ["kept tensor's bytes differ from the original"]))
-                original.release(source)
+                    name: name, kind: .kept, shape: info.shape, error: nil,
+                    failures: identical ? [] : [originals.isFP8(source) ? "kept tensor's bytes differ from the original's FP8 dequantization" : "kept tensor's bytes differ from the original"]))
+                originals.release(source)
                 quantized.release(kept)
             } else {
                 report.mismatches.append("tensor \"\(name)\" is missing from \(quantized.path)")
@@ -142,7 +145,7 @@ public enum VerifyJob {
             report.mismatches.append("tensor \"\(t.name)\" in \(quantized.path) has no counterpart in the original")
         }
         if model.layout.format?.names.sharesFusedScales == true {
-            checkFusedScales(&report, globalScales: globalScales, names: originals.map(\.name), config: original.config ?? quantized.config)
+            checkFusedScales(&report, globalScales: globalScales, names: tensors.map(\.name), config: original.config ?? quantized.config)
         }
         return report
     }

@@ -13,6 +13,12 @@ public struct VerifyManifest: Sendable {
     /// How the blocks were chosen, when verify can re-run it (``BlockRule``).
     public var blockRule: BlockRule? { BlockRule(manifestOptions: document["options"]) }
 
+    /// The `--fp8-block-size` the run was given (a bare FP8 file's block), if any.
+    public var fp8BlockSize: [Int]? {
+        guard let block = document["options"]?["fp8_block_size"]?.arrayValue?.compactMap(FP8Checkpoint.blockExtent), block.count == 2 else { return nil }
+        return block
+    }
+
     /// Where `quantize` writes the manifest of output file `output`: `dir/m.nvfp4.safetensors`
     /// (or `.safetensors.zst`) → `dir/m.nvfp4.manifest.json`.
     public static func defaultPath(forOutput output: String) -> String {

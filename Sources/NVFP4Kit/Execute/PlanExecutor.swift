@@ -75,35 +75,26 @@ struct TensorWriter {
             return report
         case .consumed:
             try input.remember(entry)
-        case .dequantized where tensor.shape.count == 2:
-            try writeDequantized(entry)
         case .dequantized:
-            try input.withSourceBytes(of: entry) { bytes, _ in try sink.write(bytes) }
-        case .matrix where entry.fp8 != nil:
-            // Dequantized 128 rows at a time, right before the codec reads them.
-            try input.withFP8Matrix(of: entry) { fp8 in
-                // A fused member that shares a scale uses the group's amax from the plan's pre-pass.
-                let amax = try options.scalePlan.sharedAmax[tensor.name] ?? input.magnitudeMaximum(of: fp8, name: tensor.name, buffers: chunks)
-                let codec = try QuantizeJob.makeCodec(amax: amax, tensor: entry.source, options: options, path: reader.displayPath)
-                try writeMatrix(.fp8(fp8, chunks), weight: tensor.name, codec: codec, into: &report)
-            }
+            try writeDequantized(entry)
         case .matrix:
-            try reader.withBytes(of: tensor) { bytes in
-                let matrix = DenseMatrix(bytes: bytes, dtype: tensor.dtype, rows: tensor.shape[0], columns: tensor.shape[1])
-                let codec = try QuantizeJob.makeCodec(for: matrix, tensor: tensor, options: options, path: reader.displayPath)
-                try writeMatrix(.dense(matrix), weight: tensor.name, codec: codec, into: &report)
+            // An FP8 weight is dequantized 128 rows at a time, right before the codec reads them.
+            try input.withMatrices(of: entry, buffers: chunks) { matrices in
+                // A fused member that shares a scale uses the group's amax from the plan's pre-pass.
+                let codec = try QuantizeJob.makeCodec(for: matrices[0], tensor: entry.source, options: options, path: reader.displayPath)
+                try writeMatrix(matrices[0], weight: tensor.name, codec: codec, into: &report)
             }
         case .stackedExperts:
-            let written = try input.withSourceBytes(of: entry) { bytes, tensor in
-                try StackedExperts.write(tensor, bytes: bytes, options: options, sink: sink, path: reader.displayPath)
+            let written = try input.withMatrices(of: entry, buffers: chunks) { experts in
+                try StackedExperts.write(entry.source, experts: experts, options: options, sink: sink, path: reader.displayPath)
             }
             report.amax = written.amax.max()
             report.error = written.error
             report.importanceWeighted = written.importanceWeighted
             report.errorFeedback = written.errorFeedback
         case .expertSlices(let naming):
-            try input.withSourceBytes(of: entry) { bytes, tensor in
-                try writeSlices(naming, tensor: tensor, bytes: bytes, into: &report)
+            try input.withMatrices(of: entry, buffers: chunks) { experts in
+                try writeSlices(naming, tensor: entry.source, experts: experts, into: &report)
             }
         }
         reader.release(tensor)
@@ -131,13 +122,15 @@ struct TensorWriter {
         report.error = total
     }
 
-    /// A kept FP8 weight's dequantization, 128 rows at a time.
+    /// A kept FP8 weight's dequantization, matrix by matrix, 128 rows at a time.
     private func writeDequantized(_ entry: TensorPlan) throws {
-        try input.withFP8Matrix(of: entry) { fp8 in
-            for start in stride(from: 0, to: fp8.rows, by: QuantizeJob.rowsPerChunk) {
-                let rows = start..<min(fp8.rows, start + QuantizeJob.rowsPerChunk)
-                try chunks.with(byteCount: fp8.denseByteCount(rows: rows.count)) { buffer in
-                    try sink.write(fp8.dequantize(rows, into: buffer).bytes)
+        try input.withMatrices(of: entry, buffers: chunks) { matrices in
+            for case .fp8(let fp8, _) in matrices {
+                for start in stride(from: 0, to: fp8.rows, by: QuantizeJob.rowsPerChunk) {
+                    let rows = start..<min(fp8.rows, start + QuantizeJob.rowsPerChunk)
+                    try chunks.with(byteCount: fp8.denseByteCount(rows: rows.count)) { buffer in
+                        try sink.write(fp8.dequantize(rows, into: buffer).bytes)
+                    }
                 }
             }
         }
@@ -145,18 +138,14 @@ struct TensorWriter {
 
     /// Each expert's slices, expert by expert: the slices of one expert (gate and up of a fused
     /// `gate_up_proj`) share that expert's global scale, from the amax over the whole expert.
-    private func writeSlices(_ naming: StackedExpertNaming, tensor: TensorInfo, bytes: UnsafeRawBufferPointer, into report: inout TensorReport) throws {
-        let expertBytes = naming.rows * naming.columns * tensor.dtype.bitWidth / 8
+    private func writeSlices(_ naming: StackedExpertNaming, tensor: TensorInfo, experts: [CodecRows], into report: inout TensorReport) throws {
         let slices = naming.slices
-        for e in 0..<naming.experts {
-            let expert = DenseMatrix(
-                bytes: UnsafeRawBufferPointer(rebasing: bytes[(e * expertBytes)..<((e + 1) * expertBytes)]),
-                dtype: tensor.dtype, rows: naming.rows, columns: naming.columns)
+        for (e, expert) in experts.enumerated() {
             var named = tensor
             named.name = "\(tensor.name)[\(e)]"
             let codec = try QuantizeJob.makeCodec(for: expert, tensor: named, options: options, path: reader.displayPath)
             for slice in slices where slice.expert == e {
-                try writeMatrix(.dense(expert.rows(slice.rows)), weight: StackedExpertNaming.weightName(of: slice), codec: codec, into: &report)
+                try writeMatrix(expert.rows(slice.rows), weight: StackedExpertNaming.weightName(of: slice), codec: codec, into: &report)
             }
         }
         report.perTensorScale = nil  // one per expert: see the outputs

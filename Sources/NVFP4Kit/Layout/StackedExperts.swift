@@ -24,16 +24,12 @@ public enum StackedExperts {
         ]
     }
 
-    /// Quantizes every expert against its own scale and writes the three parts.
+    /// Quantizes every expert (`matrices`, one `[N, K]` each, as the codec reads them) against its
+    /// own scale and writes the three parts.
     static func write(
-        _ tensor: TensorInfo, bytes: UnsafeRawBufferPointer, options: QuantizeOptions, sink: any OutputSink, path: String
+        _ tensor: TensorInfo, experts matrices: [CodecRows], options: QuantizeOptions, sink: any OutputSink, path: String
     ) throws -> (amax: [Float], scales: [Float], error: QuantizationError, importanceWeighted: Bool, errorFeedback: Bool) {
         let (experts, rows, columns) = (tensor.shape[0], tensor.shape[1], tensor.shape[2])
-        let expertBytes = rows * columns * tensor.dtype.bitWidth / 8
-        let matrices = (0..<experts).map { e in
-            DenseMatrix(bytes: UnsafeRawBufferPointer(rebasing: bytes[(e * expertBytes)..<((e + 1) * expertBytes)]),
-                        dtype: tensor.dtype, rows: rows, columns: columns)
-        }
         var codecs: [NVFP4Codec] = []
         var searches: [ScaleSearch?] = []
         var feedbacks: [ErrorFeedback?] = []
