@@ -14,7 +14,8 @@ public enum TensorWriteKind: Sendable, Equatable {
     case stackedExperts
     /// Stacked experts written as each expert's 2-D projections (compressed-tensors, ModelOpt):
     /// the modules of ``StackedExpertNaming/slices``, each expert's slices sharing one global scale.
-    case expertSlices(StackedExpertNaming)
+    /// (Stored out of line: a plan of a million tensors keeps one small entry each.)
+    indirect case expertSlices(StackedExpertNaming)
 
     /// The name the manifest and the dry-run view give this kind.
     public var label: String {
@@ -47,7 +48,12 @@ public struct TensorPlan: Sendable {
     public var outputShard: Int
     /// How an FP8 input weight is dequantized before it is quantized or written (`nil`: the
     /// tensor is read as it is stored).
-    public var fp8: FP8Source? = nil
+    public var fp8: FP8Source? {
+        get { fp8Storage?.source }
+        set { fp8Storage = newValue.map(FP8SourceBox.init) }
+    }
+    /// ``fp8``, out of line: most tensors have none, and a plan keeps one entry per tensor.
+    var fp8Storage: FP8SourceBox? = nil
 
     /// The tensor as the codec and the writers see it: an FP8 weight in its dequantized dtype.
     public var source: TensorInfo {
@@ -80,4 +86,10 @@ public struct TensorPlan: Sendable {
         case .expertSlices(let naming): return naming.slices.map(StackedExpertNaming.weightName)
         }
     }
+}
+
+/// An ``FP8Source`` stored out of line (``TensorPlan/fp8``).
+final class FP8SourceBox: Sendable {
+    let source: FP8Source
+    init(_ source: FP8Source) { self.source = source }
 }
