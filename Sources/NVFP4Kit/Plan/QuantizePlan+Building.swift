@@ -25,7 +25,7 @@ extension QuantizePlan {
         result.reserveCapacity(shards.reduce(0) { $0 + $1.header.tensors.count })
         for (s, shard) in shards.enumerated() {
             for tensor in shard.header.tensors {
-                var plan = TensorPlan(tensor: tensor, inputShard: s, decision: .keep(.fp8Scale), kind: .consumed, group: nil, outputs: [], outputShard: 0)
+                var plan = TensorPlan(tensor: tensor, inputShard: s, decision: .keep(.fp8Scale), kind: .consumed, group: nil, outputShard: 0)
                 plan.fp8 = sources[tensor.name]
                 if consumed.contains(tensor.name) {
                     result.append(plan)

@@ -43,7 +43,13 @@ public struct TensorPlan: Sendable {
     /// Index into ``QuantizePlan/groups`` of the fused group it belongs to, if any.
     public var group: Int?
     /// The output tensors written for it, in write order.
-    public var outputs: [PlannedTensor]
+    public var outputs: [PlannedTensor] {
+        get { outputStorage ?? [PlannedTensor(name: tensor.name, dtype: source.dtype, shape: tensor.shape)] }
+        set { outputStorage = newValue == [PlannedTensor(name: tensor.name, dtype: source.dtype, shape: tensor.shape)] ? nil : newValue }
+    }
+    /// ``outputs``, or `nil` for the one output most tensors have, the tensor itself as it is
+    /// written (kept): a plan of a million tensors keeps no list for them.
+    var outputStorage: [PlannedTensor]? = []
     /// Index into ``QuantizePlan/outputShards``.
     public var outputShard: Int
     /// How an FP8 input weight is dequantized before it is quantized or written (`nil`: the
@@ -75,7 +81,7 @@ public struct TensorPlan: Sendable {
     public var isQuantized: Bool { decision == .quantize }
 
     /// Bytes of output data.
-    public var outputByteCount: Int { outputs.reduce(0) { $0 + $1.byteCount } }
+    public var outputByteCount: Int { outputStorage.map { $0.reduce(0) { $0 + $1.byteCount } } ?? source.byteCount }
 
     /// The names of the 2-D weights it is quantized as: itself, or each expert slice's weight name.
     /// (A torchao stacked tensor is one 3-D weight: its own name.)

@@ -51,18 +51,9 @@ extension JSONValue {
     static func writeArray<Sink: JSONByteSink>(
         count: Int, style: JSONStyle, indent: Int, to out: inout JSONOutput<Sink>, element: (Int) -> JSONValue
     ) {
-        if count == 0 {
-            out.append("[]")
-            return
+        writeContainer(UInt8(ascii: "["), UInt8(ascii: "]"), count: count, style: style, indent: indent, to: &out) { i, out, indent in
+            element(i).write(to: &out, style: style, indent: indent)
         }
-        out.append(UInt8(ascii: "["))
-        for i in 0..<count {
-            if i > 0 { out.append(style == .python ? ", " : ",") }
-            if style == .pretty { out.newline(indent: indent + 1) }
-            element(i).write(to: &out, style: style, indent: indent + 1)
-        }
-        if style == .pretty { out.newline(indent: indent) }
-        out.append(UInt8(ascii: "]"))
     }
 
     /// An object of `count` members: their keys, and `value` writing member `i`'s value at the
@@ -71,20 +62,27 @@ extension JSONValue {
         count: Int, style: JSONStyle, indent: Int, to out: inout JSONOutput<Sink>, key: (Int) -> String,
         value: (Int, inout JSONOutput<Sink>, Int) -> Void
     ) {
-        if count == 0 {
-            out.append("{}")
-            return
+        writeContainer(UInt8(ascii: "{"), UInt8(ascii: "}"), count: count, style: style, indent: indent, to: &out) { i, out, indent in
+            out.appendQuoted(key(i))
+            out.append(style == .compact ? ":" : ": ")
+            value(i, &out, indent)
         }
-        out.append(UInt8(ascii: "{"))
+    }
+
+    /// `open`, the `count` items `item` writes (separated, one per line when pretty), `close`.
+    private static func writeContainer<Sink: JSONByteSink>(
+        _ open: UInt8, _ close: UInt8, count: Int, style: JSONStyle, indent: Int, to out: inout JSONOutput<Sink>,
+        item: (Int, inout JSONOutput<Sink>, Int) -> Void
+    ) {
+        out.append(open)
+        guard count > 0 else { return out.append(close) }
         for i in 0..<count {
             if i > 0 { out.append(style == .python ? ", " : ",") }
             if style == .pretty { out.newline(indent: indent + 1) }
-            out.appendQuoted(key(i))
-            out.append(style == .compact ? ":" : ": ")
-            value(i, &out, indent + 1)
+            item(i, &out, indent + 1)
         }
         if style == .pretty { out.newline(indent: indent) }
-        out.append(UInt8(ascii: "}"))
+        out.append(close)
     }
 
     /// Shortest round-trip text; integral values keep a `.0` so readers see a float.
