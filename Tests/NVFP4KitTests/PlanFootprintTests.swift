@@ -1,3 +1,4 @@
+import Foundation
 @testable import NVFP4Kit
 import Testing
 
@@ -40,5 +41,33 @@ struct PlanFootprintTests {
         #expect(report.outputs == ["model.norm.weight"] && report.outputStorage == nil)
         report.outputs = ["a.weight", "a.weight_scale"]
         #expect(report.outputs == ["a.weight", "a.weight_scale"] && report.outputStorage != nil)
+    }
+
+    @Test("the manifest streamed to its file is the document's pretty text, byte for byte")
+    func streamedManifest() throws {
+        let reader = try SafetensorsReader(path: FixturePaths.tinyLlama)
+        let plan = try QuantizePlan(file: reader, options: QuantizeOptions())
+        let reports = plan.tensors.map { t in
+            var r = TensorReport(name: t.tensor.name, dtype: t.tensor.dtype, shape: t.tensor.shape, decision: t.decision)
+            r.outputs = t.outputs.map(\.name)
+            if t.isQuantized {
+                r.amax = 1.5
+                r.perTensorScale = 0.25
+                var error = QuantizationError()
+                (error.signalSquareSum, error.errorSquareSum, error.maxAbsoluteError, error.count) = (4, 0.01, 0.1, 64)
+                r.error = error
+            }
+            return r
+        }
+        let result = QuantizeResult(
+            tensors: reports, input: FileSummary(path: "in \"x\".safetensors", byteCount: 10, sha256: nil),
+            output: FileSummary(path: "out.safetensors", byteCount: 20, sha256: "ab"))
+        try ToolRunner.withTemporaryDirectory { dir in
+            let path = dir.file("m.json")
+            let sink = try Manifest.write(result: result, plan: plan, arguments: ["nvfp4", "quantize", "x"], to: path, replace: false)
+            try sink.publish()
+            let written = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))
+            #expect(written == Manifest.document(result: result, plan: plan, arguments: ["nvfp4", "quantize", "x"]).serializedBytes(.pretty))
+        }
     }
 }
