@@ -86,11 +86,10 @@ enum QuantizeCommand {
         let result = try PlanExecutor.writeShard(0, of: plan, reader: reader, sink: sink, progress: progress)
         progress?.finishFile()
         display.finish()
-        let manifest = Manifest.document(result: result, plan: plan, arguments: invocation)
         // Both files become visible only once both are complete: a failed manifest leaves no checkpoint.
         var manifestSink: (any OutputSink)?
         do {
-            if let manifestPath { manifestSink = try sealedTextFile(manifest.serialized(.pretty), to: manifestPath, replace: force) }
+            if let manifestPath { manifestSink = try Manifest.write(result: result, plan: plan, arguments: invocation, to: manifestPath, replace: force) }
             try sink.publish()
         } catch {
             sink.abort()
@@ -101,7 +100,10 @@ enum QuantizeCommand {
         let summary = RunSummary(
             plan: plan, reports: result.tensors, files: [RunSummary.File(name: output, bytesIn: result.input.byteCount, bytesOut: result.output.byteCount)],
             wallSeconds: JobProgress.now() - started)
-        if parsed.flag("--json") { Terminal.out(QuantizeSummary.json(manifest: manifest, summary).serialized(.pretty)) }
+        if parsed.flag("--json") {
+            let manifest = Manifest.document(result: result, plan: plan, arguments: invocation)
+            Terminal.out(QuantizeSummary.json(manifest: manifest, summary).serialized(.pretty))
+        }
         if !quiet, let warning = importanceWarning(result.tensors, options: options) { Terminal.err(warning) }
         if !quiet { Terminal.err(QuantizeSummary.text(summary, written: output == "-" ? "stdout" : output, manifest: manifestPath)) }
         return ExitStatus.success

@@ -159,6 +159,8 @@ public final class CheckpointSource {
     }
 
     private func buildLocations() {
+        // One shard: its header's own index answers (a million-tensor header is not indexed twice).
+        guard shards.count > 1 else { return }
         for (i, shard) in shards.enumerated() {
             for t in shard.reader.header.tensors where locations[t.name] == nil {
                 locations[t.name] = LocatedTensor(shard: i, info: t)
@@ -167,7 +169,10 @@ public final class CheckpointSource {
     }
 
     /// The tensor named `name` (its first shard if duplicated).
-    public func tensor(named name: String) -> LocatedTensor? { locations[name] }
+    public func tensor(named name: String) -> LocatedTensor? {
+        guard shards.count > 1 else { return shards.first?.reader.header.tensor(named: name).map { LocatedTensor(shard: 0, info: $0) } }
+        return locations[name]
+    }
 
     /// Every tensor, shard by shard, in file order.
     public var allTensors: [LocatedTensor] {

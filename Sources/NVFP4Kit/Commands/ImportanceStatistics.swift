@@ -107,7 +107,7 @@ public struct ImportanceStatistics: Sendable {
 /// Rejects an importance file whose statistics do not fit a weight that will be quantized,
 /// before anything is written: every quantized 2-D weight, each expert slice by its own name.
 enum ImportanceCheck {
-    static func run(_ entries: [TensorPlan], options: QuantizeOptions) throws(FileError) {
+    static func run(_ entries: some Sequence<TensorPlan>, options: QuantizeOptions) throws(FileError) {
         guard options.method == .mse, options.importance != nil else { return }
         for entry in entries where entry.isQuantized {
             let columns = entry.tensor.shape[entry.tensor.shape.count - 1]

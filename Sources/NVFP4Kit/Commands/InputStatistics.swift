@@ -104,7 +104,7 @@ public final class InputStatistics: @unchecked Sendable {
 /// Rejects a statistics file whose matrices do not fit a weight that will be quantized, before
 /// anything is written: every quantized 2-D weight, each expert slice by its own name.
 enum StatisticsCheck {
-    static func run(_ entries: [TensorPlan], options: QuantizeOptions) throws(FileError) {
+    static func run(_ entries: some Sequence<TensorPlan>, options: QuantizeOptions) throws(FileError) {
         guard options.method == .gptq, let statistics = options.statistics else { return }
         for entry in entries where entry.isQuantized {
             let columns = entry.tensor.shape[entry.tensor.shape.count - 1]

@@ -25,10 +25,31 @@ public enum Manifest {
     ///   - plan: The plan it was written from.
     ///   - arguments: The invocation, program name first (recorded as `nvfp4 …` for reproduction).
     public static func document(result: QuantizeResult, plan: QuantizePlan, arguments: [String]) -> JSONValue {
+        .object(head(result: result, plan: plan, arguments: arguments) + [("tensors", .array(result.tensors.map(tensorEntry)))])
+    }
+
+    /// Writes ``document(result:plan:arguments:)`` as `.pretty` text to a sealed, unpublished file
+    /// at `path` (stdout for `-`; the caller publishes it) without building it: each tensor's
+    /// entry exists only while it is written, so a million tensors cost one entry of memory.
+    public static func write(result: QuantizeResult, plan: QuantizePlan, arguments: [String], to path: String, replace: Bool) throws -> any OutputSink {
+        let head = head(result: result, plan: plan, arguments: arguments)
+        return try sealedFile(to: path, replace: replace) { sink in
+            var out = JSONOutput(sink: JSONFileSink(sink))
+            JSONValue.writeObject(count: head.count + 1, style: .pretty, indent: 0, to: &out, key: { $0 < head.count ? head[$0].key : "tensors" }) { i, out, indent in
+                guard i == head.count else { return head[i].value.write(to: &out, style: .pretty, indent: indent) }
+                JSONValue.writeArray(count: result.tensors.count, style: .pretty, indent: indent, to: &out) { tensorEntry(result.tensors[$0]) }
+            }
+            out.append(UInt8(ascii: "\n"))
+            try out.sink.finish()
+        }
+    }
+
+    /// The members of a single-file manifest before `tensors`.
+    static func head(result: QuantizeResult, plan: QuantizePlan, arguments: [String]) -> [(key: String, value: JSONValue)] {
         let quantized = result.tensors.filter { $0.decision == .quantize }
         var total = QuantizationError()
         for t in quantized { if let e = t.error { total.merge(e) } }
-        return .object(preamble(options: optionsEntry(plan), invocation: arguments) + [
+        return preamble(options: optionsEntry(plan), invocation: arguments) + [
             ("input", file(result.input)),
             ("output", file(result.output)),
             ("fusion", fusionEntry(plan)),
@@ -40,8 +61,7 @@ public enum Manifest {
                 ("relative_rmse", .finite(total.relativeRMSE)),
                 ("sqnr_db", .finite(total.sqnrDB)),
             ])),
-            ("tensors", .array(result.tensors.map(tensorEntry))),
-        ])
+        ]
     }
 
     /// The manifest of a model folder (schema: `docs/json.md`); deterministic, no timestamps or output paths.

@@ -70,7 +70,12 @@ public struct TensorReport: Sendable {
     public var shape: [Int]
     public var decision: TensorDecision
     /// The output tensors written for it.
-    public var outputs: [String]
+    public var outputs: [String] {
+        get { outputStorage ?? [name] }
+        set { outputStorage = newValue == [name] ? nil : newValue }
+    }
+    /// ``outputs``, or `nil` for a kept tensor's one output, itself (no list per tensor).
+    var outputStorage: [String]? = nil
     /// max |w| (quantized tensors only).
     public var amax: Float?
     /// The fp32 per-tensor scale (two-level only).

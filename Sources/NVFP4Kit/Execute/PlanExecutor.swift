@@ -32,13 +32,18 @@ public enum PlanExecutor {
     ) throws -> QuantizeResult {
         let options = plan.options
         let entries = plan.tensors(ofOutputShard: index)
-        let layoutPlan = plan.layoutPlan(ofOutputShard: index)
         try ImportanceCheck.run(entries, options: options)
         try StatisticsCheck.run(entries, options: options)
-        try sink.write(layoutPlan.headerBytes)
+        // The header (a hundred megabytes for a million tensors) is gone before the first tensor.
+        let (outputTensorNames, dataBytes) = try { () throws -> ([String], Int) in
+            let layoutPlan = plan.layoutPlan(ofOutputShard: index)
+            try sink.write(layoutPlan.headerBytes)
+            return (layoutPlan.tensors.map(\.name), layoutPlan.dataByteCount)
+        }()
         let source = SourceReader(reader: reader, shard: plan.outputShards[index].input, threads: options.threads, open: plan.openInputShard)
         let writer = TensorWriter(options: options, layout: options.layout, input: source, sink: sink)
         var reports: [TensorReport] = []
+        reports.reserveCapacity(plan.outputShards[index].tensors.count)
         for entry in entries {
             reports.append(try writer.write(entry))
             progress?.advance(UInt64(entry.tensor.byteCount), item: entry.tensor.name)
@@ -51,7 +56,7 @@ public enum PlanExecutor {
             tensors: reports,
             input: FileSummary(path: reader.displayPath, byteCount: input.byteCount, sha256: input.sha256),
             output: FileSummary(path: sink.displayPath, byteCount: output.byteCount, sha256: output.sha256),
-            outputTensorNames: layoutPlan.tensors.map(\.name), dataBytes: layoutPlan.dataByteCount)
+            outputTensorNames: outputTensorNames, dataBytes: dataBytes)
     }
 }
 
@@ -67,8 +72,8 @@ struct TensorWriter {
 
     func write(_ entry: TensorPlan) throws -> TensorReport {
         let tensor = entry.tensor
-        var report = TensorReport(
-            name: tensor.name, dtype: tensor.dtype, shape: tensor.shape, decision: entry.decision, outputs: entry.outputs.map(\.name))
+        var report = TensorReport(name: tensor.name, dtype: tensor.dtype, shape: tensor.shape, decision: entry.decision)
+        report.outputs = entry.outputs.map(\.name)
         switch entry.kind {
         case .kept:
             try sink.writeKept(tensor, from: reader)

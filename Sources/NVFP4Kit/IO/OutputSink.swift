@@ -311,9 +311,15 @@ private func syncDirectory(of path: String) {
 
 /// Writes a small text file to a sealed, unpublished sink (or stdout for `-`); the caller publishes it.
 public func sealedTextFile(_ text: String, to path: String, replace: Bool) throws -> any OutputSink {
+    try sealedFile(to: path, replace: replace) { try $0.write(Array(text.utf8)) }
+}
+
+/// A sealed, unpublished sink (or stdout for `-`) that `write` filled; aborted if `write` throws.
+/// The caller publishes it.
+func sealedFile(to path: String, replace: Bool, _ write: (any OutputSink) throws -> Void) throws -> any OutputSink {
     let sink: any OutputSink = path == "-" ? StandardOutputSink() : try AtomicFileSink(path: path, replace: replace)
     do {
-        try sink.write(Array(text.utf8))
+        try write(sink)
         _ = try sink.seal()
     } catch {
         sink.abort()

@@ -62,23 +62,29 @@ public struct TensorSelection: Sendable {
     /// Whether an `--include` glob names `name`: it then wins over the keep rules (by name and by model).
     public func isIncluded(_ name: String) -> Bool { include.contains(where: { matches($0, name) }) }
 
+    // The name rules' word lists, built once (this runs for every tensor of a million-tensor header).
+    private static let embeddingLeaves: Set<String> = ["wte", "wpe", "shared", "tok_embeddings"]
+    private static let normWords: Set<Substring> = ["norm", "layernorm", "rmsnorm", "groupnorm", "batchnorm", "ln", "layer_norm"]
+    private static let routerParents: Set<String> = ["mlp", "moe", "block_sparse_moe", "feed_forward"]
+    private static let towers: Set<String> = ["visual", "vision_tower", "vision_model", "multi_modal_projector", "audio_tower"]
+
     /// Layers the engines keep in high precision, recognised by name.
     static func structuralReason(module: String) -> KeepReason? {
         let parts = module.split(separator: ".").map { $0.lowercased() }
         guard let last = parts.last else { return nil }
         if let reason = towerReason(parts) { return reason }
         if last == "lm_head" || last == "output" && parts.count == 1 { return .lmHead }
-        if last.contains("embed") || ["wte", "wpe", "shared", "tok_embeddings"].contains(last) { return .embedding }
+        if last.contains("embed") || embeddingLeaves.contains(last) { return .embedding }
         let words = last.split(separator: "_")
         if words.contains(where: { word in
-            ["norm", "layernorm", "rmsnorm", "groupnorm", "batchnorm", "ln", "layer_norm"].contains(word)
+            normWords.contains(word)
                 || (word.hasPrefix("norm") && word.dropFirst(4).allSatisfy(\.isNumber))
                 || (word.hasPrefix("ln") && word.dropFirst(2).allSatisfy(\.isNumber))
         }) {
             return .norm
         }
         if last == "kv_b_proj" { return .mlaKVUpProjection }
-        if last == "router" || last == "shared_expert_gate" || (last == "gate" && parts.dropLast().last.map { ["mlp", "moe", "block_sparse_moe", "feed_forward"].contains($0) } == true) {
+        if last == "router" || last == "shared_expert_gate" || (last == "gate" && parts.dropLast().last.map { routerParents.contains($0) } == true) {
             return .router
         }
         return nil
@@ -86,7 +92,6 @@ public struct TensorSelection: Sendable {
 
     /// Vision/audio towers, MTP layers and linear-attention blocks, which the engines build unquantized.
     static func towerReason(_ parts: [String]) -> KeepReason? {
-        let towers: Set<String> = ["visual", "vision_tower", "vision_model", "multi_modal_projector", "audio_tower"]
         if parts.contains(where: { towers.contains($0) || $0.hasPrefix("embed_vision") }) { return .visionOrAudio }
         if parts.first == "mtp" || parts.contains("mtp") { return .multiTokenPrediction }
         if parts.contains("linear_attn") || parts.last?.contains("conv1d") == true { return .linearAttention }

@@ -17,7 +17,7 @@ struct ModelKeepRules {
     var mlaAttentionPrefixes: Set<String>
     var mlaAttention: MLAAttentionPolicy
 
-    init(config: JSONValue?, tensorNames: [String], mlaAttention: MLAAttentionPolicy) {
+    init(config: JSONValue?, tensorNames: some Sequence<String>, mlaAttention: MLAAttentionPolicy) {
         let layers = config?["num_hidden_layers"]?.unsignedValue.map { Int(clamping: $0) }
         let mtp = config?["num_nextn_predict_layers"]?.unsignedValue.map { Int(clamping: min($0, 1 << 16)) } ?? 0
         if let layers, layers < 1 << 24, mtp > 0 {

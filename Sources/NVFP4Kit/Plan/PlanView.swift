@@ -47,26 +47,18 @@ public struct PlanView: Sendable {
                 outputShard: shardNames[t.outputShard], inputBytes: t.tensor.byteCount, outputBytes: t.outputByteCount)
         }
         outputFiles = plan.outputShards.indices.map { i in
-            (shardNames[i], 8 + Int(plan.outputHeaderLength(ofOutputShard: i)) + plan.tensors(ofOutputShard: i).reduce(0) { $0 + $1.outputByteCount })
+            (shardNames[i], 8 + Int(plan.outputHeaderLength(ofOutputShard: i)) + plan.outputDataBytes(ofOutputShard: i))
         }
         unmatchedExcludes = plan.unmatchedExcludes
+        keptByReason = plan.keptByReason
     }
 
     /// Input tensor bytes and planned output bytes (headers included).
     public var inputBytes: Int { rows.reduce(0) { $0 + $1.inputBytes } }
     public var outputBytes: Int { outputFiles.reduce(0) { $0 + $1.bytes } }
 
-    /// Kept tensors by reason, in the order reasons first appear.
-    public var keptByReason: [(reason: String, names: [String])] {
-        var order: [String] = []
-        var names: [String: [String]] = [:]
-        for row in rows {
-            guard let reason = row.reason else { continue }
-            if names[reason] == nil { order.append(reason) }
-            names[reason, default: []].append(row.name)
-        }
-        return order.map { ($0, names[$0]!) }
-    }
+    /// Kept tensors by reason, in the order reasons first appear (``QuantizePlan/keptByReason``).
+    public var keptByReason: [(reason: String, names: [String])]
 
     /// The version of ``json``'s layout (docs/json.md).
     public static let schemaVersion = 1

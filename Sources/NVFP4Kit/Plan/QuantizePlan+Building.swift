@@ -10,16 +10,22 @@ extension QuantizePlan {
     static func decide(
         shards: [Shard], config: JSONValue?, options: QuantizeOptions, calibrated: Bool, tensorParallel: Int, path: (Int) -> String
     ) throws -> [TensorPlan] {
+        // Names are unique across shards (a folder plan checks it). Only FP8 inputs look tensors
+        // up by name (a weight's scale), so only they pay for an index of every tensor.
         var index: [String: (shard: Int, tensor: TensorInfo)] = [:]
-        for (s, shard) in shards.enumerated() {
-            for tensor in shard.header.tensors where index[tensor.name] == nil { index[tensor.name] = (s, tensor) }
+        if shards.contains(where: { $0.header.tensors.contains { $0.dtype == .f8E4M3 } }) {
+            for (s, shard) in shards.enumerated() {
+                for tensor in shard.header.tensors where index[tensor.name] == nil { index[tensor.name] = (s, tensor) }
+            }
         }
         let (sources, consumed) = try fp8Sources(shards: shards, index: index, config: config, options: options, path: path)
-        let rules = ModelKeepRules(config: config, tensorNames: Array(index.keys), mlaAttention: options.mlaAttention)
+        let names = shards.lazy.flatMap { $0.header.tensors.lazy.map(\.name) }
+        let rules = ModelKeepRules(config: config, tensorNames: names, mlaAttention: options.mlaAttention)
         var result: [TensorPlan] = []
+        result.reserveCapacity(shards.reduce(0) { $0 + $1.header.tensors.count })
         for (s, shard) in shards.enumerated() {
             for tensor in shard.header.tensors {
-                var plan = TensorPlan(tensor: tensor, inputShard: s, decision: .keep(.fp8Scale), kind: .consumed, group: nil, outputs: [], outputShard: 0)
+                var plan = TensorPlan(tensor: tensor, inputShard: s, decision: .keep(.fp8Scale), kind: .consumed, group: nil, outputShard: 0)
                 plan.fp8 = sources[tensor.name]
                 if consumed.contains(tensor.name) {
                     result.append(plan)

@@ -151,12 +151,21 @@ public struct QuantizePlan: Sendable {
         }
     }
 
-    /// The planned tensors of output shard `index`, in write order.
-    public func tensors(ofOutputShard index: Int) -> [TensorPlan] { outputShards[index].tensors.map { tensors[$0] } }
+    /// The planned tensors of output shard `index`, in write order (a view: a million-tensor plan
+    /// is never copied).
+    public func tensors(ofOutputShard index: Int) -> LazyMapSequence<[Int], TensorPlan> {
+        let tensors = tensors
+        return outputShards[index].tensors.lazy.map { tensors[$0] }
+    }
 
     /// Input bytes of the tensors written into output shard `index` (the work of that shard).
     public func inputBytes(ofOutputShard index: Int) -> UInt64 {
         tensors(ofOutputShard: index).reduce(0) { $0 + UInt64($1.tensor.byteCount) }
+    }
+
+    /// Output bytes of tensor data in output shard `index` (the header not included).
+    public func outputDataBytes(ofOutputShard index: Int) -> Int {
+        tensors(ofOutputShard: index).reduce(0) { $0 + $1.outputByteCount }
     }
 
     /// The output header of output shard `index`.
@@ -170,11 +179,26 @@ public struct QuantizePlan: Sendable {
         let entries = tensors(ofOutputShard: index)
         let header = shards[outputShards[index].input].header
         // Consumed FP8 scales are not written; an FP8 weight is described as its dequantized dtype.
-        let described = (options.format == .torchao ? tensors : entries).filter { $0.kind != .consumed }
+        let described = options.format == .torchao ? Array(tensors.indices) : outputShards[index].tensors
         let metadata = options.layout.fileMetadata(
             inputMetadata: header.metadata,
-            tensors: described.map { ($0.source, $0.isQuantized, $0.isQuantized && options.scalePlan.inputAmax[$0.tensor.name] != nil) })
+            tensors: described.compactMap { i in
+                let t = tensors[i]
+                return t.kind == .consumed ? nil : (t.source, t.isQuantized, t.isQuantized && options.scalePlan.inputAmax[t.tensor.name] != nil)
+            })
         return (entries.flatMap(\.outputs), metadata)
+    }
+
+    /// Kept tensors by reason (``KeepReason`` text), in the order reasons first appear.
+    public var keptByReason: [(reason: String, names: [String])] {
+        var order: [KeepReason] = []
+        var names: [KeepReason: [String]] = [:]
+        for t in tensors {
+            guard case .keep(let reason) = t.decision else { continue }
+            if names[reason] == nil { order.append(reason) }
+            names[reason, default: []].append(t.tensor.name)
+        }
+        return order.map { ($0.rawValue, names[$0]!) }
     }
 
     /// Module names of the quantized weights (expert slices count one each).

@@ -35,7 +35,7 @@ public struct RunSummary: Sendable {
         self.files = files
         tensors = plan.tensors.count
         quantized = plan.tensors.filter(\.isQuantized).count
-        keptByReason = PlanView(plan).keptByReason
+        keptByReason = plan.keptByReason
         keptForPartner = plan.keptFusedPartners
         let groups = plan.groups.filter(\.quantized)
         sharedGroups = groups.filter(\.sharesScale).count

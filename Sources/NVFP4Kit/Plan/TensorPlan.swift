@@ -14,7 +14,8 @@ public enum TensorWriteKind: Sendable, Equatable {
     case stackedExperts
     /// Stacked experts written as each expert's 2-D projections (compressed-tensors, ModelOpt):
     /// the modules of ``StackedExpertNaming/slices``, each expert's slices sharing one global scale.
-    case expertSlices(StackedExpertNaming)
+    /// (Stored out of line: a plan of a million tensors keeps one small entry each.)
+    indirect case expertSlices(StackedExpertNaming)
 
     /// The name the manifest and the dry-run view give this kind.
     public var label: String {
@@ -42,12 +43,23 @@ public struct TensorPlan: Sendable {
     /// Index into ``QuantizePlan/groups`` of the fused group it belongs to, if any.
     public var group: Int?
     /// The output tensors written for it, in write order.
-    public var outputs: [PlannedTensor]
+    public var outputs: [PlannedTensor] {
+        get { outputStorage ?? [PlannedTensor(name: tensor.name, dtype: source.dtype, shape: tensor.shape)] }
+        set { outputStorage = newValue == [PlannedTensor(name: tensor.name, dtype: source.dtype, shape: tensor.shape)] ? nil : newValue }
+    }
+    /// ``outputs``, or `nil` for the one output most tensors have, the tensor itself as it is
+    /// written (kept): a plan of a million tensors keeps no list for them.
+    var outputStorage: [PlannedTensor]? = []
     /// Index into ``QuantizePlan/outputShards``.
     public var outputShard: Int
     /// How an FP8 input weight is dequantized before it is quantized or written (`nil`: the
     /// tensor is read as it is stored).
-    public var fp8: FP8Source? = nil
+    public var fp8: FP8Source? {
+        get { fp8Storage?.source }
+        set { fp8Storage = newValue.map(FP8SourceBox.init) }
+    }
+    /// ``fp8``, out of line: most tensors have none, and a plan keeps one entry per tensor.
+    var fp8Storage: FP8SourceBox? = nil
 
     /// The tensor as the codec and the writers see it: an FP8 weight in its dequantized dtype.
     public var source: TensorInfo {
@@ -69,7 +81,7 @@ public struct TensorPlan: Sendable {
     public var isQuantized: Bool { decision == .quantize }
 
     /// Bytes of output data.
-    public var outputByteCount: Int { outputs.reduce(0) { $0 + $1.byteCount } }
+    public var outputByteCount: Int { outputStorage.map { $0.reduce(0) { $0 + $1.byteCount } } ?? source.byteCount }
 
     /// The names of the 2-D weights it is quantized as: itself, or each expert slice's weight name.
     /// (A torchao stacked tensor is one 3-D weight: its own name.)
@@ -80,4 +92,10 @@ public struct TensorPlan: Sendable {
         case .expertSlices(let naming): return naming.slices.map(StackedExpertNaming.weightName)
         }
     }
+}
+
+/// An ``FP8Source`` stored out of line (``TensorPlan/fp8``).
+final class FP8SourceBox: Sendable {
+    let source: FP8Source
+    init(_ source: FP8Source) { self.source = source }
 }

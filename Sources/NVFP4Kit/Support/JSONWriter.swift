@@ -38,34 +38,51 @@ extension JSONValue {
         case .number(let d): out.append(JSONValue.numberText(d))
         case .string(let s): out.appendQuoted(s)
         case .array(let elements):
-            if elements.isEmpty {
-                out.append("[]")
-                return
-            }
-            out.append(UInt8(ascii: "["))
-            for (i, element) in elements.enumerated() {
-                if i > 0 { out.append(style == .python ? ", " : ",") }
-                if style == .pretty { out.newline(indent: indent + 1) }
-                element.write(to: &out, style: style, indent: indent + 1)
-            }
-            if style == .pretty { out.newline(indent: indent) }
-            out.append(UInt8(ascii: "]"))
+            JSONValue.writeArray(count: elements.count, style: style, indent: indent, to: &out) { elements[$0] }
         case .object(let members):
-            if members.isEmpty {
-                out.append("{}")
-                return
+            JSONValue.writeObject(count: members.count, style: style, indent: indent, to: &out, key: { members[$0].key }) { i, out, indent in
+                members[i].value.write(to: &out, style: style, indent: indent)
             }
-            out.append(UInt8(ascii: "{"))
-            for (i, member) in members.enumerated() {
-                if i > 0 { out.append(style == .python ? ", " : ",") }
-                if style == .pretty { out.newline(indent: indent + 1) }
-                out.appendQuoted(member.key)
-                out.append(style == .compact ? ":" : ": ")
-                member.value.write(to: &out, style: style, indent: indent + 1)
-            }
-            if style == .pretty { out.newline(indent: indent) }
-            out.append(UInt8(ascii: "}"))
         }
+    }
+
+    /// An array of `count` elements, each built by `element` only when it is written (so a
+    /// million-entry array never exists as one tree), laid out as ``write(to:style:indent:)`` does.
+    static func writeArray<Sink: JSONByteSink>(
+        count: Int, style: JSONStyle, indent: Int, to out: inout JSONOutput<Sink>, element: (Int) -> JSONValue
+    ) {
+        writeContainer(UInt8(ascii: "["), UInt8(ascii: "]"), count: count, style: style, indent: indent, to: &out) { i, out, indent in
+            element(i).write(to: &out, style: style, indent: indent)
+        }
+    }
+
+    /// An object of `count` members: their keys, and `value` writing member `i`'s value at the
+    /// indentation it is given, laid out as ``write(to:style:indent:)`` does.
+    static func writeObject<Sink: JSONByteSink>(
+        count: Int, style: JSONStyle, indent: Int, to out: inout JSONOutput<Sink>, key: (Int) -> String,
+        value: (Int, inout JSONOutput<Sink>, Int) -> Void
+    ) {
+        writeContainer(UInt8(ascii: "{"), UInt8(ascii: "}"), count: count, style: style, indent: indent, to: &out) { i, out, indent in
+            out.appendQuoted(key(i))
+            out.append(style == .compact ? ":" : ": ")
+            value(i, &out, indent)
+        }
+    }
+
+    /// `open`, the `count` items `item` writes (separated, one per line when pretty), `close`.
+    private static func writeContainer<Sink: JSONByteSink>(
+        _ open: UInt8, _ close: UInt8, count: Int, style: JSONStyle, indent: Int, to out: inout JSONOutput<Sink>,
+        item: (Int, inout JSONOutput<Sink>, Int) -> Void
+    ) {
+        out.append(open)
+        guard count > 0 else { return out.append(close) }
+        for i in 0..<count {
+            if i > 0 { out.append(style == .python ? ", " : ",") }
+            if style == .pretty { out.newline(indent: indent + 1) }
+            item(i, &out, indent + 1)
+        }
+        if style == .pretty { out.newline(indent: indent) }
+        out.append(close)
     }
 
     /// Shortest round-trip text; integral values keep a `.0` so readers see a float.
@@ -83,6 +100,43 @@ protocol JSONByteSink {
 
 extension Array: JSONByteSink where Element == UInt8 {
     mutating func append(contentsOf bytes: UnsafeRawBufferPointer) { self += bytes }
+}
+
+/// JSON bytes written to an ``OutputSink`` through a 1 MiB buffer, so a large document is never
+/// held whole; the first write error is kept and thrown by ``finish()``.
+final class JSONFileSink: JSONByteSink {
+    let sink: any OutputSink
+    private var buffer: [UInt8] = []
+    private var error: (any Error)?
+    private static let capacity = 1 << 20
+
+    init(_ sink: any OutputSink) {
+        self.sink = sink
+        buffer.reserveCapacity(JSONFileSink.capacity)
+    }
+
+    func append(_ byte: UInt8) {
+        buffer.append(byte)
+        if buffer.count >= JSONFileSink.capacity { flush() }
+    }
+
+    func append(contentsOf bytes: UnsafeRawBufferPointer) {
+        buffer += bytes
+        if buffer.count >= JSONFileSink.capacity { flush() }
+    }
+
+    private func flush() {
+        if error == nil {
+            do { try buffer.withUnsafeBytes { try sink.write($0) } } catch { self.error = error }
+        }
+        buffer.removeAll(keepingCapacity: true)
+    }
+
+    /// Writes what is buffered; throws the first error any write met.
+    func finish() throws {
+        flush()
+        if let error { throw error }
+    }
 }
 
 /// Counts bytes without storing them: the length of a document that need not exist.
