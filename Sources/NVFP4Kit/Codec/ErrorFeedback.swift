@@ -41,7 +41,7 @@ public struct ErrorFeedback: Sendable {
     }
 
     /// The timing `--method gptq` uses (docs/quality.md, "Error feedback", has the measurements).
-    public static let defaultTiming: ScaleTiming = .whenReached
+    public static let defaultTiming: ScaleTiming = .upFront
 
     /// Columns per lazy update block (a multiple of 16).
     public static let lazyColumns = 128

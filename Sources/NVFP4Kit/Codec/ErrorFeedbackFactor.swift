@@ -15,7 +15,7 @@ public struct FeedbackFactor: Sendable {
     /// GPTQ's default: 1 % of the mean diagonal.
     public static let defaultDamping: Float = 0.01
     /// The order `--method gptq` uses (docs/quality.md, "Error feedback", has the measurements).
-    public static let defaultOrder: ColumnOrder = .natural
+    public static let defaultOrder: ColumnOrder = .descendingMoments
 
     /// `K`: the input channels.
     public let columns: Int
