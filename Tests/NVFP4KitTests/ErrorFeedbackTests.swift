@@ -71,27 +71,37 @@ enum ReferenceGPTQ {
         return best
     }
 
-    /// Plain GPTQ, one column at a time, every update applied at once: codes `[rows, K/16]` and
-    /// e2m1 codes (sign in bit 3) `[rows, K]`.
-    static func solve(_ w0: [Float], rows: Int, columns k: Int, upper u: [Float], weights: [Float], pts: Float, radius: Int?) -> (codes: [UInt8], nibbles: [UInt8]) {
+    /// Plain GPTQ, one column at a time in `order` (natural when `nil`), every update applied at
+    /// once, in the weight's own column coordinates: codes `[rows, K/16]` and e2m1 codes (sign in
+    /// bit 3) `[rows, K]`. `upFront`: every block's code from the original weights before the loop;
+    /// otherwise from the block's current values when its first column is reached.
+    static func solve(
+        _ w0: [Float], rows: Int, columns k: Int, upper u: [Float], weights: [Float], pts: Float, radius: Int?,
+        order: [Int]? = nil, upFront: Bool
+    ) -> (codes: [UInt8], nibbles: [UInt8]) {
         var w = w0
+        let order = order ?? Array(0..<k)
         var codes = [UInt8](repeating: 0, count: rows * k / 16), nibbles = [UInt8](repeating: 0, count: rows * k)
         for r in 0..<rows {
-            var (rec, f): (Float, Float) = (0, 0)
-            for j in 0..<k {
-                let i = r * k + j
-                if j % 16 == 0 {
-                    let c = code(w[i..<(i + 16)], weights[j..<(j + 16)], pts: pts, radius: radius)
-                    codes[r * k / 16 + j / 16] = c
-                    let s = IndependentDecode.e4m3(c)
-                    (rec, f) = ((1 / pts) / s, pts * s)
+            if upFront {
+                for b in 0..<(k / 16) {
+                    let i = r * k + b * 16
+                    codes[r * k / 16 + b] = code(w0[i..<(i + 16)], weights[(b * 16)..<(b * 16 + 16)], pts: pts, radius: radius)
                 }
+            }
+            for p in 0..<k {
+                let j = order[p], i = r * k + j
+                if !upFront && j % 16 == 0 {
+                    codes[r * k / 16 + j / 16] = code(w[i..<(i + 16)], weights[j..<(j + 16)], pts: pts, radius: radius)
+                }
+                let s = IndependentDecode.e4m3(codes[r * k / 16 + j / 16])
+                let (rec, f) = ((1 / pts) / s, pts * s)
                 let x = w[i]
                 let m = e2m1Code(min(x.magnitude * rec, 6))
                 nibbles[i] = UInt8(m) | (x.sign == .minus ? 8 : 0)
                 let q = (x.sign == .minus ? -e2m1[m] : e2m1[m]) * f
-                let e = (x - q) / u[j * k + j]
-                for c in (j + 1)..<max(j + 1, k) { w[r * k + c] -= e * u[j * k + c] }
+                let e = (x - q) / u[p * k + p]
+                for later in (p + 1)..<max(p + 1, k) { w[r * k + order[later]] -= e * u[p * k + later] }
             }
         }
         return (codes, nibbles)
@@ -179,19 +189,31 @@ struct ErrorFeedbackTests {
         }
     }
 
-    @Test("equals plain column-by-column GPTQ bit for bit (lazy blocks, both scale choices, both layouts)",
-          arguments: [(5, 288), (3, 64), (2, 144)], [true, false])
-    func exact(shape: (rows: Int, columns: Int), search: Bool) throws {
+    /// (scale search?, timing, column order) combinations the solver supports.
+    static let variants: [(search: Bool, timing: ErrorFeedback.ScaleTiming, order: FeedbackFactor.ColumnOrder)] = [
+        (true, .whenReached, .natural), (false, .whenReached, .natural),
+        (true, .upFront, .natural), (false, .upFront, .natural),
+        (true, .upFront, .descendingMoments), (false, .upFront, .descendingMoments),
+    ]
+
+    @Test("equals plain column-by-column GPTQ bit for bit (lazy blocks, scale choices, timings, orders, both layouts)",
+          arguments: [(5, 288), (3, 64), (2, 144)], 0..<6)
+    func exact(shape: (rows: Int, columns: Int), variant: Int) throws {
         let (n, k) = shape
+        let (search, timing, order) = Self.variants[variant]
         let h = Self.moments(columns: k, seed: UInt64(k))
-        let factor = try h.withUnsafeBufferPointer { try FeedbackFactor(secondMoments: $0, columns: k) }
+        let factor = try h.withUnsafeBufferPointer { try FeedbackFactor(secondMoments: $0, columns: k, order: order) }
+        if order == .descendingMoments {
+            #expect(factor.order != Array(0..<k))
+            #expect(zip(factor.order, factor.order.dropFirst()).allSatisfy { h[$0 * k + $0] >= h[$1 * k + $1] })
+        }
         let w = Self.matrix(rows: n, columns: k, seed: UInt64(n * 1000 + k))
-        let feedback = ErrorFeedback(factor: factor, scaleChoice: search ? .search(radius: 8) : .roundToNearest)
+        let feedback = ErrorFeedback(factor: factor, scaleChoice: search ? .search(radius: 8) : .roundToNearest, timing: timing)
         for layout in [ScaleLayout.rowMajor, .swizzled] {
             let got = Self.run(w, rows: n, columns: k, feedback: feedback, layout: layout)
             let expected = ReferenceGPTQ.solve(
                 w, rows: n, columns: k, upper: factor.upper, weights: factor.columnWeights,
-                pts: got.codec.scale.perTensorScale!, radius: search ? 8 : nil)
+                pts: got.codec.scale.perTensorScale!, radius: search ? 8 : nil, order: factor.order, upFront: timing == .upFront)
             #expect(got.codes == expected.codes, "\(layout)")
             #expect(got.nibbles == expected.nibbles, "\(layout)")
         }
@@ -203,8 +225,9 @@ struct ErrorFeedbackTests {
         let identity = (0..<(k * k)).map { $0 % (k + 1) == 0 ? Float(1) : 0 }
         let factor = try identity.withUnsafeBufferPointer { try FeedbackFactor(secondMoments: $0, columns: k) }
         let w = Self.matrix(rows: n, columns: k, seed: 3)
-        for (choice, search) in [(ErrorFeedback.ScaleChoice.roundToNearest, ScaleSearch?.none), (.search(radius: 8), ScaleSearch())] {
-            let got = Self.run(w, rows: n, columns: k, feedback: ErrorFeedback(factor: factor, scaleChoice: choice), layout: .swizzled)
+        let choices = [(ErrorFeedback.ScaleChoice.roundToNearest, ScaleSearch?.none), (.search(radius: 8), ScaleSearch())]
+        for ((choice, search), timing) in choices.flatMap({ c in ErrorFeedback.ScaleTiming.allCases.map { (c, $0) } }) {
+            let got = Self.run(w, rows: n, columns: k, feedback: ErrorFeedback(factor: factor, scaleChoice: choice, timing: timing), layout: .swizzled)
             var packed = [UInt8](repeating: 0, count: n * k / 2)
             var scales = [UInt8](repeating: 0, count: ScaleLayout.swizzled.storedByteCount(rows: n, blocks: k / 16))
             var error = QuantizationError()
@@ -220,7 +243,7 @@ struct ErrorFeedbackTests {
                     }
                 }
             }
-            #expect(got.nibbles == packed.flatMap { [$0 & 0x0F, $0 >> 4] }, "\(choice)")
+            #expect(got.nibbles == packed.flatMap { [$0 & 0x0F, $0 >> 4] }, "\(choice) \(timing)")
             let blocks = k / 16
             #expect(got.codes == (0..<n).flatMap { r in (0..<blocks).map { scales[IndependentDecode.swizzledOffset(row: r, block: $0, blocks: blocks)] } })
         }

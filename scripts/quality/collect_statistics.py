@@ -16,7 +16,7 @@ Calibration text: Python standard-library docstrings (texts.py), concatenated an
 XᵀX is an fp32 product, summed across batches in fp64, written as fp32. Memory: 8·K² bytes per distinct input while collecting.
 
 Usage:
-  collect_statistics.py MODEL_DIR OUT.safetensors [--kind causal-lm|encoder] [--windows 32] [--window 512]
+  collect_statistics.py MODEL_DIR OUT.safetensors [--kind auto|causal-lm|encoder] [--windows 32] [--window 512]
 """
 import argparse
 import json
@@ -33,7 +33,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model")
     ap.add_argument("out")
-    ap.add_argument("--kind", choices=["causal-lm", "encoder"], default="causal-lm")
+    ap.add_argument("--kind", choices=["auto", "causal-lm", "encoder"], default="auto",
+                    help="auto: causal-lm when config.json's architectures name a *ForCausalLM, else encoder")
     ap.add_argument("--windows", type=int, default=32)
     ap.add_argument("--window", type=int, default=512)
     ap.add_argument("--batch", type=int, default=4)
@@ -42,6 +43,10 @@ def main() -> int:
     from safetensors.torch import save_file
     from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
 
+    if args.kind == "auto":
+        with open(os.path.join(args.model, "config.json")) as f:
+            architectures = json.load(f).get("architectures") or []
+        args.kind = "causal-lm" if any(a.endswith("ForCausalLM") for a in architectures) else "encoder"
     torch.manual_seed(0)
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     tokenizer = AutoTokenizer.from_pretrained(args.model)

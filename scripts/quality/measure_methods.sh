@@ -4,15 +4,16 @@
 #
 #   scripts/quality/measure_methods.sh MODEL_DIR OUT_DIR
 #
-# Needs a release build (NVFP4, default .build/release/nvfp4), PY (a Python with torch,
-# transformers, safetensors; default python3) and GNU time (/usr/bin/time). Statistics are
-# collected once into OUT_DIR (their time is not part of the method's time). Python runs nice.
+# Needs a release build (NVFP4, default .build/release/nvfp4), a Python with torch, transformers
+# and safetensors ($PYTHON, else python3) and GNU time (/usr/bin/time). Statistics are collected
+# once into OUT_DIR (their time is not part of the method's time; files already there are reused).
+# Python runs nice. TOKENS (default 20480) is the evaluation length passed to eval_smollm2.py.
 set -euo pipefail
 MODEL=${1:?usage: measure_methods.sh MODEL_DIR OUT_DIR}
 OUT=${2:?usage: measure_methods.sh MODEL_DIR OUT_DIR}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 NVFP4=${NVFP4:-$ROOT/.build/release/nvfp4}
-PY=${PY:-python3}
+PY=${PYTHON:-python3}
 Q=$ROOT/scripts/quality
 mkdir -p "$OUT"
 src=$MODEL/model.safetensors
@@ -31,7 +32,8 @@ for method in rtn mse mse-imp gptq; do
   "$NVFP4" dequantize "$OUT/$method.safetensors" -o "$OUT/$method.dequant.safetensors" --dtype f32 --force -q
   weights+=(--weights "$method=$OUT/$method.dequant.safetensors")
 done
-nice -n 10 "$PY" "$Q/eval_smollm2.py" "$MODEL" "${weights[@]}" --json "$OUT/ppl.jsonl" > "$OUT/ppl.txt"
+: > "$OUT/ppl.jsonl"
+nice -n 10 "$PY" "$Q/eval_smollm2.py" "$MODEL" "${weights[@]}" --tokens "${TOKENS:-20480}" --json "$OUT/ppl.jsonl" > "$OUT/ppl.txt"
 "$PY" - "$OUT" "$MODEL" <<'PYEOF'
 import json, math, sys
 import torch

@@ -2,14 +2,15 @@ import CNVFP4Kernel
 
 /// GPTQ-class error feedback on NVFP4 (`--method gptq`).
 ///
-/// Each row of a weight is quantized column by column; the error of column `j`, divided by
-/// `U_jj`, is pushed onto the columns not yet quantized through row `j` of the factor `U`
-/// (``FeedbackFactor``), so that later columns absorb what earlier ones lost, weighted by the
-/// input's second moments. The per-tensor scale is fixed before (the plan's, shared by a fused
-/// group); a 16-element block's e4m3 scale is chosen when its first column is reached, from the
-/// block's values at that moment (``ScaleChoice``); every element is then rounded with RTN's own
-/// rule, `e2m1(min(|x| · RN(RN(1/pts)/s), 6))`, under its block's scale. The output has the
-/// layout, dtypes and metadata of RTN; only codes and nibbles differ.
+/// Each row of a weight is quantized column by column, in the factor's column order
+/// (``FeedbackFactor/order``); the error of the column at position `p`, divided by `U_pp`, is
+/// pushed onto the columns not yet quantized through row `p` of the factor `U`, so that later
+/// columns absorb what earlier ones lost, weighted by the input's second moments. The per-tensor
+/// scale is fixed before (the plan's, shared by a fused group); a 16-element block's e4m3 scale is
+/// chosen by ``ScaleChoice`` either up front from the original weights or when the block's first
+/// column is reached (``ScaleTiming``); every element is then rounded with RTN's own rule,
+/// `e2m1(min(|x| · RN(RN(1/pts)/s), 6))`, under its block's scale. The output has the layout,
+/// dtypes and metadata of RTN; only codes and nibbles differ.
 ///
 /// Updates are lazy: within a block of ``lazyColumns`` columns they are applied column by
 /// column; the columns after it receive the whole block's errors at once
@@ -17,7 +18,7 @@ import CNVFP4Kernel
 /// column order, so the result is bit-identical to the plain column-by-column algorithm.
 ///
 /// Rows are independent, so a chunk of rows is solved on its own: memory per thread is one
-/// chunk of rows in fp32 (`4 · rows · K` bytes) plus its errors and codes.
+/// chunk of rows in fp32 (`4 · rows · K` bytes) plus half that for scratch codes, its errors and scalings.
 public struct ErrorFeedback: Sendable {
     /// How the e4m3 code of a block is chosen when the block is reached.
     public enum ScaleChoice: Sendable, Equatable {
@@ -29,15 +30,35 @@ public struct ErrorFeedback: Sendable {
         case search(radius: Int)
     }
 
+    /// When the e4m3 code of a block is chosen.
+    public enum ScaleTiming: String, Sendable, CaseIterable {
+        /// Up front, from the original weights (GPTQ's "static groups"); every column is then
+        /// rounded under its block's fixed code, in any column order.
+        case upFront
+        /// When the block's first column is reached, from its values at that moment (already
+        /// corrected by the feedback of earlier columns). Needs the natural column order.
+        case whenReached
+    }
+
+    /// The timing `--method gptq` uses (docs/quality.md, "Error feedback", has the measurements).
+    public static let defaultTiming: ScaleTiming = .upFront
+
     /// Columns per lazy update block (a multiple of 16).
     public static let lazyColumns = 128
 
+    /// `U` and the column order.
     public var factor: FeedbackFactor
+    /// The rule that picks a block's code.
     public var scaleChoice: ScaleChoice
+    /// When it is applied.
+    public var timing: ScaleTiming
 
-    public init(factor: FeedbackFactor, scaleChoice: ScaleChoice = .search(radius: ScaleSearch.defaultRadius)) {
+    /// - Precondition: `timing` is `.upFront` unless `factor.order` is the natural order.
+    public init(factor: FeedbackFactor, scaleChoice: ScaleChoice = .search(radius: ScaleSearch.defaultRadius), timing: ScaleTiming = ErrorFeedback.defaultTiming) {
+        precondition(timing == .upFront || factor.order == Array(0..<factor.columns), "codes chosen when reached need the natural column order")
         self.factor = factor
         self.scaleChoice = scaleChoice
+        self.timing = timing
     }
 }
 
@@ -99,8 +120,25 @@ extension NVFP4Codec {
         E2M1.encode(Swift.min(x.magnitude * reciprocal, E2M1.max)) | (x.sign == .minus ? 0x8 : 0)
     }
 
+    /// The codes `scaleChoice` gives the `n × 16·blocks` values at `values` (row-major) into `codes`.
+    private func chooseCodes(
+        _ values: UnsafePointer<Float>, rows n: Int, columns: Int, weights: ArraySlice<Float>, choice: ErrorFeedback.ScaleChoice,
+        packed: UnsafeMutableRawBufferPointer, codes: UnsafeMutableRawBufferPointer
+    ) {
+        let bytes = UnsafeRawBufferPointer(start: values, count: n * columns * 4)
+        let block = DenseMatrix(bytes: bytes, dtype: .f32, rows: n, columns: columns)
+        var ignored = QuantizationError()
+        switch choice {
+        case .roundToNearest:
+            quantize(block, rows: 0..<n, packed: packed, scales: codes, layout: .rowMajor, error: &ignored)
+        case .search(let radius):
+            quantize(block, rows: 0..<n, packed: packed, scales: codes, layout: .rowMajor, search: ScaleSearch(radius: radius, importance: Array(weights)), error: &ignored)
+        }
+    }
+
     /// The column loop over `rows × columns` values in `w` (row-major), in place: on return each
     /// value is the one its column was quantized from, and `codes` (`rows × columns/16`) the block codes.
+    /// Columns are visited in `factor.order`: `w` is permuted into that order for the loop and back after it.
     private func solve(
         _ w: UnsafeMutablePointer<Float>, rows n: Int, columns k: Int, codes: UnsafeMutablePointer<UInt8>,
         upper u: UnsafePointer<Float>, feedback: ErrorFeedback
@@ -108,42 +146,49 @@ extension NVFP4Codec {
         let blockSize = NVFP4Codec.blockSize
         let blocks = k / blockSize
         let lazy = ErrorFeedback.lazyColumns
+        let order = feedback.factor.order
+        let natural = order.indices.allSatisfy { order[$0] == $0 }
         let errors = UnsafeMutablePointer<Float>.allocate(capacity: n * lazy)
-        let snapshot = UnsafeMutableRawBufferPointer.allocate(byteCount: n * blockSize * 4, alignment: 64)
-        let snapshotPacked = UnsafeMutableRawBufferPointer.allocate(byteCount: n * blockSize / 2, alignment: 64)
-        let snapshotCodes = UnsafeMutableRawBufferPointer.allocate(byteCount: n, alignment: 64)
-        defer { errors.deallocate(); snapshot.deallocate(); snapshotPacked.deallocate(); snapshotCodes.deallocate() }
-        var reciprocals = [Float](repeating: 0, count: n)
-        var factors = [Float](repeating: 0, count: n)
+        let snapshot = UnsafeMutablePointer<Float>.allocate(capacity: n * blockSize)
+        let scratchPacked = UnsafeMutableRawBufferPointer.allocate(byteCount: n * k / 2, alignment: 64)
+        let scratchCodes = UnsafeMutableRawBufferPointer.allocate(byteCount: n * blocks, alignment: 64)
+        let row = UnsafeMutablePointer<Float>.allocate(capacity: k)
+        defer { errors.deallocate(); snapshot.deallocate(); scratchPacked.deallocate(); scratchCodes.deallocate(); row.deallocate() }
+        var reciprocals = [Float](repeating: 0, count: n * blocks)
+        var factors = [Float](repeating: 0, count: n * blocks)
+        func setCode(_ code: UInt8, row r: Int, block b: Int) {
+            codes[r * blocks + b] = code
+            (reciprocals[r * blocks + b], factors[r * blocks + b]) = scaling(code)
+        }
+        if feedback.timing == .upFront {
+            chooseCodes(w, rows: n, columns: k, weights: feedback.factor.columnWeights[...], choice: feedback.scaleChoice, packed: scratchPacked, codes: scratchCodes)
+            for r in 0..<n { for b in 0..<blocks { setCode(scratchCodes[r * blocks + b], row: r, block: b) } }
+        }
+        func permute(_ forward: Bool) {
+            for r in 0..<n {
+                let base = w + r * k
+                for p in 0..<k { row[p] = base[p] }
+                for p in 0..<k { if forward { base[p] = row[order[p]] } else { base[order[p]] = row[p] } }
+            }
+        }
+        if !natural { permute(true) }
         var start = 0
         while start < k {
             let end = Swift.min(k, start + lazy)
             for j in start..<end {
-                if j % blockSize == 0 {
+                let block = order[j] / blockSize
+                if feedback.timing == .whenReached && j % blockSize == 0 {
                     // Choose every row's code for this block from its current values.
-                    let values = snapshot.bindMemory(to: Float.self)
-                    for r in 0..<n { for c in 0..<blockSize { values[r * blockSize + c] = w[r * k + j + c] } }
-                    let block = DenseMatrix(bytes: UnsafeRawBufferPointer(snapshot), dtype: .f32, rows: n, columns: blockSize)
-                    var ignored = QuantizationError()
-                    switch feedback.scaleChoice {
-                    case .roundToNearest:
-                        quantize(block, rows: 0..<n, packed: snapshotPacked, scales: snapshotCodes, layout: .rowMajor, error: &ignored)
-                    case .search(let radius):
-                        let weights = Array(feedback.factor.columnWeights[j..<(j + blockSize)])
-                        quantize(
-                            block, rows: 0..<n, packed: snapshotPacked, scales: snapshotCodes, layout: .rowMajor,
-                            search: ScaleSearch(radius: radius, importance: weights), error: &ignored)
-                    }
-                    for r in 0..<n {
-                        let code = snapshotCodes[r]
-                        codes[r * blocks + j / blockSize] = code
-                        (reciprocals[r], factors[r]) = scaling(code)
-                    }
+                    for r in 0..<n { for c in 0..<blockSize { snapshot[r * blockSize + c] = w[r * k + j + c] } }
+                    chooseCodes(
+                        snapshot, rows: n, columns: blockSize, weights: feedback.factor.columnWeights[j..<(j + blockSize)],
+                        choice: feedback.scaleChoice, packed: scratchPacked, codes: scratchCodes)
+                    for r in 0..<n { setCode(scratchCodes[r], row: r, block: block) }
                 }
                 let d = u[j * k + j]
                 for r in 0..<n {
                     let x = w[r * k + j]
-                    let q = E2M1.values[Int(e2m1Code(x, reciprocals[r]))] * factors[r]
+                    let q = E2M1.values[Int(e2m1Code(x, reciprocals[r * blocks + block]))] * factors[r * blocks + block]
                     errors[r * lazy + (j - start)] = (x - q) / d
                 }
                 if j + 1 < end {
@@ -155,5 +200,6 @@ extension NVFP4Codec {
             }
             start = end
         }
+        if !natural { permute(false) }
     }
 }

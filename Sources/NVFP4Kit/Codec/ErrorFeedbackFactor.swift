@@ -14,13 +14,28 @@ import CNVFP4Kernel
 public struct FeedbackFactor: Sendable {
     /// GPTQ's default: 1 % of the mean diagonal.
     public static let defaultDamping: Float = 0.01
+    /// The order `--method gptq` uses (docs/quality.md, "Error feedback", has the measurements).
+    public static let defaultOrder: ColumnOrder = .descendingMoments
 
     /// `K`: the input channels.
     public let columns: Int
-    /// `U`, row-major `K × K`, upper triangular.
+    /// The order columns are quantized in: position `p` holds column `order[p]`. `U` is the
+    /// factor of the moments in this order (``ColumnOrder``).
+    public let order: [Int]
+    /// `U`, row-major `K × K`, upper triangular, of the moments permuted to ``order``.
     public let upper: [Float]
     /// `diag(H)` scaled to mean 1 and floored at 10⁻⁶ (``ImportanceStatistics/searchWeights(_:)``).
     public let columnWeights: [Float]
+
+    /// The order in which error feedback quantizes a weight's columns.
+    public enum ColumnOrder: String, Sendable, CaseIterable {
+        /// Column 0 first.
+        case natural
+        /// Largest `H_kk` first (GPTQ's "act-order"): the channels that carry the most signal are
+        /// quantized while the most columns remain to absorb their error. Stable: equal moments
+        /// keep their column order.
+        case descendingMoments
+    }
 
     /// Why second moments cannot be factored.
     public enum Problem: Error, Sendable, Equatable, CustomStringConvertible {
@@ -41,7 +56,10 @@ public struct FeedbackFactor: Sendable {
     }
 
     /// Factors the `columns × columns` second moments `h` (row-major; the lower triangle is read).
-    public init(secondMoments h: UnsafeBufferPointer<Float>, columns n: Int, damping: Float = FeedbackFactor.defaultDamping) throws(Problem) {
+    public init(
+        secondMoments h: UnsafeBufferPointer<Float>, columns n: Int, damping: Float = FeedbackFactor.defaultDamping,
+        order columnOrder: ColumnOrder = .natural
+    ) throws(Problem) {
         guard h.count == n * n else { throw .wrongSize(expected: n * n, actual: h.count) }
         var diagonal = [Float](repeating: 0, count: n)
         for i in 0..<n {
@@ -51,15 +69,17 @@ public struct FeedbackFactor: Sendable {
         }
         let mean = diagonal.reduce(0.0) { $0 + Double($1) } / Double(max(1, n))
         let lambda = damping * Float(mean)
-        // a = J (H + λI) J, lower triangle.
+        let order = columnOrder == .natural ? Array(0..<n) : (0..<n).sorted { (diagonal[$0], $1) > (diagonal[$1], $0) }
+        // a = J P (H + λI) Pᵀ J, lower triangle, with P the column order (H's lower triangle read).
         var a = [Float](repeating: 0, count: n * n)
         for i in 0..<n {
             for j in 0...i {
-                a[(n - 1 - j) * n + (n - 1 - i)] = i == j ? diagonal[i] + lambda : h[i * n + j]
+                let (oi, oj) = (order[i], order[j])
+                a[(n - 1 - j) * n + (n - 1 - i)] = i == j ? diagonal[oi] + lambda : h[max(oi, oj) * n + min(oi, oj)]
             }
         }
         let failed = a.withUnsafeMutableBufferPointer { nvfp4_cholesky_lower($0.baseAddress, n) }
-        if failed >= 0 { throw .notPositiveDefinite(pivot: n - 1 - failed) }
+        if failed >= 0 { throw .notPositiveDefinite(pivot: order[n - 1 - failed]) }
         var inverse = [Float](repeating: 0, count: n * n)
         a.withUnsafeBufferPointer { m in
             inverse.withUnsafeMutableBufferPointer { nvfp4_invert_lower(m.baseAddress, $0.baseAddress, n) }
@@ -69,14 +89,18 @@ public struct FeedbackFactor: Sendable {
             for j in 0..<n { a[i * n + j] = inverse[(n - 1 - i) * n + (n - 1 - j)] }
         }
         columns = n
+        self.order = order
         upper = a
         columnWeights = ImportanceStatistics.searchWeights((0..<n).map { h[$0 * n + $0] })
     }
 
-    /// A factor given directly (tests): `upper` is `U`, `columnWeights` the scale-choice weights.
-    public init(upper: [Float], columnWeights: [Float]) {
+    /// A factor given directly (tests): `upper` is `U` of the moments in `order` (natural when
+    /// `nil`), `columnWeights` the scale-choice weights in column order.
+    public init(upper: [Float], columnWeights: [Float], order: [Int]? = nil) {
         precondition(upper.count == columnWeights.count * columnWeights.count)
         columns = columnWeights.count
+        self.order = order ?? Array(0..<columns)
+        precondition(self.order.sorted() == Array(0..<columns), "order must be a permutation of the columns")
         self.upper = upper
         self.columnWeights = columnWeights
     }

@@ -93,7 +93,7 @@ public final class InputStatistics: @unchecked Sendable {
             }
         } catch let e as FileError { throw e } catch { throw FileError(path: path, cause: Problem(reason: "\(error)")) }
         let factor: FeedbackFactor
-        do { factor = try moments.withUnsafeBufferPointer { try FeedbackFactor(secondMoments: $0, columns: columns) } } catch {
+        do { factor = try moments.withUnsafeBufferPointer { try FeedbackFactor(secondMoments: $0, columns: columns, order: FeedbackFactor.defaultOrder) } } catch {
             throw FileError(path: path, cause: Problem(reason: "tensor \"\(tensor.name)\": \(error)"))
         }
         cache.withLock { $0 = (tensor.name, factor) }
@@ -118,6 +118,6 @@ extension QuantizeJob {
     static func errorFeedback(forWeight name: String, columns: Int, options: QuantizeOptions) throws(FileError) -> ErrorFeedback? {
         guard options.method == .gptq, let statistics = options.statistics,
               let factor = try statistics.factor(forWeight: name, columns: columns) else { return nil }
-        return ErrorFeedback(factor: factor, scaleChoice: .search(radius: options.searchRadius))
+        return ErrorFeedback(factor: factor, scaleChoice: .search(radius: options.searchRadius), timing: ErrorFeedback.defaultTiming)
     }
 }
