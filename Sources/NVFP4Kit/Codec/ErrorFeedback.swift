@@ -11,10 +11,12 @@ import CNVFP4Kernel
 /// rule, `e2m1(min(|x| · RN(RN(1/pts)/s), 6))`, under its block's scale. The output has the
 /// layout, dtypes and metadata of RTN; only codes and nibbles differ.
 ///
-/// Updates are lazy: within a block of ``lazyColumns`` columns they are applied column by
-/// column; the columns after it receive the whole block's errors at once
-/// (`nvfp4_feedback_subtract`). Every element still receives its updates one at a time in
-/// column order, so the result is bit-identical to the plain column-by-column algorithm.
+/// Updates are lazy (`nvfp4_feedback_subtract`): a column's error goes at once onto the rest of
+/// its 16-element block; a block, when reached, receives the errors of the earlier columns of
+/// its lazy block (``lazyColumns``) at once; the columns after a lazy block receive all its
+/// errors at once. Every update is one fused multiply-add and every element receives its
+/// updates one at a time in column order, so the result is bit-identical to the plain
+/// column-by-column algorithm with fused multiply-adds.
 ///
 /// Rows are independent, so a chunk of rows is solved on its own: memory per thread is one
 /// chunk of rows in fp32 (`4 · rows · K` bytes) plus its errors and codes.
@@ -120,7 +122,9 @@ extension NVFP4Codec {
             let end = Swift.min(k, start + lazy)
             for j in start..<end {
                 if j % blockSize == 0 {
-                    // Choose every row's code for this block from its current values.
+                    // The block receives the updates of the lazy block's earlier columns; then every
+                    // row's code for it is chosen from its current values.
+                    nvfp4_feedback_subtract(w + j, k, errors, lazy, u + start * k + j, k, n, j - start, blockSize)
                     let values = snapshot.bindMemory(to: Float.self)
                     for r in 0..<n { for c in 0..<blockSize { values[r * blockSize + c] = w[r * k + j + c] } }
                     let block = DenseMatrix(bytes: UnsafeRawBufferPointer(snapshot), dtype: .f32, rows: n, columns: blockSize)
@@ -146,9 +150,9 @@ extension NVFP4Codec {
                     let q = E2M1.values[Int(e2m1Code(x, reciprocals[r]))] * factors[r]
                     errors[r * lazy + (j - start)] = (x - q) / d
                 }
-                if j + 1 < end {
-                    nvfp4_feedback_subtract(w + j + 1, k, errors + (j - start), lazy, u + j * k + j + 1, k, n, 1, end - j - 1)
-                }
+                // The rest of the block at once; later blocks of the lazy block when they are reached.
+                let blockEnd = (j / blockSize + 1) * blockSize
+                nvfp4_feedback_subtract(w + j + 1, k, errors + (j - start), lazy, u + j * k + j + 1, k, n, 1, blockEnd - j - 1)
             }
             if end < k {
                 nvfp4_feedback_subtract(w + end, k, errors, lazy, u + start * k + end, k, n, end - start, k - end)
