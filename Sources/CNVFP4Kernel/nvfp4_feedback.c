@@ -202,3 +202,31 @@ void nvfp4_feedback_subtract(
     size_t rows, size_t inner, size_t columns) {
     nvfp4_feedback_ops()->gemm(w, w_stride, e, e_stride, u, u_stride, rows, inner, columns);
 }
+
+/// E2M1.encode(min(|x|·reciprocal, 6)) with x's sign bit (bit 3), as NVFP4Codec.e2m1Code.
+static inline uint8_t e2m1_code(float x, float reciprocal) {
+    float a = fabsf(x) * reciprocal;
+    a = 6.0f < a ? 6.0f : a;
+    const uint8_t code = (uint8_t)((a > 0.25f) + (a >= 0.75f) + (a > 1.25f) + (a >= 1.75f) + (a > 2.5f) + (a >= 3.5f) + (a > 5.0f));
+    return code | (signbit(x) ? 0x8 : 0);
+}
+
+static const float e2m1_magnitudes[8] = {0, 0.5f, 1, 1.5f, 2, 3, 4, 6};
+
+void nvfp4_feedback_column_errors(
+    const float *w, size_t w_stride, const float *reciprocals, const float *factors, float d, float *errors,
+    size_t e_stride, size_t rows) {
+    for (size_t r = 0; r < rows; r++) {
+        const float x = w[r * w_stride];
+        const uint8_t code = e2m1_code(x, reciprocals[r]);
+        const float m = e2m1_magnitudes[code & 7];
+        const float q = (code & 8 ? -m : m) * factors[r];
+        errors[r * e_stride] = (x - q) / d;
+    }
+}
+
+void nvfp4_feedback_pack(const float *x, const float *reciprocals, size_t blocks, uint8_t *out) {
+    for (size_t b = 0; b < blocks; b++)
+        for (size_t i = 0; i < 16; i += 2)
+            out[(b * 16 + i) / 2] = e2m1_code(x[b * 16 + i], reciprocals[b]) | (uint8_t)(e2m1_code(x[b * 16 + i + 1], reciprocals[b]) << 4);
+}

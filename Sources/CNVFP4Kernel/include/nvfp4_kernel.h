@@ -130,6 +130,17 @@ void nvfp4_feedback_subtract(
     float *w, size_t w_stride, const float *e, size_t e_stride, const float *u, size_t u_stride,
     size_t rows, size_t inner, size_t columns);
 
+/// One column of the solve: for `r < rows`, with `x = w[r·w_stride]`, `q` the value of
+/// `x`'s e2m1 code under `reciprocals[r]` (`min(|x|·reciprocal, 6)` rounded to nearest, ties to
+/// even, x's sign) times `factors[r]`: `errors[r·e_stride] = (x − q) / d`.
+void nvfp4_feedback_column_errors(
+    const float *w, size_t w_stride, const float *reciprocals, const float *factors, float d, float *errors,
+    size_t e_stride, size_t rows);
+
+/// Packs `blocks` 16-element blocks of `x` into e2m1 nibbles (low nibble first), block `b`
+/// rounded under `reciprocals[b]` as in nvfp4_feedback_column_errors.
+void nvfp4_feedback_pack(const float *x, const float *reciprocals, size_t blocks, uint8_t *out);
+
 /// Tests: non-zero makes the functions above use their portable copy (`fmaf`), zero restores
 /// the CPU's; returns the previous setting. Results are the same either way.
 int nvfp4_feedback_force_portable(int on);

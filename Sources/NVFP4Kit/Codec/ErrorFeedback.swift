@@ -68,14 +68,10 @@ extension NVFP4Codec {
         }
         // The reached values under their codes, as RTN rounds them; then the codes into the layout.
         let out = packed.baseAddress!.assumingMemoryBound(to: UInt8.self)
+        var reciprocals = [Float](repeating: 0, count: blocks)
         for r in 0..<n {
-            for b in 0..<blocks {
-                let (reciprocal, _) = scaling(codes[r * blocks + b])
-                for pair in 0..<(NVFP4Codec.blockSize / 2) {
-                    let i = r * k + b * NVFP4Codec.blockSize + 2 * pair
-                    out[(i) / 2] = e2m1Code(work[i], reciprocal) | (e2m1Code(work[i + 1], reciprocal) << 4)
-                }
-            }
+            for b in 0..<blocks { reciprocals[b] = scaling(codes[r * blocks + b]).reciprocal }
+            work.withUnsafeBufferPointer { nvfp4_feedback_pack($0.baseAddress! + r * k, reciprocals, blocks, out + r * k / 2) }
             codes.withUnsafeBufferPointer { c in
                 layout.storeRow(c.baseAddress! + r * blocks, count: blocks, row: rows.lowerBound + r, firstBlock: 0, blocks: blocks, into: scales.baseAddress!)
             }
@@ -93,12 +89,6 @@ extension NVFP4Codec {
         let s = E4M3.decode(code)
         if let pts = scale.perTensorScale { return ((1 / pts) / s, pts * s) }
         return (1 / s, s)
-    }
-
-    /// The e2m1 code (sign in bit 3) RTN gives `x` under `reciprocal`.
-    @inline(__always)
-    func e2m1Code(_ x: Float, _ reciprocal: Float) -> UInt8 {
-        E2M1.encode(Swift.min(x.magnitude * reciprocal, E2M1.max)) | (x.sign == .minus ? 0x8 : 0)
     }
 
     /// The column loop over `rows × columns` values in `w` (row-major), in place: on return each
@@ -144,12 +134,7 @@ extension NVFP4Codec {
                         (reciprocals[r], factors[r]) = scaling(code)
                     }
                 }
-                let d = u[j * k + j]
-                for r in 0..<n {
-                    let x = w[r * k + j]
-                    let q = E2M1.values[Int(e2m1Code(x, reciprocals[r]))] * factors[r]
-                    errors[r * lazy + (j - start)] = (x - q) / d
-                }
+                nvfp4_feedback_column_errors(w + j, k, reciprocals, factors, u[j * k + j], errors + (j - start), lazy, n)
                 // The rest of the block at once; later blocks of the lazy block when they are reached.
                 let blockEnd = (j / blockSize + 1) * blockSize
                 nvfp4_feedback_subtract(w + j + 1, k, errors + (j - start), lazy, u + j * k + j + 1, k, n, 1, blockEnd - j - 1)
