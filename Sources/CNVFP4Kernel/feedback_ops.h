@@ -21,6 +21,9 @@ typedef struct {
     /// In-place unblocked lower Cholesky of the w×w block `a` (lower triangle read and written):
     /// returns -1 or the first row whose pivot is not positive and finite.
     long (*cholesky)(float *a, size_t as, size_t w);
+    /// nvfp4_feedback_block (nvfp4_kernel.h).
+    void (*block)(float *w, size_t ws, const float *u, size_t us, const float *reciprocals, const float *factors,
+                  float *errors, size_t es, size_t rows, size_t cols);
 } feedback_ops;
 
 /// The table for this CPU (or the portable one while nvfp4_feedback_force_portable is on).

@@ -158,6 +158,33 @@ INLINE long cholesky_body(float *a, size_t as, size_t w) {
     return -1;
 }
 
+/// E2M1.encode(min(|x|·reciprocal, 6)) with x's sign bit (bit 3), as NVFP4Codec.e2m1Code.
+static inline uint8_t e2m1_code(float x, float reciprocal) {
+    float a = fabsf(x) * reciprocal;
+    a = 6.0f < a ? 6.0f : a;
+    const uint8_t code = (uint8_t)((a > 0.25f) + (a >= 0.75f) + (a > 1.25f) + (a >= 1.75f) + (a > 2.5f) + (a >= 3.5f) + (a > 5.0f));
+    return code | (signbit(x) ? 0x8 : 0);
+}
+
+static const float e2m1_magnitudes[8] = {0, 0.5f, 1, 1.5f, 2, 3, 4, 6};
+
+/// One 16-block of `rows` rows (see nvfp4_feedback_block): each row's values in a local copy.
+INLINE void block_body(float *w, size_t ws, const float *u, size_t us, const float *reciprocals, const float *factors,
+                       float *errors, size_t es, size_t rows, size_t cols) {
+    for (size_t r = 0; r < rows; r++) {
+        float x[16];
+        for (size_t c = 0; c < cols; c++) x[c] = w[r * ws + c];
+        for (size_t j = 0; j < cols; j++) {
+            const uint8_t code = e2m1_code(x[j], reciprocals[r]);
+            const float m = e2m1_magnitudes[code & 7];
+            const float e = (x[j] - (code & 8 ? -m : m) * factors[r]) / u[j * us + j];
+            errors[r * es + j] = e;
+            for (size_t c = j + 1; c < cols; c++) x[c] = fnma1(e, u[j * us + c], x[c]);
+        }
+        for (size_t c = 0; c < cols; c++) w[r * ws + c] = x[c];
+    }
+}
+
 #define FEEDBACK_VARIANT(suffix, attributes)                                                                   \
     attributes static void gemm_##suffix(float *c, size_t cs, const float *a, size_t as, const float *b,      \
                                          size_t bs, size_t rows, size_t inner, size_t cols) {                  \
@@ -168,7 +195,12 @@ INLINE long cholesky_body(float *a, size_t as, size_t w) {
         lower_solve_body(x, xs, l, ls, w, c0, c1);                                                             \
     }                                                                                                          \
     attributes static long cholesky_##suffix(float *a, size_t as, size_t w) { return cholesky_body(a, as, w); } \
-    static const feedback_ops ops_##suffix = {#suffix, gemm_##suffix, lower_solve_##suffix, cholesky_##suffix};
+    attributes static void block_##suffix(float *w, size_t ws, const float *u, size_t us, const float *rec,      \
+                                          const float *fac, float *e, size_t es, size_t rows, size_t cols) {      \
+        block_body(w, ws, u, us, rec, fac, e, es, rows, cols);                                                 \
+    }                                                                                                          \
+    static const feedback_ops ops_##suffix = {#suffix, gemm_##suffix, lower_solve_##suffix, cholesky_##suffix,  \
+                                              block_##suffix};
 
 FEEDBACK_VARIANT(portable, )
 
@@ -203,26 +235,11 @@ void nvfp4_feedback_subtract(
     nvfp4_feedback_ops()->gemm(w, w_stride, e, e_stride, u, u_stride, rows, inner, columns);
 }
 
-/// E2M1.encode(min(|x|·reciprocal, 6)) with x's sign bit (bit 3), as NVFP4Codec.e2m1Code.
-static inline uint8_t e2m1_code(float x, float reciprocal) {
-    float a = fabsf(x) * reciprocal;
-    a = 6.0f < a ? 6.0f : a;
-    const uint8_t code = (uint8_t)((a > 0.25f) + (a >= 0.75f) + (a > 1.25f) + (a >= 1.75f) + (a > 2.5f) + (a >= 3.5f) + (a > 5.0f));
-    return code | (signbit(x) ? 0x8 : 0);
-}
-
-static const float e2m1_magnitudes[8] = {0, 0.5f, 1, 1.5f, 2, 3, 4, 6};
-
-void nvfp4_feedback_column_errors(
-    const float *w, size_t w_stride, const float *reciprocals, const float *factors, float d, float *errors,
-    size_t e_stride, size_t rows) {
-    for (size_t r = 0; r < rows; r++) {
-        const float x = w[r * w_stride];
-        const uint8_t code = e2m1_code(x, reciprocals[r]);
-        const float m = e2m1_magnitudes[code & 7];
-        const float q = (code & 8 ? -m : m) * factors[r];
-        errors[r * e_stride] = (x - q) / d;
-    }
+void nvfp4_feedback_block(
+    float *w, size_t w_stride, const float *u, size_t u_stride, const float *reciprocals, const float *factors,
+    float *errors, size_t e_stride, size_t rows, size_t columns) {
+    if (columns > 16) abort();
+    nvfp4_feedback_ops()->block(w, w_stride, u, u_stride, reciprocals, factors, errors, e_stride, rows, columns);
 }
 
 void nvfp4_feedback_pack(const float *x, const float *reciprocals, size_t blocks, uint8_t *out) {

@@ -86,9 +86,7 @@ struct ErrorFeedbackKernelTests {
     @Test("a solve gives the same bytes with the portable copy")
     func solvePortable() throws {
         let (n, k) = (20, 272)
-        let h = ErrorFeedbackTests.moments(columns: k, seed: 4)
-        let factor = try h.withUnsafeBufferPointer { try FeedbackFactor(secondMoments: $0, columns: k) }
-        let w = ErrorFeedbackTests.matrix(rows: n, columns: k, seed: 9)
+        let (factor, w) = try ErrorFeedbackTests.problem(rows: n, columns: k, seeds: (moments: 4, weight: 9))
         let feedback = ErrorFeedback(factor: factor)
         let native = ErrorFeedbackTests.run(w, rows: n, columns: k, feedback: feedback, layout: .rowMajor)
         let portable = withPortableFeedbackKernels { ErrorFeedbackTests.run(w, rows: n, columns: k, feedback: feedback, layout: .rowMajor) }

@@ -117,6 +117,13 @@ struct ErrorFeedbackTests {
         return (0..<(rows * columns)).map { _ in g.next() * 0.02 }
     }
 
+    /// The factor of ``moments(columns:samples:seed:)`` and a weight of `rows × columns` (seeds: moments, weight).
+    static func problem(rows: Int, columns k: Int, seeds: (moments: UInt64, weight: UInt64)) throws -> (factor: FeedbackFactor, w: [Float]) {
+        let h = moments(columns: k, seed: seeds.moments)
+        let factor = try h.withUnsafeBufferPointer { try FeedbackFactor(secondMoments: $0, columns: k) }
+        return (factor, matrix(rows: rows, columns: k, seed: seeds.weight))
+    }
+
     /// Runs the library solver; returns codes `[rows, K/16]` (read back from `layout`) and e2m1 codes.
     static func run(_ w: [Float], rows: Int, columns k: Int, feedback: ErrorFeedback, layout: ScaleLayout) -> (codes: [UInt8], nibbles: [UInt8], codec: NVFP4Codec) {
         let amax = w.map(\.magnitude).max()!

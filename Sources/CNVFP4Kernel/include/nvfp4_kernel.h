@@ -130,15 +130,18 @@ void nvfp4_feedback_subtract(
     float *w, size_t w_stride, const float *e, size_t e_stride, const float *u, size_t u_stride,
     size_t rows, size_t inner, size_t columns);
 
-/// One column of the solve: for `r < rows`, with `x = w[r·w_stride]`, `q` the value of
-/// `x`'s e2m1 code under `reciprocals[r]` (`min(|x|·reciprocal, 6)` rounded to nearest, ties to
-/// even, x's sign) times `factors[r]`: `errors[r·e_stride] = (x − q) / d`.
-void nvfp4_feedback_column_errors(
-    const float *w, size_t w_stride, const float *reciprocals, const float *factors, float d, float *errors,
-    size_t e_stride, size_t rows);
+/// The column loop of one block of `columns` ≤ 16 columns, for `r < rows` (each row on its
+/// own): for `j < columns` in order, with `x = w[r][j]` (already corrected) and `q` the value of
+/// its e2m1 code under `reciprocals[r]` (`min(|x|·reciprocal, 6)` rounded to nearest, ties to
+/// even, x's sign) times `factors[r]`: `e = (x − q) / u[j][j]` is stored in `errors[r][j]` and
+/// `w[r][c] = fma(−e, u[j][c], w[r][c])` for `j < c < columns`. On return `w[r][j]` holds the
+/// value column `j` was quantized from. Strides in floats.
+void nvfp4_feedback_block(
+    float *w, size_t w_stride, const float *u, size_t u_stride, const float *reciprocals, const float *factors,
+    float *errors, size_t e_stride, size_t rows, size_t columns);
 
 /// Packs `blocks` 16-element blocks of `x` into e2m1 nibbles (low nibble first), block `b`
-/// rounded under `reciprocals[b]` as in nvfp4_feedback_column_errors.
+/// rounded under `reciprocals[b]` as in nvfp4_feedback_block.
 void nvfp4_feedback_pack(const float *x, const float *reciprocals, size_t blocks, uint8_t *out);
 
 /// Tests: non-zero makes the functions above use their portable copy (`fmaf`), zero restores

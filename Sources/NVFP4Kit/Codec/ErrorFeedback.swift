@@ -11,8 +11,8 @@ import CNVFP4Kernel
 /// rule, `e2m1(min(|x| · RN(RN(1/pts)/s), 6))`, under its block's scale. The output has the
 /// layout, dtypes and metadata of RTN; only codes and nibbles differ.
 ///
-/// Updates are lazy (`nvfp4_feedback_subtract`): a column's error goes at once onto the rest of
-/// its 16-element block; a block, when reached, receives the errors of the earlier columns of
+/// Updates are lazy (`nvfp4_feedback_block`, `nvfp4_feedback_subtract`): a column's error goes
+/// at once onto the rest of its 16-element block; a block, when reached, receives the errors of the earlier columns of
 /// its lazy block (``lazyColumns``) at once; the columns after a lazy block receive all its
 /// errors at once. Every update is one fused multiply-add and every element receives its
 /// updates one at a time in column order, so the result is bit-identical to the plain
@@ -133,11 +133,9 @@ extension NVFP4Codec {
                         codes[r * blocks + j / blockSize] = code
                         (reciprocals[r], factors[r]) = scaling(code)
                     }
+                    // The block's columns in order, each error onto the rest of the block at once.
+                    nvfp4_feedback_block(w + j, k, u + j * k + j, k, reciprocals, factors, errors + (j - start), lazy, n, blockSize)
                 }
-                nvfp4_feedback_column_errors(w + j, k, reciprocals, factors, u[j * k + j], errors + (j - start), lazy, n)
-                // The rest of the block at once; later blocks of the lazy block when they are reached.
-                let blockEnd = (j / blockSize + 1) * blockSize
-                nvfp4_feedback_subtract(w + j + 1, k, errors + (j - start), lazy, u + j * k + j + 1, k, n, 1, blockEnd - j - 1)
             }
             if end < k {
                 nvfp4_feedback_subtract(w + end, k, errors, lazy, u + start * k + end, k, n, end - start, k - end)
