@@ -72,7 +72,7 @@ enum ReferenceGPTQ {
     }
 
     /// Plain GPTQ, one column at a time in `order` (natural when `nil`), every update applied at
-    /// once, in the weight's own column coordinates: codes `[rows, K/16]` and e2m1 codes (sign in
+    /// once (each a fused multiply-add), in the weight's own column coordinates: codes `[rows, K/16]` and e2m1 codes (sign in
     /// bit 3) `[rows, K]`. `upFront`: every block's code from the original weights before the loop;
     /// otherwise from the block's current values when its first column is reached.
     static func solve(
@@ -101,7 +101,7 @@ enum ReferenceGPTQ {
                 nibbles[i] = UInt8(m) | (x.sign == .minus ? 8 : 0)
                 let q = (x.sign == .minus ? -e2m1[m] : e2m1[m]) * f
                 let e = (x - q) / u[p * k + p]
-                for later in (p + 1)..<max(p + 1, k) { w[r * k + order[later]] -= e * u[p * k + later] }
+                for later in (p + 1)..<max(p + 1, k) { w[r * k + order[later]].addProduct(-e, u[p * k + later]) }  // one fused multiply-add
             }
         }
         return (codes, nibbles)
@@ -125,6 +125,13 @@ struct ErrorFeedbackTests {
     static func matrix(rows: Int, columns: Int, seed: UInt64) -> [Float] {
         var g = NormalSource(state: seed)
         return (0..<(rows * columns)).map { _ in g.next() * 0.02 }
+    }
+
+    /// The factor of ``moments(columns:samples:seed:)`` and a weight of `rows × columns` (seeds: moments, weight).
+    static func problem(rows: Int, columns k: Int, seeds: (moments: UInt64, weight: UInt64)) throws -> (factor: FeedbackFactor, w: [Float]) {
+        let h = moments(columns: k, seed: seeds.moments)
+        let factor = try h.withUnsafeBufferPointer { try FeedbackFactor(secondMoments: $0, columns: k) }
+        return (factor, matrix(rows: rows, columns: k, seed: seeds.weight))
     }
 
     /// Runs the library solver; returns codes `[rows, K/16]` (read back from `layout`) and e2m1 codes.
@@ -197,7 +204,7 @@ struct ErrorFeedbackTests {
     ]
 
     @Test("equals plain column-by-column GPTQ bit for bit (lazy blocks, scale choices, timings, orders, both layouts)",
-          arguments: [(5, 288), (3, 64), (2, 144)], 0..<6)
+          arguments: [(5, 288), (3, 64), (2, 144), (13, 400)], 0..<6)
     func exact(shape: (rows: Int, columns: Int), variant: Int) throws {
         let (n, k) = shape
         let (search, timing, order) = Self.variants[variant]

@@ -4,7 +4,8 @@
 // to the baseline (SSE2 on x86-64) unless the whole package is built for one CPU.
 //
 // Every function is exact: the same IEEE-754 fp32 operations in the same order whatever vector
-// width runs them (no FMA contraction), so bytes and error sums never depend on the machine.
+// width runs them (no FMA contraction; the error-feedback functions use explicit fused multiply-adds),
+// so bytes and error sums never depend on the machine.
 #ifndef NVFP4_KERNEL_H
 #define NVFP4_KERNEL_H
 
@@ -124,21 +125,48 @@ int nvfp4_fp8_e4m3_dequantize_rows_variant(
 /// their bits, and 0x7F is NaN.
 uint8_t nvfp4_fp8_e4m3_max_magnitude_code(const uint8_t *codes, size_t count);
 
-/// Error feedback (`nvfp4_feedback.c`), row-major fp32, exact for any vector width.
+/// Error feedback (`nvfp4_feedback.c`, `nvfp4_factor.c`), row-major fp32. Every element is a
+/// chain of fused multiply-adds in increasing k (then at most one division or square root), so
+/// the results do not depend on the vector width (AVX2+FMA or the portable `fmaf` copy) or on
+/// `threads`.
 ///
 /// In-place lower Cholesky factor of the symmetric positive definite `n`×`n` matrix `a` (the
-/// lower triangle is read; the upper is set to zero). Returns -1, or the index of the first pivot
-/// that is not positive and finite (then `a` is partly overwritten).
-long nvfp4_cholesky_lower(float *a, size_t n);
+/// lower triangle is read; the upper is set to zero) on up to `threads` threads. Returns -1, or
+/// the index of the first pivot that is not positive and finite (then `a` is partly overwritten).
+long nvfp4_cholesky_lower(float *a, size_t n, int threads);
 
-/// `x` = the inverse of the lower-triangular `n`×`n` matrix `l` (lower triangular; `x` ≠ `l`).
-void nvfp4_invert_lower(const float *l, float *x, size_t n);
+/// `x` = the inverse of the lower-triangular `n`×`n` matrix `l` (lower triangular; `x` ≠ `l`),
+/// on up to `threads` threads.
+void nvfp4_invert_lower(const float *l, float *x, size_t n, int threads);
 
-/// `w[r][c] -= Σ_k e[r][k] · u[k][c]` for `r < rows`, `c < columns`, `k < inner`, subtracting
-/// one product at a time in increasing `k` (strides in floats).
+/// `w[r][c] = fma(−e[r][k], u[k][c], w[r][c])` for `k = 0, 1, … < inner` in that order, for
+/// `r < rows`, `c < columns` (strides in floats). Single-threaded.
 void nvfp4_feedback_subtract(
     float *w, size_t w_stride, const float *e, size_t e_stride, const float *u, size_t u_stride,
     size_t rows, size_t inner, size_t columns);
+
+/// The column loop of one block of `columns` ≤ 16 columns, for `r < rows` (each row on its
+/// own): for `j < columns` in order, with `x = w[r][j]` (already corrected) and `q` the value of
+/// its e2m1 code under `reciprocals[j·scale_stride + r]` (`min(|x|·reciprocal, 6)` rounded to
+/// nearest, ties to even, x's sign) times `factors[j·scale_stride + r]`: `e = (x − q) / u[j][j]`
+/// is stored in `errors[r][j]` and `w[r][c] = fma(−e, u[j][c], w[r][c])` for `j < c < columns`.
+/// On return `w[r][j]` holds the value column `j` was quantized from. Strides in floats;
+/// `scale_stride` 0 gives every column of a row the same scale (one e4m3 block in natural order),
+/// `rows` gives each column its own (columns of different blocks, as in act-order).
+void nvfp4_feedback_block(
+    float *w, size_t w_stride, const float *u, size_t u_stride, const float *reciprocals, const float *factors,
+    size_t scale_stride, float *errors, size_t e_stride, size_t rows, size_t columns);
+
+/// Packs `blocks` 16-element blocks of `x` into e2m1 nibbles (low nibble first), block `b`
+/// rounded under `reciprocals[b]` as in nvfp4_feedback_block.
+void nvfp4_feedback_pack(const float *x, const float *reciprocals, size_t blocks, uint8_t *out);
+
+/// Tests: non-zero makes the functions above use their portable copy (`fmaf`), zero restores
+/// the CPU's; returns the previous setting. Results are the same either way.
+int nvfp4_feedback_force_portable(int on);
+
+/// The copy the functions above run with now ("avx2_fma" or "portable").
+const char *nvfp4_feedback_isa(void);
 
 #ifdef __cplusplus
 }

@@ -12,10 +12,12 @@ import CNVFP4Kernel
 /// `e2m1(min(|x| · RN(RN(1/pts)/s), 6))`, under its block's scale. The output has the layout,
 /// dtypes and metadata of RTN; only codes and nibbles differ.
 ///
-/// Updates are lazy: within a block of ``lazyColumns`` columns they are applied column by
-/// column; the columns after it receive the whole block's errors at once
-/// (`nvfp4_feedback_subtract`). Every element still receives its updates one at a time in
-/// column order, so the result is bit-identical to the plain column-by-column algorithm.
+/// Updates are lazy (`nvfp4_feedback_block`, `nvfp4_feedback_subtract`): a column's error goes
+/// at once onto the rest of its 16-element block; a block, when reached, receives the errors of the earlier columns of
+/// its lazy block (``lazyColumns``) at once; the columns after a lazy block receive all its
+/// errors at once. Every update is one fused multiply-add and every element receives its
+/// updates one at a time in column order, so the result is bit-identical to the plain
+/// column-by-column algorithm with fused multiply-adds.
 ///
 /// Rows are independent, so a chunk of rows is solved on its own: memory per thread is one
 /// chunk of rows in fp32 (`4 · rows · K` bytes) plus half that for scratch codes, its errors and scalings.
@@ -87,14 +89,10 @@ extension NVFP4Codec {
         }
         // The reached values under their codes, as RTN rounds them; then the codes into the layout.
         let out = packed.baseAddress!.assumingMemoryBound(to: UInt8.self)
+        var reciprocals = [Float](repeating: 0, count: blocks)
         for r in 0..<n {
-            for b in 0..<blocks {
-                let (reciprocal, _) = scaling(codes[r * blocks + b])
-                for pair in 0..<(NVFP4Codec.blockSize / 2) {
-                    let i = r * k + b * NVFP4Codec.blockSize + 2 * pair
-                    out[(i) / 2] = e2m1Code(work[i], reciprocal) | (e2m1Code(work[i + 1], reciprocal) << 4)
-                }
-            }
+            for b in 0..<blocks { reciprocals[b] = scaling(codes[r * blocks + b]).reciprocal }
+            work.withUnsafeBufferPointer { nvfp4_feedback_pack($0.baseAddress! + r * k, reciprocals, blocks, out + r * k / 2) }
             codes.withUnsafeBufferPointer { c in
                 layout.storeRow(c.baseAddress! + r * blocks, count: blocks, row: rows.lowerBound + r, firstBlock: 0, blocks: blocks, into: scales.baseAddress!)
             }
@@ -112,12 +110,6 @@ extension NVFP4Codec {
         let s = E4M3.decode(code)
         if let pts = scale.perTensorScale { return ((1 / pts) / s, pts * s) }
         return (1 / s, s)
-    }
-
-    /// The e2m1 code (sign in bit 3) RTN gives `x` under `reciprocal`.
-    @inline(__always)
-    func e2m1Code(_ x: Float, _ reciprocal: Float) -> UInt8 {
-        E2M1.encode(Swift.min(x.magnitude * reciprocal, E2M1.max)) | (x.sign == .minus ? 0x8 : 0)
     }
 
     /// The codes `scaleChoice` gives the `n × 16·blocks` values at `values` (row-major) into `codes`.
@@ -156,6 +148,8 @@ extension NVFP4Codec {
         defer { errors.deallocate(); snapshot.deallocate(); scratchPacked.deallocate(); scratchCodes.deallocate(); row.deallocate() }
         var reciprocals = [Float](repeating: 0, count: n * blocks)
         var factors = [Float](repeating: 0, count: n * blocks)
+        var positionReciprocals = [Float](repeating: 0, count: n * blockSize)
+        var positionFactors = [Float](repeating: 0, count: n * blockSize)
         func setCode(_ code: UInt8, row r: Int, block b: Int) {
             codes[r * blocks + b] = code
             (reciprocals[r * blocks + b], factors[r * blocks + b]) = scaling(code)
@@ -176,23 +170,28 @@ extension NVFP4Codec {
         while start < k {
             let end = Swift.min(k, start + lazy)
             for j in start..<end {
-                let block = order[j] / blockSize
-                if feedback.timing == .whenReached && j % blockSize == 0 {
-                    // Choose every row's code for this block from its current values.
-                    for r in 0..<n { for c in 0..<blockSize { snapshot[r * blockSize + c] = w[r * k + j + c] } }
-                    chooseCodes(
-                        snapshot, rows: n, columns: blockSize, weights: feedback.factor.columnWeights[j..<(j + blockSize)],
-                        choice: feedback.scaleChoice, packed: scratchPacked, codes: scratchCodes)
-                    for r in 0..<n { setCode(scratchCodes[r], row: r, block: block) }
-                }
-                let d = u[j * k + j]
-                for r in 0..<n {
-                    let x = w[r * k + j]
-                    let q = E2M1.values[Int(e2m1Code(x, reciprocals[r * blocks + block]))] * factors[r * blocks + block]
-                    errors[r * lazy + (j - start)] = (x - q) / d
-                }
-                if j + 1 < end {
-                    nvfp4_feedback_subtract(w + j + 1, k, errors + (j - start), lazy, u + j * k + j + 1, k, n, 1, end - j - 1)
+                if j % blockSize == 0 {
+                    // The block receives the updates of the lazy block's earlier columns.
+                    nvfp4_feedback_subtract(w + j, k, errors, lazy, u + start * k + j, k, n, j - start, blockSize)
+                    if feedback.timing == .whenReached {
+                        // Every row's code for this block from its current values (natural order).
+                        for r in 0..<n { for c in 0..<blockSize { snapshot[r * blockSize + c] = w[r * k + j + c] } }
+                        chooseCodes(
+                            snapshot, rows: n, columns: blockSize, weights: feedback.factor.columnWeights[j..<(j + blockSize)],
+                            choice: feedback.scaleChoice, packed: scratchPacked, codes: scratchCodes)
+                        for r in 0..<n { setCode(scratchCodes[r], row: r, block: j / blockSize) }
+                    }
+                    // Each position's scaling per row (position-major): in act-order the 16
+                    // positions belong to different e4m3 blocks.
+                    for c in 0..<blockSize {
+                        let b = order[j + c] / blockSize
+                        for r in 0..<n {
+                            positionReciprocals[c * n + r] = reciprocals[r * blocks + b]
+                            positionFactors[c * n + r] = factors[r * blocks + b]
+                        }
+                    }
+                    // The block's columns in order, each error onto the rest of the block at once.
+                    nvfp4_feedback_block(w + j, k, u + j * k + j, k, positionReciprocals, positionFactors, n, errors + (j - start), lazy, n, blockSize)
                 }
             }
             if end < k {

@@ -9,8 +9,12 @@ import CNVFP4Kernel
 /// with `J` the reversal permutation and `M Mᵀ = J H J` (a lower Cholesky factor),
 /// `U = J M⁻¹ J`, since `(J M⁻¹ J)ᵀ (J M⁻¹ J) = J (M Mᵀ)⁻¹ J = H⁻¹`.
 ///
-/// Memory: two `K × K` fp32 matrices while it is computed (`8 K²` bytes), one (`4 K²`) kept.
-/// Time: `K³/3` multiply-adds (Cholesky and triangular inverse, `K³/6` each).
+/// Both are blocked (panels of 128 columns whose bulk is a register-blocked matrix product, C,
+/// AVX2+FMA or portable) and spread over `threads`; every element is a chain of fused
+/// multiply-adds in a fixed order, so `U` does not depend on the thread count or the CPU.
+///
+/// Memory: two `K × K` fp32 matrices while it is computed (`8 K²` bytes) plus a `128 × K` panel,
+/// one (`4 K²`) kept. Time: `K³/3` multiply-adds (Cholesky and triangular inverse, `K³/6` each).
 public struct FeedbackFactor: Sendable {
     /// GPTQ's default: 1 % of the mean diagonal.
     public static let defaultDamping: Float = 0.01
@@ -55,10 +59,11 @@ public struct FeedbackFactor: Sendable {
         }
     }
 
-    /// Factors the `columns × columns` second moments `h` (row-major; the lower triangle is read).
+    /// Factors the `columns × columns` second moments `h` (row-major; the lower triangle is read)
+    /// in column order `columnOrder`, on up to `threads` threads (the result is the same for any count).
     public init(
         secondMoments h: UnsafeBufferPointer<Float>, columns n: Int, damping: Float = FeedbackFactor.defaultDamping,
-        order columnOrder: ColumnOrder = .natural
+        order columnOrder: ColumnOrder = .natural, threads: Int = 1
     ) throws(Problem) {
         guard h.count == n * n else { throw .wrongSize(expected: n * n, actual: h.count) }
         var diagonal = [Float](repeating: 0, count: n)
@@ -78,11 +83,11 @@ public struct FeedbackFactor: Sendable {
                 a[(n - 1 - j) * n + (n - 1 - i)] = i == j ? diagonal[oi] + lambda : h[max(oi, oj) * n + min(oi, oj)]
             }
         }
-        let failed = a.withUnsafeMutableBufferPointer { nvfp4_cholesky_lower($0.baseAddress, n) }
+        let failed = a.withUnsafeMutableBufferPointer { nvfp4_cholesky_lower($0.baseAddress, n, Int32(clamping: threads)) }
         if failed >= 0 { throw .notPositiveDefinite(pivot: order[n - 1 - failed]) }
         var inverse = [Float](repeating: 0, count: n * n)
         a.withUnsafeBufferPointer { m in
-            inverse.withUnsafeMutableBufferPointer { nvfp4_invert_lower(m.baseAddress, $0.baseAddress, n) }
+            inverse.withUnsafeMutableBufferPointer { nvfp4_invert_lower(m.baseAddress, $0.baseAddress, n, Int32(clamping: threads)) }
         }
         // U = J M⁻¹ J, into `a`'s storage.
         for i in 0..<n {

@@ -82,8 +82,9 @@ public final class InputStatistics: @unchecked Sendable {
         return true
     }
 
-    /// The error-feedback factor of weight `name`, or `nil` when the file has no statistics for it.
-    public func factor(forWeight name: String, columns: Int) throws(FileError) -> FeedbackFactor? {
+    /// The error-feedback factor of weight `name` (computed on up to `threads` threads), or `nil`
+    /// when the file has no statistics for it.
+    public func factor(forWeight name: String, columns: Int, threads: Int = 1) throws(FileError) -> FeedbackFactor? {
         guard try covers(weight: name, columns: columns), let tensor = tensor(forWeight: name) else { return nil }
         if let hit = cache.withLock({ $0 }), hit.name == tensor.name { return hit.factor }
         let moments: [Float]
@@ -93,7 +94,7 @@ public final class InputStatistics: @unchecked Sendable {
             }
         } catch let e as FileError { throw e } catch { throw FileError(path: path, cause: Problem(reason: "\(error)")) }
         let factor: FeedbackFactor
-        do { factor = try moments.withUnsafeBufferPointer { try FeedbackFactor(secondMoments: $0, columns: columns, order: FeedbackFactor.defaultOrder) } } catch {
+        do { factor = try moments.withUnsafeBufferPointer { try FeedbackFactor(secondMoments: $0, columns: columns, order: FeedbackFactor.defaultOrder, threads: threads) } } catch {
             throw FileError(path: path, cause: Problem(reason: "tensor \"\(tensor.name)\": \(error)"))
         }
         cache.withLock { $0 = (tensor.name, factor) }
@@ -117,7 +118,7 @@ extension QuantizeJob {
     /// The error-feedback settings for one 2-D weight: `nil` unless `.gptq` with statistics for it.
     static func errorFeedback(forWeight name: String, columns: Int, options: QuantizeOptions) throws(FileError) -> ErrorFeedback? {
         guard options.method == .gptq, let statistics = options.statistics,
-              let factor = try statistics.factor(forWeight: name, columns: columns) else { return nil }
+              let factor = try statistics.factor(forWeight: name, columns: columns, threads: options.threads) else { return nil }
         return ErrorFeedback(factor: factor, scaleChoice: .search(radius: options.searchRadius), timing: ErrorFeedback.defaultTiming)
     }
 }
