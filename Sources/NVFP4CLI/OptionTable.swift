@@ -102,7 +102,7 @@ extension OptionSpec {
 
     static let tolerance = OptionSpec(
         names: ["--tolerance"], value: .text(placeholder: "<t>"),
-        help: "Largest relative RMS error allowed per tensor.", defaultText: "\(VerifyCommand.defaultTolerance)")
+        help: "Largest relative RMS error allowed per tensor.", defaultText: "\(VerifyTolerance.standard); \(VerifyTolerance.errorFeedback) for a gptq output, by its manifest")
     static let compareMethod = OptionSpec(
         names: ["--compare-method"], value: .choice(ComparableMethod.allCases.map(\.rawValue)),
         help: "Also quantize each original 2-D weight with this method in memory and show the error change against it.")

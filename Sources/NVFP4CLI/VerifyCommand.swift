@@ -2,8 +2,6 @@ import NVFP4Kit
 
 /// `nvfp4 verify`.
 enum VerifyCommand {
-    static let defaultTolerance = 0.15
-
     static let spec = CommandSpec(
         name: "verify",
         overview: "Compare an NVFP4 checkpoint with its original.",
@@ -22,12 +20,12 @@ enum VerifyCommand {
     static func run(_ parsed: ParsedArguments, _ invocation: [String]) throws -> Int32 {
         let paths = try modelArguments(parsed, ["original", "quantized"], command: spec.name)
         if paths[0] == "-" && paths[1] == "-" { throw UsageError(message: "only one of <original> and <quantized> can be '-'") }
-        var tolerance = defaultTolerance
+        var given: Double?
         if let text = parsed.value("--tolerance") {
             guard let t = Double(text), t.isFinite, t >= 0 else {
                 throw UsageError(message: "invalid value '\(text)' for --tolerance; expected a non-negative number such as 0.1")
             }
-            tolerance = t
+            given = t
         }
         let manifestPath = parsed.value("--manifest")
         if manifestPath == "-" && paths.contains("-") { throw UsageError(message: "only one of <original>, <quantized> and --manifest can be '-'") }
@@ -43,6 +41,8 @@ enum VerifyCommand {
             guard manifest != nil, !isFolder(path) else { return try CheckpointSource(path: path) }
             return try CheckpointSource(singleFile: try SafetensorsReader.randomAccess(path: path, hashing: true), path: path)
         }
+        let byMethod = VerifyTolerance.forMethod(manifest?.method)
+        let tolerance = given ?? byMethod.value
         let original = try open(paths[0])
         let quantized = try open(paths[1])
         let display = ProgressDisplay(label: "verify", parsed: parsed)
@@ -53,6 +53,7 @@ enum VerifyCommand {
             fp8BlockSize: try QuantizeCommand.fp8BlockSize(parsed) ?? manifest?.fp8BlockSize, threads: try QuantizeCommand.threadCount(parsed), progress: progress)
         progress?.finishFile()
         display.finish()
+        if given == nil { report.toleranceReason = byMethod.reason }
         if let manifest {
             report.manifest = ManifestUse(path: manifest.path, discovered: manifest.discovered, blockMethod: manifest.blockRule?.method)
             do {
@@ -114,6 +115,7 @@ enum VerifyCommand {
         }
         for m in report.mismatches { text += "MISMATCH: \(m)\n" }
         for m in report.manifestFailures { text += "MANIFEST: \(m)\n" }
+        if let reason = report.toleranceReason, !quiet { text += "tolerance: \(report.tolerance), \(reason)\n" }
         let failed = report.tensors.filter { !$0.failures.isEmpty }.count
         let quantized = report.tensors.filter { $0.kind == .quantized }.count
         text += report.passed
@@ -126,6 +128,7 @@ enum VerifyCommand {
         JSONReport.document([
             ("passed", .bool(report.passed)),
             ("tolerance", .number(report.tolerance)),
+            ("tolerance_reason", report.toleranceReason.map { .string($0) } ?? .null),
             ("mismatches", .array(report.mismatches.map { .string($0) })),
             ("manifest_failures", .array(report.manifestFailures.map { .string($0) })),
             ("manifest", report.manifest.map { .object([

@@ -59,6 +59,16 @@ struct ErrorFeedbackCLITests {
             #expect(gptq.count == rtn.count && gptq != rtn)
             let verify = try ToolRunner.run(["verify", input, dir.file("g1.safetensors")])
             #expect(verify.status == 0, "\(String(decoding: verify.stdout, as: UTF8.self))\(verify.stderr)")
+            // The tolerance comes from the manifest's method unless given; the reason is printed.
+            #expect(String(decoding: verify.stdout, as: UTF8.self).contains("tolerance: 0.25, gptq output"))
+            for (output, given, expected, reasoned) in [
+                ("g1.safetensors", nil, 0.25, true), ("g1.safetensors", "0.15", 0.15, false), ("rtn.safetensors", nil, 0.15, false),
+            ] as [(String, String?, Double, Bool)] {
+                let r = try ToolRunner.run(["verify", input, dir.file(output), "--json"] + (given.map { ["--tolerance", $0] } ?? []))
+                let report = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout)) as? [String: Any])
+                #expect(report["tolerance"] as? Double == expected, "\(output) \(String(describing: given))")
+                #expect((report["tolerance_reason"] as? String)?.contains("gptq") == (reasoned ? true : nil), "\(report)")
+            }
         }
     }
 

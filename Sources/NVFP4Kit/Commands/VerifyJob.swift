@@ -21,6 +21,8 @@ public struct VerifiedTensor: Sendable {
 /// The outcome of ``VerifyJob/run(original:quantized:tolerance:)``.
 public struct VerifyReport: Sendable {
     public var tolerance: Double
+    /// Why the tolerance differs from ``VerifyTolerance/standard`` when the user gave none.
+    public var toleranceReason: String? = nil
     public var tensors: [VerifiedTensor]
     /// Structural mismatches that prevent a comparison (missing, extra or reshaped tensors).
     public var mismatches: [String]
