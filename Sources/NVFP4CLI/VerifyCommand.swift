@@ -55,7 +55,7 @@ enum VerifyCommand {
         display.finish()
         if given == nil { report.toleranceReason = byMethod.reason }
         if let manifest {
-            report.manifest = ManifestUse(path: manifest.path, discovered: manifest.discovered, blockMethod: manifest.blockRule?.method)
+            report.manifest = ManifestUse(path: manifest.path, discovered: manifest.discovered, blockMethod: manifest.blockRule?.method, method: manifest.method)
             do {
                 report.manifestFailures = try quantized.isFolder
                     ? ManifestCheck.folderFailures(manifest: manifest.document, folder: quantized)

@@ -61,6 +61,7 @@ struct ErrorFeedbackCLITests {
             #expect(verify.status == 0, "\(String(decoding: verify.stdout, as: UTF8.self))\(verify.stderr)")
             // The tolerance comes from the manifest's method unless given; the reason is printed.
             #expect(String(decoding: verify.stdout, as: UTF8.self).contains("tolerance: 0.25, gptq output"))
+            #expect(String(decoding: verify.stdout, as: UTF8.self).contains("blocks not re-quantized (error feedback needs the calibration statistics)"))
             for (output, given, expected, reasoned) in [
                 ("g1.safetensors", nil, 0.25, true), ("g1.safetensors", "0.15", 0.15, false), ("rtn.safetensors", nil, 0.15, false),
             ] as [(String, String?, Double, Bool)] {

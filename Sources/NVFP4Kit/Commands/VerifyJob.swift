@@ -48,17 +48,21 @@ public struct ManifestUse: Sendable {
     /// The method every block was re-quantized with, or `nil` when the manifest's options cannot be
     /// re-run (an importance-weighted search): then the tolerance alone applies to the values.
     public var blockMethod: QuantizationMethod?
+    /// The method the manifest names (`options.method`).
+    public var method: QuantizationMethod?
 
-    public init(path: String, discovered: Bool, blockMethod: QuantizationMethod?) {
+    public init(path: String, discovered: Bool, blockMethod: QuantizationMethod?, method: QuantizationMethod? = nil) {
         self.path = path
         self.discovered = discovered
         self.blockMethod = blockMethod
+        self.method = method
     }
 
     /// `manifest: m.manifest.json (found beside the output): SHA-256 checked, every block re-quantized with rtn`.
     public var summary: String {
         "manifest: \(path) (\(discovered ? "found beside the output" : "--manifest")): SHA-256 checked, "
-            + (blockMethod.map { "every block re-quantized with \($0.rawValue) and compared exactly" } ?? "blocks not re-quantized (importance-weighted search), tolerance only")
+            + (blockMethod.map { "every block re-quantized with \($0.rawValue) and compared exactly" }
+                ?? "blocks not re-quantized (\(method == .gptq ? "error feedback needs the calibration statistics" : "importance-weighted search")), tolerance only")
     }
 }
 
