@@ -23,6 +23,29 @@ struct ImatrixReadTests {
         }
     }
 
+    @Test("files written by llama.cpp's own llama-imatrix (SmolLM2 GGUF, both formats) map every linear and agree with each other",
+          arguments: ImatrixFixtures.formats)
+    func llamaCppWritten(format: String) throws {
+        let path = ToolRunner.fixture("imatrix/llama-cpp/smollm2.imatrix.\(format)")
+        let modules = try ImportanceStatistics(path: path).modules
+        // SmolLM2-135M: 30 layers; q/k/v/o/gate/up read the 576-wide hidden state, down the 1536-wide MLP.
+        let widths = ["self_attn.q_proj": 576, "self_attn.k_proj": 576, "self_attn.v_proj": 576, "self_attn.o_proj": 576,
+                      "mlp.gate_proj": 576, "mlp.up_proj": 576, "mlp.down_proj": 1536]
+        for layer in 0..<30 {
+            for (leaf, width) in widths {
+                let means = try #require(modules["model.layers.\(layer).\(leaf)"], "layer \(layer) \(leaf)")
+                #expect(means.count == width && means.allSatisfy { $0.isFinite && $0 >= 0 } && means.contains { $0 > 0 }, "layer \(layer) \(leaf)")
+            }
+        }
+        #expect(modules.count == 210, "\(modules.keys.sorted().prefix(5))")
+        // The other format of the same run: sums and counts there, sum/count x ncall here.
+        let other = try ImportanceStatistics(path: ToolRunner.fixture("imatrix/llama-cpp/smollm2.imatrix.\(format == "gguf" ? "dat" : "gguf")")).modules
+        for (module, means) in modules {
+            let theirs = try #require(other[module])
+            #expect(zip(means, theirs).allSatisfy { abs($0 - $1) <= 1e-5 * max(abs($0), abs($1)) }, "\(module)")
+        }
+    }
+
     @Test("content decides the format, not the name: a GGUF imatrix named .json and a .dat named .gguf read the same")
     func sniffsByContent() throws {
         try ToolRunner.withTemporaryDirectory { dir in
