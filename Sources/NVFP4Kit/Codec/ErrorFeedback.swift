@@ -57,7 +57,7 @@ public struct ErrorFeedback: Sendable {
 
     /// - Precondition: `timing` is `.upFront` unless `factor.order` is the natural order.
     public init(factor: FeedbackFactor, scaleChoice: ScaleChoice = .search(radius: ScaleSearch.defaultRadius), timing: ScaleTiming = ErrorFeedback.defaultTiming) {
-        precondition(timing == .upFront || factor.order == Array(0..<factor.columns), "codes chosen when reached need the natural column order")
+        precondition(timing == .upFront || factor.isNaturalOrder, "codes chosen when reached need the natural column order")
         self.factor = factor
         self.scaleChoice = scaleChoice
         self.timing = timing
@@ -139,7 +139,7 @@ extension NVFP4Codec {
         let blocks = k / blockSize
         let lazy = ErrorFeedback.lazyColumns
         let order = feedback.factor.order
-        let natural = order.indices.allSatisfy { order[$0] == $0 }
+        let natural = feedback.factor.isNaturalOrder
         let errors = UnsafeMutablePointer<Float>.allocate(capacity: n * lazy)
         let snapshot = UnsafeMutablePointer<Float>.allocate(capacity: n * blockSize)
         let scratchPacked = UnsafeMutableRawBufferPointer.allocate(byteCount: n * k / 2, alignment: 64)
@@ -169,30 +169,28 @@ extension NVFP4Codec {
         var start = 0
         while start < k {
             let end = Swift.min(k, start + lazy)
-            for j in start..<end {
-                if j % blockSize == 0 {
-                    // The block receives the updates of the lazy block's earlier columns.
-                    nvfp4_feedback_subtract(w + j, k, errors, lazy, u + start * k + j, k, n, j - start, blockSize)
-                    if feedback.timing == .whenReached {
-                        // Every row's code for this block from its current values (natural order).
-                        for r in 0..<n { for c in 0..<blockSize { snapshot[r * blockSize + c] = w[r * k + j + c] } }
-                        chooseCodes(
-                            snapshot, rows: n, columns: blockSize, weights: feedback.factor.columnWeights[j..<(j + blockSize)],
-                            choice: feedback.scaleChoice, packed: scratchPacked, codes: scratchCodes)
-                        for r in 0..<n { setCode(scratchCodes[r], row: r, block: j / blockSize) }
-                    }
-                    // Each position's scaling per row (position-major): in act-order the 16
-                    // positions belong to different e4m3 blocks.
-                    for c in 0..<blockSize {
-                        let b = order[j + c] / blockSize
-                        for r in 0..<n {
-                            positionReciprocals[c * n + r] = reciprocals[r * blocks + b]
-                            positionFactors[c * n + r] = factors[r * blocks + b]
-                        }
-                    }
-                    // The block's columns in order, each error onto the rest of the block at once.
-                    nvfp4_feedback_block(w + j, k, u + j * k + j, k, positionReciprocals, positionFactors, n, errors + (j - start), lazy, n, blockSize)
+            for j in stride(from: start, to: end, by: blockSize) {
+                // The block receives the updates of the lazy block's earlier columns.
+                nvfp4_feedback_subtract(w + j, k, errors, lazy, u + start * k + j, k, n, j - start, blockSize)
+                if feedback.timing == .whenReached {
+                    // Every row's code for this block from its current values (natural order).
+                    for r in 0..<n { for c in 0..<blockSize { snapshot[r * blockSize + c] = w[r * k + j + c] } }
+                    chooseCodes(
+                        snapshot, rows: n, columns: blockSize, weights: feedback.factor.columnWeights[j..<(j + blockSize)],
+                        choice: feedback.scaleChoice, packed: scratchPacked, codes: scratchCodes)
+                    for r in 0..<n { setCode(scratchCodes[r], row: r, block: j / blockSize) }
                 }
+                // Each position's scaling per row (position-major): in act-order the 16
+                // positions belong to different e4m3 blocks.
+                for c in 0..<blockSize {
+                    let b = order[j + c] / blockSize
+                    for r in 0..<n {
+                        positionReciprocals[c * n + r] = reciprocals[r * blocks + b]
+                        positionFactors[c * n + r] = factors[r * blocks + b]
+                    }
+                }
+                // The block's columns in order, each error onto the rest of the block at once.
+                nvfp4_feedback_block(w + j, k, u + j * k + j, k, positionReciprocals, positionFactors, n, errors + (j - start), lazy, n, blockSize)
             }
             if end < k {
                 nvfp4_feedback_subtract(w + end, k, errors, lazy, u + start * k + end, k, n, end - start, k - end)

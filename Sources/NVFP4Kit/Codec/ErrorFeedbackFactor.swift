@@ -26,6 +26,8 @@ public struct FeedbackFactor: Sendable {
     /// The order columns are quantized in: position `p` holds column `order[p]`. `U` is the
     /// factor of the moments in this order (``ColumnOrder``).
     public let order: [Int]
+    /// Whether ``order`` is column 0, 1, 2, … (set once, where the order is made).
+    public let isNaturalOrder: Bool
     /// `U`, row-major `K × K`, upper triangular, of the moments permuted to ``order``.
     public let upper: [Float]
     /// `diag(H)` scaled to mean 1 and floored at 10⁻⁶ (``ImportanceStatistics/searchWeights(_:)``).
@@ -95,6 +97,7 @@ public struct FeedbackFactor: Sendable {
         }
         columns = n
         self.order = order
+        isNaturalOrder = columnOrder == .natural || order.indices.allSatisfy { order[$0] == $0 }
         upper = a
         columnWeights = ImportanceStatistics.searchWeights((0..<n).map { h[$0 * n + $0] })
     }
@@ -104,8 +107,10 @@ public struct FeedbackFactor: Sendable {
     public init(upper: [Float], columnWeights: [Float], order: [Int]? = nil) {
         precondition(upper.count == columnWeights.count * columnWeights.count)
         columns = columnWeights.count
-        self.order = order ?? Array(0..<columns)
-        precondition(self.order.sorted() == Array(0..<columns), "order must be a permutation of the columns")
+        let permutation = order ?? Array(0..<columns)
+        precondition(permutation.sorted() == Array(0..<columns), "order must be a permutation of the columns")
+        self.order = permutation
+        isNaturalOrder = permutation.indices.allSatisfy { permutation[$0] == $0 }
         self.upper = upper
         self.columnWeights = columnWeights
     }

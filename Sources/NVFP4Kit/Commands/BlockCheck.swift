@@ -20,7 +20,7 @@ public struct BlockRule: Sendable, Equatable {
     /// options are not ones nvfp4 writes.
     public init?(manifestOptions options: JSONValue?) {
         guard let options,
-            let method = options["method"]?.stringValue.flatMap(QuantizationMethod.init(rawValue:)),
+            let method = QuantizationMethod(manifestOptions: options),
             let numerics = options["numerics"]?.stringValue.flatMap(DivisionNumerics.init(rawValue:))
         else { return nil }
         // Error feedback depends on the calibration statistics, which the manifest only names:

@@ -174,3 +174,12 @@ func hex32(_ bits: UInt32) -> String {
     let digits = String(bits, radix: 16)
     return "0x" + String(repeating: "0", count: 8 - digits.count) + digits
 }
+
+extension QuantizationMethod {
+    /// The method a quantize manifest's `options` name (`options.method`), if nvfp4 writes it (the
+    /// key ``Manifest`` writes above).
+    public init?(manifestOptions options: JSONValue?) {
+        guard let method = options?["method"]?.stringValue.flatMap(QuantizationMethod.init(rawValue:)) else { return nil }
+        self = method
+    }
+}

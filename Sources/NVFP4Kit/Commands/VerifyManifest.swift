@@ -13,7 +13,7 @@ public struct VerifyManifest: Sendable {
     /// How the blocks were chosen, when verify can re-run it (``BlockRule``).
     public var blockRule: BlockRule? { BlockRule(manifestOptions: document["options"]) }
     /// The method quantize used (`options.method`), if the manifest names one nvfp4 writes.
-    public var method: QuantizationMethod? { document["options"]?["method"]?.stringValue.flatMap(QuantizationMethod.init(rawValue:)) }
+    public var method: QuantizationMethod? { QuantizationMethod(manifestOptions: document["options"]) }
 
     /// The `--fp8-block-size` the run was given (a bare FP8 file's block), if any.
     public var fp8BlockSize: [Int]? {
