@@ -2,6 +2,9 @@
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <sched.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #include "nvfp4_kernel.h"
 
@@ -34,5 +37,13 @@ int nvfp4_set_direct_io(int fd, int on) {
 #else
     (void)fd; (void)on;
     return -1;
+#endif
+}
+
+int nvfp4_release_freed_memory(void) {
+#if defined(__GLIBC__)
+    return malloc_trim(0);
+#else
+    return 0;
 #endif
 }

@@ -21,7 +21,7 @@ extension QuantizeCommand {
     }
 
     /// A warning naming the quantized modules that had no statistics in the importance or statistics file.
-    static func importanceWarning(_ reports: [TensorReport], options: QuantizeOptions) -> String? {
+    static func importanceWarning(_ reports: some Sequence<TensorReport>, options: QuantizeOptions) -> String? {
         if options.method == .gptq, let statistics = options.statistics {
             let plain = reports.filter { $0.decision == .quantize && !$0.errorFeedback }.map { ImportanceStatistics.moduleName(ofWeight: $0.name) }
             guard !plain.isEmpty else { return nil }

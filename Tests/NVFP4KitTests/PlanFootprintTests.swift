@@ -9,8 +9,10 @@ import Testing
 struct PlanFootprintTests {
     @Test("plan entries and reports are small fixed-size records; rare payloads live out of line")
     func recordSizes() {
-        // TensorInfo (48) plus indices, decision and kind; FP8 sources and expert namings are boxed.
-        #expect(MemoryLayout<TensorPlan>.stride <= 128, "\(MemoryLayout<TensorPlan>.stride)")
+        // TensorInfo (41 used) plus packed indices, decision and kind; FP8 sources and expert namings are boxed.
+        // TensorInfo's name is a span of the header's shared buffer (16 bytes, no string of its own).
+        #expect(MemoryLayout<TensorInfo>.stride == 48, "\(MemoryLayout<TensorInfo>.stride)")
+        #expect(MemoryLayout<TensorPlan>.stride <= 80, "\(MemoryLayout<TensorPlan>.stride)")
         #expect(MemoryLayout<TensorWriteKind>.size <= 9, "\(MemoryLayout<TensorWriteKind>.size)")
         #expect(MemoryLayout<TensorReport>.stride <= 160, "\(MemoryLayout<TensorReport>.stride)")
     }
@@ -60,7 +62,7 @@ struct PlanFootprintTests {
             return r
         }
         let result = QuantizeResult(
-            tensors: reports, input: FileSummary(path: "in \"x\".safetensors", byteCount: 10, sha256: nil),
+            tensors: TensorReports(reports), input: FileSummary(path: "in \"x\".safetensors", byteCount: 10, sha256: nil),
             output: FileSummary(path: "out.safetensors", byteCount: 20, sha256: "ab"))
         try ToolRunner.withTemporaryDirectory { dir in
             let path = dir.file("m.json")

@@ -49,9 +49,10 @@ for format in ${FORMATS:-modelopt compressed-tensors torchao}; do
     run "quantize --format $format" "$bin" quantize "$input" --format "$format" -o "$dir/out-$format-$tag.safetensors" --force -q
   done
   if [ -n "$baseline" ]; then
-    a=$dir/out-$format-$(echo "$tool" | md5sum | cut -c1-6).safetensors
-    b=$dir/out-$format-$(echo "$baseline" | md5sum | cut -c1-6).safetensors
-    cmp -s "$a" "$b" && cmp -s "${a%.safetensors}.manifest.json" "${b%.safetensors}.manifest.json" \
+    ta=$(echo "$tool" | md5sum | cut -c1-6) tb=$(echo "$baseline" | md5sum | cut -c1-6)
+    a=$dir/out-$format-$ta.safetensors b=$dir/out-$format-$tb.safetensors
+    # The manifests name their own output paths: compare them with the baseline's tag replaced.
+    cmp -s "$a" "$b" && cmp -s "${a%.safetensors}.manifest.json" <(sed "s/out-$format-$tb/out-$format-$ta/g" "${b%.safetensors}.manifest.json") \
       && echo "  outputs and manifests identical" || echo "  OUTPUTS DIFFER"
   fi
 done

@@ -161,6 +161,10 @@ void nvfp4_feedback_block(
 /// rounded under `reciprocals[b]` as in nvfp4_feedback_block.
 void nvfp4_feedback_pack(const float *x, const float *reciprocals, size_t blocks, uint8_t *out);
 
+/// Returns the free pages of glibc's malloc arenas to the system (malloc_trim(0)); does nothing
+/// and returns 0 with another C library.
+int nvfp4_release_freed_memory(void);
+
 /// Tests: non-zero makes the functions above use their portable copy (`fmaf`), zero restores
 /// the CPU's; returns the previous setting. Results are the same either way.
 int nvfp4_feedback_force_portable(int on);

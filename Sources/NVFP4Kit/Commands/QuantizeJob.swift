@@ -100,11 +100,9 @@ public struct FileSummary: Sendable {
 
 /// The outcome of ``QuantizeJob/run(reader:sink:options:progress:)``.
 public struct QuantizeResult: Sendable {
-    public var tensors: [TensorReport]
+    public var tensors: TensorReports
     public var input: FileSummary
     public var output: FileSummary
-    /// Output tensor names, in file order.
-    public var outputTensorNames: [String] = []
     /// Bytes of tensor data written (an index's `total_size` sums these).
     public var dataBytes: Int = 0
 }

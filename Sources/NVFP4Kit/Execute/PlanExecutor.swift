@@ -34,16 +34,11 @@ public enum PlanExecutor {
         let entries = plan.tensors(ofOutputShard: index)
         try ImportanceCheck.run(entries, options: options)
         try StatisticsCheck.run(entries, options: options)
-        // The header (a hundred megabytes for a million tensors) is gone before the first tensor.
-        let (outputTensorNames, dataBytes) = try { () throws -> ([String], Int) in
-            let layoutPlan = plan.layoutPlan(ofOutputShard: index)
-            try sink.write(layoutPlan.headerBytes)
-            return (layoutPlan.tensors.map(\.name), layoutPlan.dataByteCount)
-        }()
+        // The header (a hundred megabytes for a million tensors) is streamed, never held.
+        let dataBytes = try plan.writeOutputHeader(ofOutputShard: index, to: sink)
         let source = SourceReader(reader: reader, shard: plan.outputShards[index].input, threads: options.threads, open: plan.openInputShard)
         let writer = TensorWriter(options: options, layout: options.layout, input: source, sink: sink)
-        var reports: [TensorReport] = []
-        reports.reserveCapacity(plan.outputShards[index].tensors.count)
+        var reports = TensorReports(plan: plan, outputShard: index)
         for entry in entries {
             reports.append(try writer.write(entry))
             progress?.advance(UInt64(entry.tensor.byteCount), item: entry.tensor.name)
@@ -56,7 +51,7 @@ public enum PlanExecutor {
             tensors: reports,
             input: FileSummary(path: reader.displayPath, byteCount: input.byteCount, sha256: input.sha256),
             output: FileSummary(path: sink.displayPath, byteCount: output.byteCount, sha256: output.sha256),
-            outputTensorNames: outputTensorNames, dataBytes: dataBytes)
+            dataBytes: dataBytes)
     }
 }
 
@@ -70,18 +65,25 @@ struct TensorWriter {
     let scratch = ScratchBuffers()
     let chunks = ChunkBuffers()
 
-    func write(_ entry: TensorPlan) throws -> TensorReport {
+    /// Writes `entry`; returns its report when the writing measured something (a quantized
+    /// weight), `nil` when the plan entry says all there is (``TensorReports``).
+    func write(_ entry: TensorPlan) throws -> TensorReport? {
         let tensor = entry.tensor
-        var report = TensorReport(name: tensor.name, dtype: tensor.dtype, shape: tensor.shape, decision: entry.decision)
-        report.outputs = entry.outputs.map(\.name)
+        if entry.kind == .kept {
+            try sink.writeKept(tensor, from: reader)
+            return nil
+        }
+        var report = TensorReport(planned: entry)
+        var measured = true
         switch entry.kind {
         case .kept:
-            try sink.writeKept(tensor, from: reader)
-            return report
+            preconditionFailure("written above")
         case .consumed:
             try input.remember(entry)
+            measured = false
         case .dequantized:
             try writeDequantized(entry)
+            measured = false
         case .matrix:
             // An FP8 weight is dequantized 128 rows at a time, right before the codec reads them.
             try input.withMatrices(of: entry, buffers: chunks) { matrices in
@@ -104,7 +106,7 @@ struct TensorWriter {
         }
         reader.release(tensor)
         input.finished(entry)
-        return report
+        return measured ? report : nil
     }
 
     /// Quantizes one 2-D weight (a whole tensor or an expert's slice) and writes its parts in the layout's order.

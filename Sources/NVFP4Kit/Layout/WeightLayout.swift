@@ -54,8 +54,8 @@ public protocol WeightLayout: Sendable {
     /// The fp32 value stored for a scalar part.
     func scalarValue(_ part: LayoutPart, scales: WeightScales) -> Float
     /// The `__metadata__` of an output file: `inputMetadata` merged with what the layout adds.
-    func fileMetadata(
-        inputMetadata: [(key: String, value: String)], tensors: [(tensor: TensorInfo, quantized: Bool, calibrated: Bool)]
+    func fileMetadata<S: Collection<(tensor: TensorInfo, quantized: Bool, calibrated: Bool)>>(
+        inputMetadata: [(key: String, value: String)], tensors: S
     ) -> [(key: String, value: String)]
 }
 
@@ -103,11 +103,11 @@ public struct TorchAOWeightLayout: WeightLayout {
         return result
     }
 
-    public func fileMetadata(
-        inputMetadata: [(key: String, value: String)], tensors: [(tensor: TensorInfo, quantized: Bool, calibrated: Bool)]
+    public func fileMetadata<S: Collection<(tensor: TensorInfo, quantized: Bool, calibrated: Bool)>>(
+        inputMetadata: [(key: String, value: String)], tensors: S
     ) -> [(key: String, value: String)] {
         var described: [(key: String, value: String)] = []
-        described.reserveCapacity(tensors.count)
+        described.reserveCapacity(tensors.underestimatedCount)
         // One descriptor per (dtype, calibrated), shared by every weight: a million weights cost one string.
         var descriptors: [String: String] = [:]
         for (tensor, quantized, calibrated) in tensors {
@@ -194,8 +194,8 @@ public struct EngineWeightLayout: WeightLayout {
         }
     }
 
-    public func fileMetadata(
-        inputMetadata: [(key: String, value: String)], tensors: [(tensor: TensorInfo, quantized: Bool, calibrated: Bool)]
+    public func fileMetadata<S: Collection<(tensor: TensorInfo, quantized: Bool, calibrated: Bool)>>(
+        inputMetadata: [(key: String, value: String)], tensors: S
     ) -> [(key: String, value: String)] {
         var metadata = inputMetadata
         if !metadata.contains(where: { $0.key == "format" }) { metadata.insert(("format", "pt"), at: 0) }

@@ -10,7 +10,7 @@ public struct ShardRecord: Sendable {
     public var dataBytes: Int
     /// Output tensor names, in file order.
     public var tensorNames: [String]
-    public var reports: [TensorReport]
+    public var reports: TensorReports
 
     /// The manifest entry (also what a `--shard` worker's part file holds).
     public var json: JSONValue {
@@ -126,7 +126,7 @@ public enum FolderQuantizeJob {
         try sink.publish()
         return ShardRecord(
             name: shard.name, input: result.input, output: result.output, dataBytes: result.dataBytes,
-            tensorNames: result.outputTensorNames, reports: result.tensors)
+            tensorNames: plan.outputTensorNames(ofOutputShard: index), reports: result.tensors)
     }
 
     /// Writes the index, `config.json`, `hf_quant_config.json`, the copies and the manifest into

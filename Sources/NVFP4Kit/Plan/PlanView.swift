@@ -58,7 +58,7 @@ public struct PlanView: Sendable {
     public var outputBytes: Int { outputFiles.reduce(0) { $0 + $1.bytes } }
 
     /// Kept tensors by reason, in the order reasons first appear (``QuantizePlan/keptByReason``).
-    public var keptByReason: [(reason: String, names: [String])]
+    public var keptByReason: [(reason: String, names: PlannedNames)]
 
     /// The version of ``json``'s layout (docs/json.md).
     public static let schemaVersion = 1

@@ -107,10 +107,14 @@ extension QuantizePlan {
     /// The fused groups among the 2-D weights; a group whose members are not all quantized is kept
     /// whole (each member kept for the partner's sake is marked so).
     static func fusedGroups(_ tensors: inout [TensorPlan], fusion: FusedGroups, format: CheckpointFormat) -> [Group] {
-        let index = Dictionary(tensors.enumerated().map { ($1.tensor.name, $0) }, uniquingKeysWith: { a, _ in a })
+        // Only 2-D weights fuse: index those by name (first entry of a name wins), not every tensor.
+        let matrices = tensors.indices.filter { tensors[$0].tensor.shape.count == 2 }
+        let names = matrices.map { tensors[$0].tensor.name }
+        var index = NameIndex(capacity: names.count)
+        for k in names.indices { _ = index.insert(Int32(k), named: names[k]) { names[Int($0)] } }
         var groups: [Group] = []
-        for group in fusion.groups(in: tensors.filter { $0.tensor.shape.count == 2 }.map(\.tensor.name)) {
-            let members = group.weights.compactMap { index[$0] }
+        for group in fusion.groups(in: names) {
+            let members = group.weights.compactMap { name in index.key(of: name) { names[Int($0)] }.map { matrices[Int($0)] } }
             let quantized = members.allSatisfy { tensors[$0].kind == .matrix }
             for m in members {
                 tensors[m].group = groups.count
@@ -203,15 +207,22 @@ extension QuantizePlan {
     /// odd checkpoint: `x.weight_packed` beside a quantized `x.weight`, per-expert tensors beside
     /// their stacked form).
     static func checkUniqueOutputs(_ tensors: [TensorPlan], source: PlanSource) throws {
-        var owner: [String: String] = [:]
-        for plan in tensors {
-            for output in plan.outputs {
-                if let first = owner[output.name], first != plan.tensor.name {
-                    let path = source.folder?.path ?? { if case .file(let p) = source { return p } else { return "" } }()
-                    throw FileError(path: path, cause: PlanError.outputNameCollision(name: output.name, first: first, second: plan.tensor.name))
-                }
-                owner[output.name] = plan.tensor.name
-            }
+        // Every output as (entry, output) positions, hashed by name: no name is copied.
+        var outputs: [(entry: Int32, output: Int32)] = []
+        outputs.reserveCapacity(tensors.reduce(0) { $0 + $1.outputCount })
+        for (e, plan) in tensors.enumerated() {
+            for o in 0..<plan.outputCount { outputs.append((Int32(e), Int32(o))) }
+        }
+        var seen = NameIndex(capacity: outputs.count)
+        for key in outputs.indices {
+            let (e, o) = outputs[key]
+            let name = tensors[Int(e)].outputName(Int(o))
+            let existing = seen.insert(Int32(key), named: name) { tensors[Int(outputs[Int($0)].entry)].outputName(Int(outputs[Int($0)].output)) }
+            guard let existing else { continue }
+            let first = tensors[Int(outputs[Int(existing)].entry)].tensor.name
+            guard first != tensors[Int(e)].tensor.name else { continue }
+            let path = source.folder?.path ?? { if case .file(let p) = source { return p } else { return "" } }()
+            throw FileError(path: path, cause: PlanError.outputNameCollision(name: name, first: first, second: tensors[Int(e)].tensor.name))
         }
     }
 

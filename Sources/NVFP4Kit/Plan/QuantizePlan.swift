@@ -131,6 +131,7 @@ public struct QuantizePlan: Sendable {
         self.groups = groups
         self.options = options
         try checkHeaderLimits()
+        FreedMemory.release()
     }
 
     /// A folder of one shard: `reader`'s file. Fused groups that share a scale are read twice, so
@@ -168,37 +169,54 @@ public struct QuantizePlan: Sendable {
         tensors(ofOutputShard: index).reduce(0) { $0 + $1.outputByteCount }
     }
 
-    /// The output header of output shard `index`.
-    public func layoutPlan(ofOutputShard index: Int) -> SafetensorsLayoutPlan {
+    /// Writes output shard `index`'s header (length prefix and padded JSON) to `sink`, streamed:
+    /// a million-tensor header is never held whole.
+    ///
+    /// - Returns: The size of the data section it describes.
+    public func writeOutputHeader(ofOutputShard index: Int, to sink: any OutputSink) throws -> Int {
         let (tensors, metadata) = headerParts(ofOutputShard: index)
-        return SafetensorsLayoutPlan(tensors: tensors, metadata: metadata)
+        return try SafetensorsLayoutPlan.writeHeader(tensors: tensors, metadata: metadata, to: sink)
     }
 
-    /// The tensors and `__metadata__` of output shard `index`'s header.
-    func headerParts(ofOutputShard index: Int) -> (tensors: [PlannedTensor], metadata: [(key: String, value: String)]) {
+    /// The output header of output shard `index`, built whole (for views and tests; writers
+    /// stream it with ``writeOutputHeader(ofOutputShard:to:)``).
+    public func layoutPlan(ofOutputShard index: Int) -> SafetensorsLayoutPlan {
+        let (tensors, metadata) = headerParts(ofOutputShard: index)
+        return SafetensorsLayoutPlan(tensors: Array(tensors), metadata: metadata)
+    }
+
+    /// Output tensor names of output shard `index`, in file order.
+    public func outputTensorNames(ofOutputShard index: Int) -> [String] {
+        tensors(ofOutputShard: index).flatMap { $0.outputs.map(\.name) }
+    }
+
+    /// The tensors (a lazy view, in file order) and `__metadata__` of output shard `index`'s header.
+    func headerParts(ofOutputShard index: Int) -> (tensors: some Collection<PlannedTensor>, metadata: [(key: String, value: String)]) {
         let entries = tensors(ofOutputShard: index)
         let header = shards[outputShards[index].input].header
         // Consumed FP8 scales are not written; an FP8 weight is described as its dequantized dtype.
+        let tensors = tensors
         let described = options.format == .torchao ? Array(tensors.indices) : outputShards[index].tensors
         let metadata = options.layout.fileMetadata(
             inputMetadata: header.metadata,
-            tensors: described.compactMap { i in
+            tensors: described.lazy.compactMap { i in
                 let t = tensors[i]
-                return t.kind == .consumed ? nil : (t.source, t.isQuantized, t.isQuantized && options.scalePlan.inputAmax[t.tensor.name] != nil)
+                return t.kind == .consumed ? nil : (t.source, t.isQuantized, t.isQuantized && self.options.scalePlan.inputAmax[t.tensor.name] != nil)
             })
-        return (entries.flatMap(\.outputs), metadata)
+        return (entries.lazy.flatMap(\.outputs), metadata)
     }
 
-    /// Kept tensors by reason (``KeepReason`` text), in the order reasons first appear.
-    public var keptByReason: [(reason: String, names: [String])] {
+    /// Kept tensors by reason (``KeepReason`` text), in the order reasons first appear; the names
+    /// are read from the plan when asked (4 bytes a tensor, not a list of names).
+    public var keptByReason: [(reason: String, names: PlannedNames)] {
         var order: [KeepReason] = []
-        var names: [KeepReason: [String]] = [:]
-        for t in tensors {
+        var positions: [KeepReason: [Int32]] = [:]
+        for (i, t) in tensors.enumerated() {
             guard case .keep(let reason) = t.decision else { continue }
-            if names[reason] == nil { order.append(reason) }
-            names[reason, default: []].append(t.tensor.name)
+            if positions[reason] == nil { order.append(reason) }
+            positions[reason, default: []].append(Int32(i))
         }
-        return order.map { ($0.rawValue, names[$0]!) }
+        return order.map { ($0.rawValue, PlannedNames(tensors: tensors, positions: positions[$0]!)) }
     }
 
     /// Module names of the quantized weights (expert slices count one each).
@@ -226,8 +244,13 @@ public struct QuantizePlan: Sendable {
     /// Weights kept only because a fused partner is kept, each with the partners that are kept for
     /// their own reason (excluded, not included, …).
     public var keptFusedPartners: [(kept: String, because: [String])] {
-        let decisions = Dictionary(tensors.map { ($0.tensor.name, $0.decision) }, uniquingKeysWith: { a, _ in a })
-        return groups.filter { !$0.quantized }.flatMap { group in
+        let kept = groups.filter { !$0.quantized }
+        guard !kept.isEmpty else { return [] }
+        // Decisions of the kept groups' weights only: a million-tensor plan builds no name table.
+        let members = Set(kept.flatMap(\.group.weights))
+        var decisions: [String: TensorDecision] = [:]
+        for t in tensors where members.contains(t.tensor.name) && decisions[t.tensor.name] == nil { decisions[t.tensor.name] = t.decision }
+        return kept.flatMap { group in
             let causes = group.group.weights.filter { decisions[$0] != .keep(.fusedPartnerKept) }
             return group.group.weights.filter { decisions[$0] == .keep(.fusedPartnerKept) }.map { ($0, causes) }
         }
@@ -265,4 +288,13 @@ public enum PlanError: Error, Sendable, CustomStringConvertible {
             return "\(shard.map { "output shard \($0)" } ?? "the output") would have a \(length)-byte header (\(tensors) input tensors), over the \(SafetensorsHeader.maxHeaderLength)-byte limit of safetensors readers (nvfp4 included); nothing was written; \(advice)"
         }
     }
+}
+
+/// Input tensor names of some of a plan's entries, read from the plan on access.
+public struct PlannedNames: RandomAccessCollection, Sendable {
+    let tensors: [TensorPlan]
+    let positions: [Int32]
+    public var startIndex: Int { 0 }
+    public var endIndex: Int { positions.count }
+    public subscript(position: Int) -> String { tensors[Int(positions[position])].tensor.name }
 }

@@ -21,7 +21,7 @@ public struct RunSummary: Sendable {
     public var tensors: Int
     public var quantized: Int
     /// Kept tensors by reason, in the plan's order of first appearance.
-    public var keptByReason: [(reason: String, names: [String])]
+    public var keptByReason: [(reason: String, names: PlannedNames)]
     /// Weights kept only because a fused partner is kept, with those partners.
     public var keptForPartner: [(kept: String, because: [String])]
     public var sharedGroups: Int
@@ -30,7 +30,7 @@ public struct RunSummary: Sendable {
     public var error: QuantizationError?
     public var wallSeconds: Double
 
-    public init(plan: QuantizePlan, reports: [TensorReport], files: [File], wallSeconds: Double) {
+    public init(plan: QuantizePlan, reports: some Sequence<TensorReport>, files: [File], wallSeconds: Double) {
         format = plan.options.format
         self.files = files
         tensors = plan.tensors.count

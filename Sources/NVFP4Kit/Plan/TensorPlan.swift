@@ -32,26 +32,57 @@ public enum TensorWriteKind: Sendable, Equatable {
 
 /// Everything decided about one input tensor before any byte is written.
 public struct TensorPlan: Sendable {
+    // Stored small-first after the tensor (whose last field is one byte) so a million-tensor plan
+    // packs each entry into 88 bytes (PlanFootprintTests pins it).
+
     /// The input tensor.
     public var tensor: TensorInfo
-    /// Index into ``QuantizePlan/shards``.
-    public var inputShard: Int
     /// Quantize or keep, with the reason.
     public var decision: TensorDecision
+    private var inputShardStorage: Int32
+    private var groupStorage: Int32
+    private var outputShardStorage: Int32
     /// How it is written.
     public var kind: TensorWriteKind
+
+    init(tensor: TensorInfo, inputShard: Int, decision: TensorDecision, kind: TensorWriteKind, group: Int?, outputShard: Int) {
+        self.tensor = tensor
+        self.decision = decision
+        self.kind = kind
+        inputShardStorage = Int32(inputShard)
+        groupStorage = Int32(group ?? -1)
+        outputShardStorage = Int32(outputShard)
+    }
+
+    /// Index into ``QuantizePlan/shards``.
+    public var inputShard: Int {
+        get { Int(inputShardStorage) }
+        set { inputShardStorage = Int32(newValue) }
+    }
     /// Index into ``QuantizePlan/groups`` of the fused group it belongs to, if any.
-    public var group: Int?
+    public var group: Int? {
+        get { groupStorage < 0 ? nil : Int(groupStorage) }
+        set { groupStorage = Int32(newValue ?? -1) }
+    }
+    /// Index into ``QuantizePlan/outputShards``.
+    public var outputShard: Int {
+        get { Int(outputShardStorage) }
+        set { outputShardStorage = Int32(newValue) }
+    }
     /// The output tensors written for it, in write order.
     public var outputs: [PlannedTensor] {
         get { outputStorage ?? [PlannedTensor(name: tensor.name, dtype: source.dtype, shape: tensor.shape)] }
         set { outputStorage = newValue == [PlannedTensor(name: tensor.name, dtype: source.dtype, shape: tensor.shape)] ? nil : newValue }
     }
+    /// How many tensors ``outputs`` lists.
+    var outputCount: Int { outputStorage?.count ?? 1 }
+
+    /// The name of output `index` (``outputs``'s, without building the list).
+    func outputName(_ index: Int) -> String { outputStorage?[index].name ?? tensor.name }
+
     /// ``outputs``, or `nil` for the one output most tensors have, the tensor itself as it is
     /// written (kept): a plan of a million tensors keeps no list for them.
     var outputStorage: [PlannedTensor]? = []
-    /// Index into ``QuantizePlan/outputShards``.
-    public var outputShard: Int
     /// How an FP8 input weight is dequantized before it is quantized or written (`nil`: the
     /// tensor is read as it is stored).
     public var fp8: FP8Source? {

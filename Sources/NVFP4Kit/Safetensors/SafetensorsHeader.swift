@@ -1,16 +1,34 @@
 /// One tensor entry of a safetensors header.
 public struct TensorInfo: Equatable, Sendable {
-    public var name: String
-    public var dtype: DType
+    // The one-byte dtype is stored last, so a record that embeds a TensorInfo packs its own small
+    // fields into the padding after it.
+    // The name lives in a buffer shared by the header's names (``NameArena``).
+    private var storedName: TensorName
     public var shape: [Int]
     /// Byte range inside the data section (after the 8-byte length and the JSON header).
     public var dataOffsets: Range<UInt64>
+    public var dtype: DType
 
     public init(name: String, dtype: DType, shape: [Int], dataOffsets: Range<UInt64>) {
-        self.name = name
+        self.init(storedName: TensorName(name), dtype: dtype, shape: shape, dataOffsets: dataOffsets)
+    }
+
+    init(storedName: TensorName, dtype: DType, shape: [Int], dataOffsets: Range<UInt64>) {
+        self.storedName = storedName
         self.dtype = dtype
         self.shape = shape
         self.dataOffsets = dataOffsets
+    }
+
+    /// The tensor's name (its header key).
+    public var name: String {
+        get { storedName.string }
+        set { storedName = TensorName(newValue) }
+    }
+
+    public static func == (a: TensorInfo, b: TensorInfo) -> Bool {
+        a.dtype == b.dtype && a.shape == b.shape && a.dataOffsets == b.dataOffsets
+            && (a.storedName.isSameSpan(as: b.storedName) || a.name == b.name)
     }
 
     /// Number of elements (1 for a rank-0 tensor).
@@ -34,12 +52,12 @@ public struct SafetensorsHeader: Sendable {
     public var dataByteCount: UInt64 { tensors.last?.dataOffsets.upperBound ?? 0 }
 
     /// Looks up a tensor by name.
-    public func tensor(named name: String) -> TensorInfo? { index[name].map { tensors[$0] } }
+    public func tensor(named name: String) -> TensorInfo? { index.key(of: name) { tensors[Int($0)].name }.map { tensors[Int($0)] } }
 
     /// The value of a `__metadata__` key.
     public func metadataValue(_ key: String) -> String? { metadata.first { $0.key == key }?.value }
 
-    private var index: [String: Int]
+    private var index: NameIndex
 
     /// Checks the 8-byte little-endian length prefix.
     ///
@@ -69,6 +87,8 @@ public struct SafetensorsHeader: Sendable {
     public init<C: Collection<UInt8>>(json: C) throws(SafetensorsError) {
         var metadata: [(key: String, value: String)] = []
         var tensors: [TensorInfo] = []
+        // Names are shorter than the header that holds them.
+        let names = NameArena(reservingCapacity: min(json.count, 1 << 20))
         // Member by member: a million-tensor header is never held as one JSON tree.
         let isObject: Bool
         do {
@@ -85,7 +105,7 @@ public struct SafetensorsHeader: Sendable {
                     }
                     return
                 }
-                tensors.append(try SafetensorsHeader.tensorInfo(name: key, entry: value))
+                tensors.append(try SafetensorsHeader.tensorInfo(name: key, entry: value, names: names))
             }
         } catch {
             switch error {
@@ -94,6 +114,7 @@ public struct SafetensorsHeader: Sendable {
             }
         }
         guard isObject else { throw .headerNotObject }
+        names.trim()
         tensors.sort { ($0.dataOffsets.lowerBound, $0.dataOffsets.upperBound) < ($1.dataOffsets.lowerBound, $1.dataOffsets.upperBound) }
         var cursor: UInt64 = 0
         for t in tensors {
@@ -102,14 +123,14 @@ public struct SafetensorsHeader: Sendable {
         }
         self.metadata = metadata
         self.tensors = tensors
-        self.index = Dictionary(uniqueKeysWithValues: tensors.enumerated().map { ($1.name, $0) })
+        self.index = NameIndex(tensors.lazy.map(\.name))
     }
 
     /// Builds a header from already-valid parts (used by writers and tests).
     public init(metadata: [(key: String, value: String)], tensors: [TensorInfo]) {
         self.metadata = metadata
         self.tensors = tensors.sorted { $0.dataOffsets.lowerBound < $1.dataOffsets.lowerBound }
-        self.index = Dictionary(uniqueKeysWithValues: self.tensors.enumerated().map { ($1.name, $0) })
+        self.index = NameIndex(self.tensors.lazy.map(\.name))
     }
 
     /// Checks that the tensors cover the data section exactly (no trailing bytes).
@@ -119,7 +140,7 @@ public struct SafetensorsHeader: Sendable {
         }
     }
 
-    private static func tensorInfo(name: String, entry: JSONValue) throws(SafetensorsError) -> TensorInfo {
+    private static func tensorInfo(name: String, entry: JSONValue, names: NameArena) throws(SafetensorsError) -> TensorInfo {
         guard entry.objectValue != nil else { throw .invalidTensorEntry(tensor: name, reason: "entry is not an object") }
         guard let dtypeText = entry["dtype"]?.stringValue else {
             throw .invalidTensorEntry(tensor: name, reason: "missing or non-string dtype")
@@ -150,6 +171,6 @@ public struct SafetensorsHeader: Sendable {
         if overflow || elements > UInt64(Int.max) / 8 { throw .sizeOverflow(tensor: name) }
         if bits % 8 != 0 { throw .misalignedSlice(tensor: name) }
         if end - begin != bits / 8 { throw .sizeMismatch(tensor: name, expected: bits / 8, actual: end - begin) }
-        return TensorInfo(name: name, dtype: dtype, shape: shape, dataOffsets: begin..<end)
+        return TensorInfo(storedName: names.append(name), dtype: dtype, shape: shape, dataOffsets: begin..<end)
     }
 }

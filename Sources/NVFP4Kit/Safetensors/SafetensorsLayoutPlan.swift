@@ -40,7 +40,7 @@ public struct SafetensorsLayoutPlan: Sendable {
         }
         self.offsets = offsets
         var json = JSONOutput(sink: [UInt8]())
-        SafetensorsLayoutPlan.writeJSON(tensors: tensors, offsets: offsets, metadata: metadata, to: &json)
+        SafetensorsLayoutPlan.writeJSON(tensors: tensors, metadata: metadata, to: &json)
         let padded = (json.sink.count + 7) / 8 * 8
         var header = [UInt8]()
         header.reserveCapacity(8 + padded)
@@ -52,24 +52,38 @@ public struct SafetensorsLayoutPlan: Sendable {
 
     /// The length of the padded JSON header ``init(tensors:metadata:)`` would write (what the
     /// 8-byte prefix holds), measured without building it.
-    public static func headerLength(tensors: [PlannedTensor], metadata: [(key: String, value: String)]) -> UInt64 {
-        var offsets: [Range<Int>] = []
-        offsets.reserveCapacity(tensors.count)
-        var cursor = 0
-        for t in tensors {
-            offsets.append(cursor..<(cursor + t.byteCount))
-            cursor += t.byteCount
-        }
+    public static func headerLength<S: Sequence<PlannedTensor>>(tensors: S, metadata: [(key: String, value: String)]) -> UInt64 {
         var counter = JSONOutput(sink: JSONByteCounter())
-        writeJSON(tensors: tensors, offsets: offsets, metadata: metadata, to: &counter)
+        writeJSON(tensors: tensors, metadata: metadata, to: &counter)
         return UInt64((counter.sink.count + 7) / 8 * 8)
+    }
+
+    /// Writes the header ``init(tensors:metadata:)`` would build (8-byte length, padded JSON) to
+    /// `sink` without holding it: one pass measures, a second streams through a 1 MiB buffer, so
+    /// a million-tensor header costs no memory of its own.
+    ///
+    /// - Returns: The size of the data section the header describes.
+    public static func writeHeader<C: Collection<PlannedTensor>>(
+        tensors: C, metadata: [(key: String, value: String)], to sink: any OutputSink
+    ) throws -> Int {
+        var counter = JSONOutput(sink: JSONByteCounter())
+        let dataBytes = writeJSON(tensors: tensors, metadata: metadata, to: &counter)
+        let padded = (counter.sink.count + 7) / 8 * 8
+        try withUnsafeBytes(of: UInt64(padded).littleEndian) { try sink.write($0) }
+        var out = JSONOutput(sink: JSONFileSink(sink))
+        writeJSON(tensors: tensors, metadata: metadata, to: &out)
+        for _ in counter.sink.count..<padded { out.append(UInt8(ascii: " ")) }
+        try out.sink.finish()
+        return dataBytes
     }
 
     /// `{"__metadata__":{…},"name":{"dtype":…,"shape":[…],"data_offsets":[b,e]},…}`, compact,
     /// as serde writes it (the metadata member only when there is metadata).
-    static func writeJSON<Sink: JSONByteSink>(
-        tensors: [PlannedTensor], offsets: [Range<Int>], metadata: [(key: String, value: String)], to out: inout JSONOutput<Sink>
-    ) {
+    /// Tensors are laid out contiguously in order; returns the data section's size.
+    @discardableResult
+    static func writeJSON<Sink: JSONByteSink, S: Sequence<PlannedTensor>>(
+        tensors: S, metadata: [(key: String, value: String)], to out: inout JSONOutput<Sink>
+    ) -> Int {
         out.append(UInt8(ascii: "{"))
         var first = true
         if !metadata.isEmpty {
@@ -83,7 +97,10 @@ public struct SafetensorsLayoutPlan: Sendable {
             out.append(UInt8(ascii: "}"))
             first = false
         }
-        for (t, range) in zip(tensors, offsets) {
+        var cursor = 0
+        for t in tensors {
+            let range = cursor..<(cursor + t.byteCount)
+            cursor = range.upperBound
             if !first { out.append(UInt8(ascii: ",")) }
             first = false
             out.appendQuoted(t.name)
@@ -101,6 +118,7 @@ public struct SafetensorsLayoutPlan: Sendable {
             out.append("]}")
         }
         out.append(UInt8(ascii: "}"))
+        return cursor
     }
 
     /// Size of the data section.

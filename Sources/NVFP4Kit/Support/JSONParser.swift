@@ -68,7 +68,9 @@ public struct JSONParser {
         do {
             try parser.enter()
             parser.index += 1
-            var seen = Set<String>()
+            // Keys are found again by their offset, not kept: a million keys cost 16 bytes each.
+            var keyOffsets: [Int] = []
+            var seen = NameIndex(capacity: 1024)
             parser.skipWhitespace()
             if parser.index < parser.bytes.count, parser.bytes[parser.index] == UInt8(ascii: "}") {
                 parser.index += 1
@@ -78,7 +80,9 @@ public struct JSONParser {
                     guard parser.index < parser.bytes.count, parser.bytes[parser.index] == UInt8(ascii: "\"") else { throw parser.error("expected a key") }
                     let keyOffset = parser.index
                     let key = try parser.parseString()
-                    guard seen.insert(key).inserted else { throw JSONSyntaxError(offset: keyOffset, reason: "duplicate key \"\(key)\"") }
+                    keyOffsets.append(keyOffset)
+                    let earlier = seen.insert(Int32(keyOffsets.count - 1), named: key) { parser.key(at: keyOffsets[Int($0)]) }
+                    guard earlier == nil else { throw JSONSyntaxError(offset: keyOffset, reason: "duplicate key \"\(key)\"") }
                     parser.skipWhitespace()
                     guard parser.index < parser.bytes.count, parser.bytes[parser.index] == UInt8(ascii: ":") else { throw parser.error("expected ':'") }
                     parser.index += 1
@@ -117,6 +121,13 @@ public struct JSONParser {
     private init(bytes: [UInt8], maxDepth: Int) {
         self.bytes = bytes
         self.maxDepth = maxDepth
+    }
+
+    /// The string that starts at `offset`, parsed before without error.
+    private func key(at offset: Int) -> String {
+        var again = JSONParser(bytes: bytes, maxDepth: maxDepth)
+        again.index = offset
+        return (try? again.parseString()) ?? ""
     }
 
     private func error(_ reason: String) -> JSONSyntaxError { JSONSyntaxError(offset: index, reason: reason) }
