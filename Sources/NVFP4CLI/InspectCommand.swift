@@ -33,15 +33,18 @@ enum InspectCommand {
             Terminal.out(JSONReport.document(members).serialized(.pretty))
             return ExitStatus.success
         }
-        var rows: [[String]] = [["NAME", "DTYPE", "SHAPE", "BYTES"]]
-        for t in header.tensors { rows.append([t.name, t.dtype.rawValue, shapeText(t.shape), String(t.byteCount)]) }
-        var text = "\(reader.displayPath): \(header.tensors.count) tensors, \(Format.bytes(UInt64(reader.dataStart) + header.dataByteCount)) (header \(reader.dataStart) bytes)\n\n"
-        text += Format.table(rows)
-        text += InspectModelReport.weightTable(inspection, withFile: false)
+        // The tensor table is written as it is made: a million rows are never held.
+        Terminal.out("\(reader.displayPath): \(header.tensors.count) tensors, \(Format.bytes(UInt64(reader.dataStart) + header.dataByteCount)) (header \(reader.dataStart) bytes)\n\n")
+        Format.writeTable(rowCount: header.tensors.count + 1, row: { r in
+            guard r > 0 else { return ["NAME", "DTYPE", "SHAPE", "BYTES"] }
+            let t = header.tensors[r - 1]
+            return [t.name, t.dtype.rawValue, shapeText(t.shape), String(t.byteCount)]
+        }, to: Terminal.out)
+        var text = InspectModelReport.weightTable(inspection, withFile: false)
         if !header.metadata.isEmpty {
             text += "\nmetadata keys: \(header.metadata.count)"
-            let described = Set(header.tensors.map(\.name) + inspection.model.modules.map(\.originalName) + ["tensor_names"])
-            let plainKeys = header.metadata.map(\.key).filter { !described.contains($0) }
+            let originals = Set(inspection.model.modules.map(\.originalName) + ["tensor_names"])
+            let plainKeys = header.metadata.map(\.key).filter { header.tensor(named: $0) == nil && !originals.contains($0) }
             if !plainKeys.isEmpty { text += " (" + plainKeys.joined(separator: ", ") + ")" }
             text += "\n"
         }

@@ -76,18 +76,31 @@ enum Format {
 
     /// Columns padded to their widest cell.
     static func table(_ rows: [[String]]) -> String {
-        guard let first = rows.first else { return "" }
-        var widths = [Int](repeating: 0, count: first.count)
-        for row in rows { for (i, cell) in row.enumerated() { widths[i] = max(widths[i], cell.count) } }
         var text = ""
-        for row in rows {
+        writeTable(rowCount: rows.count, row: { rows[$0] }) { text += $0 }
+        return text
+    }
+
+    /// ``table(_:)`` for rows made on demand: one pass measures the columns, a second hands the
+    /// lines to `write` about a megabyte at a time, so a million rows are never held.
+    static func writeTable(rowCount: Int, row: (Int) -> [String], to write: (String) -> Void) {
+        guard rowCount > 0 else { return }
+        var widths = [Int](repeating: 0, count: row(0).count)
+        for r in 0..<rowCount { for (i, cell) in row(r).enumerated() { widths[i] = max(widths[i], cell.count) } }
+        var text = ""
+        for r in 0..<rowCount {
+            let cells = row(r)
             var line = ""
-            for (i, cell) in row.enumerated() {
-                line += i == row.count - 1 ? cell : cell + String(repeating: " ", count: widths[i] - cell.count + 2)
+            for (i, cell) in cells.enumerated() {
+                line += i == cells.count - 1 ? cell : cell + String(repeating: " ", count: widths[i] - cell.count + 2)
             }
             while line.hasSuffix(" ") { line.removeLast() }
             text += line + "\n"
+            if text.utf8.count >= 1 << 20 {
+                write(text)
+                text = ""
+            }
         }
-        return text
+        if !text.isEmpty { write(text) }
     }
 }

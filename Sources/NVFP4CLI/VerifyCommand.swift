@@ -73,7 +73,7 @@ enum VerifyCommand {
         if parsed.flag("--json") {
             Terminal.out(json(report).serialized(.pretty))
         } else {
-            Terminal.out(text(report, quiet: parsed.flag("--quiet")))
+            write(report, quiet: parsed.flag("--quiet"), to: Terminal.out)
         }
         if !report.comparable {
             Terminal.err("error: \(displayPaths.quantized) does not match \(displayPaths.original): \(report.mismatches[0])" + (report.mismatches.count > 1 ? " (and \(report.mismatches.count - 1) more)" : "") + "\n")
@@ -81,12 +81,16 @@ enum VerifyCommand {
         return status
     }
 
-    static func text(_ report: VerifyReport, quiet: Bool) -> String {
+    /// The text report, handed to `write` in pieces: the table of a million tensors is never held.
+    static func write(_ report: VerifyReport, quiet: Bool, to write: (String) -> Void) {
         let method = report.comparisonMethod
         var header = ["TENSOR", "KIND", "REL RMSE", "SQNR dB", "MAX ABS ERR"]
         if let method { header += ["\(method.rawValue.uppercased()) SQNR dB", "MSE VS \(method.rawValue.uppercased())"] }
-        var rows: [[String]] = [header + ["STATUS"]]
-        for t in report.tensors where !quiet || !t.failures.isEmpty {
+        header.append("STATUS")
+        let shown = report.tensors.indices.filter { !quiet || !report.tensors[$0].failures.isEmpty }
+        func row(_ r: Int) -> [String] {
+            guard r > 0 else { return header }
+            let t = report.tensors[shown[r - 1]]
             let e = t.error
             var row = [
                 t.name, t.kind.rawValue,
@@ -99,9 +103,10 @@ enum VerifyCommand {
                 row.append(c.map { Format.fixed($0.sqnrDB, 2) } ?? "-")
                 row.append(e.flatMap { e in c.map { mseChange(e, $0) } } ?? "-")
             }
-            rows.append(row + [t.failures.isEmpty ? "ok" : "FAIL: " + t.failures.joined(separator: "; ")])
+            return row + [t.failures.isEmpty ? "ok" : "FAIL: " + t.failures.joined(separator: "; ")]
         }
-        var text = rows.count > 1 ? Format.table(rows) : ""
+        if !shown.isEmpty { Format.writeTable(rowCount: shown.count + 1, row: row, to: write) }
+        var text = ""
         if let method {
             var ours = QuantizationError()
             var theirs = QuantizationError()
@@ -121,7 +126,7 @@ enum VerifyCommand {
         text += report.passed
             ? "ok: \(quantized) NVFP4 weights within tolerance \(report.tolerance), \(report.tensors.count - quantized) kept tensors identical\n"
             : "FAILED: \(failed) tensors failed, \(report.mismatches.count) mismatches" + (report.manifestFailures.isEmpty ? "" : ", manifest SHA-256 mismatch") + " (tolerance \(report.tolerance))\n"
-        return text
+        write(text)
     }
 
     static func json(_ report: VerifyReport) -> JSONValue {

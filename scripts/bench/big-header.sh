@@ -52,6 +52,8 @@ for format in ${FORMATS:-modelopt compressed-tensors torchao}; do
     ta=$(echo "$tool" | md5sum | cut -c1-6) tb=$(echo "$baseline" | md5sum | cut -c1-6)
     a=$dir/out-$format-$ta.safetensors b=$dir/out-$format-$tb.safetensors
     # The manifests name their own output paths: compare them with the baseline's tag replaced.
+    # (A refused run writes nothing: there is nothing to compare.)
+    if [ ! -e "$a" ] && [ ! -e "$b" ]; then echo "  neither build wrote an output"; continue; fi
     cmp -s "$a" "$b" && cmp -s "${a%.safetensors}.manifest.json" <(sed "s/out-$format-$tb/out-$format-$ta/g" "${b%.safetensors}.manifest.json") \
       && echo "  outputs and manifests identical" || echo "  OUTPUTS DIFFER"
   fi

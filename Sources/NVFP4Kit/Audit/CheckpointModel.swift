@@ -10,8 +10,8 @@ public struct CheckpointModel {
     public var modules: [QuantizedModule]
     /// 2-D `.weight` tensors left unquantized.
     public var kept: [KeptModule]
-    /// Tensors that belong to no quantized module (including kept weights).
-    public var plain: [LocatedTensor]
+    /// Tensors that belong to no quantized module (including kept weights), read from the headers.
+    public var plain: LocatedTensorSubset
     /// Scale-like tensors whose packed partner is missing (`X.weight_scale` without `X.weight_packed`).
     public var orphans: [LocatedTensor]
 
@@ -58,7 +58,10 @@ public struct CheckpointModel {
             !consumed.contains($0.name) && EngineLayoutNames.hasScaleSuffix($0.name) && !fp8Modules.contains(moduleName($0.name))
         }
         let orphanNames = Set(orphans.map(\.name))
-        plain = tensors.filter { !consumed.contains($0.name) && !orphanNames.contains($0.name) }
+        plain = tensors.subset(tensors.indices.compactMap { i in
+            let name = tensors[i].name
+            return consumed.contains(name) || orphanNames.contains(name) ? nil : Int32(i)
+        })
         kept = plain.compactMap { t in
             guard t.name.hasSuffix(".weight"), t.info.shape.count == 2, t.info.dtype.isQuantizable else { return nil }
             let name = String(t.name.dropLast(".weight".count))

@@ -47,6 +47,48 @@ public struct LocatedTensor: Sendable, Equatable {
     public var name: String { info.name }
 }
 
+/// The tensors of a checkpoint's shards in order, read from their headers on access (a
+/// million-tensor checkpoint is never copied into one list).
+public struct LocatedTensors: RandomAccessCollection, Sendable {
+    private let headers: [[TensorInfo]]
+    /// Index of each shard's first tensor, plus the total.
+    private let starts: [Int]
+
+    init(headers: [[TensorInfo]]) {
+        self.headers = headers
+        var starts = [0]
+        for h in headers { starts.append(starts.last! + h.count) }
+        self.starts = starts
+    }
+
+    public var startIndex: Int { 0 }
+    public var endIndex: Int { starts.last! }
+
+    public subscript(position: Int) -> LocatedTensor {
+        // The last shard whose first tensor is at or before `position` (binary search; empty
+        // shards share their start with the next one, which wins).
+        var low = 0, high = headers.count - 1
+        while low < high {
+            let mid = (low + high + 1) / 2
+            if starts[mid] <= position { low = mid } else { high = mid - 1 }
+        }
+        let shard = low
+        return LocatedTensor(shard: shard, info: headers[shard][position - starts[shard]])
+    }
+
+    /// Some of these tensors, by position (4 bytes each).
+    public func subset(_ positions: [Int32]) -> LocatedTensorSubset { LocatedTensorSubset(all: self, positions: positions) }
+}
+
+/// Some tensors of a ``LocatedTensors``, by position.
+public struct LocatedTensorSubset: RandomAccessCollection, Sendable {
+    let all: LocatedTensors
+    let positions: [Int32]
+    public var startIndex: Int { 0 }
+    public var endIndex: Int { positions.count }
+    public subscript(position: Int) -> LocatedTensor { all[Int(positions[position])] }
+}
+
 /// The `weight_map` of `model.safetensors.index.json`.
 public struct ShardIndex: Sendable {
     /// The index file's path.
@@ -174,10 +216,8 @@ public final class CheckpointSource {
         return locations[name]
     }
 
-    /// Every tensor, shard by shard, in file order.
-    public var allTensors: [LocatedTensor] {
-        shards.enumerated().flatMap { i, shard in shard.reader.header.tensors.map { LocatedTensor(shard: i, info: $0) } }
-    }
+    /// Every tensor, shard by shard, in file order (a view of the shards' headers, not a copy).
+    public var allTensors: LocatedTensors { LocatedTensors(headers: shards.map(\.reader.header.tensors)) }
 
     /// The path of the shard holding `tensor`.
     public func path(of tensor: LocatedTensor) -> String { shards[tensor.shard].path }

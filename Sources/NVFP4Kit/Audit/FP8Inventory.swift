@@ -23,8 +23,7 @@ public struct FP8Inventory: Sendable {
 
     /// The FP8 weights of `headers` (every shard of one checkpoint) under `config`.
     public init(headers: [SafetensorsHeader], config: JSONValue?) {
-        var index: [String: (shard: Int, tensor: TensorInfo)] = [:]
-        for (s, header) in headers.enumerated() { for t in header.tensors where index[t.name] == nil { index[t.name] = (s, t) } }
+        let index = FP8Checkpoint.lookupIndex(headers)
         let checkpoint = FP8Checkpoint(config: config, blockSize: nil)
         var counts: [Scheme: Int] = [:]
         var order: [Scheme] = []

@@ -82,7 +82,7 @@ struct Comparison {
         }
         original.release(source)
         for m in modules { m.tensors.forEach(quantized.release) }
-        return VerifiedTensor(name: source.name, kind: .quantized, shape: shape, error: total, failures: failures)
+        return VerifiedTensor(original: source.info, kind: .quantized, shape: shape, error: total, failures: failures)
     }
 
     /// The per-tensor scales a stored scalar can stand for: `pts` itself, and where the layout stores

@@ -7,15 +7,52 @@ public struct VerifiedTensor: Sendable {
         case kept
     }
 
-    public var name: String
+    // 48 bytes: the name shares the original header's buffer and the errors (quantized tensors
+    // only) live out of line, so a million kept tensors cost little.
+    private var storedName: TensorName
     public var kind: Kind
     public var shape: [Int]
-    /// Error statistics (quantized tensors).
-    public var error: QuantizationError?
     /// Check failures for this tensor (invalid scale codes, altered bytes, over tolerance).
     public var failures: [String]
+    private var errors: Errors?
+
+    private final class Errors: Sendable {
+        let error: QuantizationError?
+        let comparison: QuantizationError?
+        init(_ error: QuantizationError?, _ comparison: QuantizationError?) { (self.error, self.comparison) = (error, comparison) }
+    }
+
+    public init(name: String, kind: Kind, shape: [Int], error: QuantizationError?, failures: [String], comparisonError: QuantizationError? = nil) {
+        self.init(storedName: TensorName(name), kind: kind, shape: shape, error: error, failures: failures, comparisonError: comparisonError)
+    }
+
+    /// The comparison of original tensor `original` (sharing its name).
+    init(original: TensorInfo, kind: Kind, shape: [Int], error: QuantizationError?, failures: [String]) {
+        self.init(storedName: original.storedName, kind: kind, shape: shape, error: error, failures: failures, comparisonError: nil)
+    }
+
+    private init(storedName: TensorName, kind: Kind, shape: [Int], error: QuantizationError?, failures: [String], comparisonError: QuantizationError?) {
+        self.storedName = storedName
+        self.kind = kind
+        self.shape = shape
+        self.failures = failures
+        errors = error == nil && comparisonError == nil ? nil : Errors(error, comparisonError)
+    }
+
+    public var name: String {
+        get { storedName.string }
+        set { storedName = TensorName(newValue) }
+    }
+    /// Error statistics (quantized tensors).
+    public var error: QuantizationError? {
+        get { errors?.error }
+        set { errors = Errors(newValue, comparisonError) }
+    }
     /// The error of ``VerifyReport/comparisonMethod`` on the same original (quantized tensors).
-    public var comparisonError: QuantizationError? = nil
+    public var comparisonError: QuantizationError? {
+        get { errors?.comparison }
+        set { errors = Errors(error, newValue) }
+    }
 }
 
 /// The outcome of ``VerifyJob/run(original:quantized:tolerance:)``.
@@ -99,13 +136,18 @@ public enum VerifyJob {
     ) throws -> VerifyReport {
         let model = CheckpointModel(source: quantized)
         try model.requireDecodable(in: quantized)
-        let plain = Dictionary(model.plain.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        // Plain tensors by name (first of a name wins), and which were matched: positions, not names.
+        let plain = model.plain
+        var plainIndex = NameIndex(capacity: plain.count)
+        for k in plain.indices { _ = plainIndex.insert(Int32(k), named: plain[k].name) { plain[Int($0)].name } }
+        var plainMatched = [Bool](repeating: false, count: plain.count)
         var report = VerifyReport(tolerance: tolerance, tensors: [], mismatches: [], comparisonMethod: comparisonMethod)
         let originals = try VerifyOriginal(original, fp8BlockSize: fp8BlockSize, threads: threads)
         let comparison = Comparison(original: originals, quantized: quantized, tolerance: tolerance, threads: threads, blockRule: blockRule)
         var matched = Set<String>()
         var globalScales: [String: Float] = [:]
         let tensors = originals.tensors
+        report.tensors.reserveCapacity(tensors.count)
         for source in tensors {
             let name = source.name
             let info = originals.info(of: source)
@@ -128,15 +170,16 @@ public enum VerifyJob {
             } else if let parts = perExpertModules(of: info, in: model), parts.allSatisfy({ !matched.contains($0.module.originalName) }) {
                 matched.formUnion(parts.map(\.module.originalName))
                 report.tensors.append(try comparison.compare(source, with: parts))
-            } else if let kept = plain[name], !matched.contains(name) {
-                matched.insert(name)
+            } else if let k = plainIndex.key(of: name, nameOf: { plain[Int($0)].name }).map(Int.init), !plainMatched[k], !matched.contains(name) {
+                plainMatched[k] = true
+                let kept = plain[k]
                 guard kept.info.dtype == info.dtype, kept.info.shape == info.shape else {
                     report.mismatches.append("tensor \"\(name)\": original \(info.dtype.rawValue) \(info.shape) but stored as \(kept.info.dtype.rawValue) \(kept.info.shape)")
                     continue
                 }
                 let identical = try quantized.withBytes(of: kept) { try originals.equals(source, $0) }
                 report.tensors.append(VerifiedTensor(
-                    name: name, kind: .kept, shape: info.shape, error: nil,
+                    original: source.info, kind: .kept, shape: info.shape, error: nil,
                     failures: identical ? [] : [originals.isFP8(source) ? "kept tensor's bytes differ from the original's FP8 dequantization" : "kept tensor's bytes differ from the original"]))
                 originals.release(source)
                 quantized.release(kept)
@@ -147,7 +190,7 @@ public enum VerifyJob {
         for m in model.modules where !matched.contains(m.originalName) {
             report.mismatches.append("NVFP4 weight \"\(m.originalName)\" in \(quantized.path) has no counterpart in the original")
         }
-        for t in model.plain where !matched.contains(t.name) {
+        for (k, t) in plain.enumerated() where !plainMatched[k] && !matched.contains(t.name) {
             report.mismatches.append("tensor \"\(t.name)\" in \(quantized.path) has no counterpart in the original")
         }
         if model.layout.format?.names.sharesFusedScales == true {

@@ -22,10 +22,7 @@ final class VerifyOriginal {
         self.checkpoint = checkpoint
         self.threads = threads
         let shards = checkpoint.shards.map { QuantizePlan.Shard(name: $0.fileName, header: $0.reader.header) }
-        var index: [String: (shard: Int, tensor: TensorInfo)] = [:]
-        for (s, shard) in shards.enumerated() {
-            for tensor in shard.header.tensors where index[tensor.name] == nil { index[tensor.name] = (s, tensor) }
-        }
+        let index = FP8Checkpoint.lookupIndex(shards.map(\.header))
         var options = QuantizeOptions()
         options.fp8BlockSize = fp8BlockSize
         (fp8, consumed) = try QuantizePlan.fp8Sources(
@@ -35,7 +32,10 @@ final class VerifyOriginal {
     deinit { buffer.deallocate() }
 
     /// The tensors to compare, shard by shard in file order (FP8 scales left out).
-    var tensors: [LocatedTensor] { checkpoint.allTensors.filter { !consumed.contains($0.name) } }
+    var tensors: LocatedTensorSubset {
+        let all = checkpoint.allTensors
+        return all.subset(all.indices.compactMap { consumed.contains(all[$0].name) ? nil : Int32($0) })
+    }
 
     /// `tensor` as the quantizer read it: an FP8 weight's dequantized dtype, else as stored.
     func info(of tensor: LocatedTensor) -> TensorInfo {

@@ -71,6 +71,18 @@ public struct FP8Checkpoint: Sendable {
         }
     }
 
+    /// Every tensor by name (the first of a name), for ``source(of:index:)``'s scale lookups; empty
+    /// when no header holds an FP8 tensor, so inputs without FP8 never pay for an index of every
+    /// tensor (a million names).
+    static func lookupIndex(_ headers: [SafetensorsHeader]) -> [String: (shard: Int, tensor: TensorInfo)] {
+        var index: [String: (shard: Int, tensor: TensorInfo)] = [:]
+        guard headers.contains(where: { $0.tensors.contains { $0.dtype == .f8E4M3 } }) else { return index }
+        for (s, header) in headers.enumerated() {
+            for tensor in header.tensors where index[tensor.name] == nil { index[tensor.name] = (s, tensor) }
+        }
+        return index
+    }
+
     /// The FP8 source of weight `tensor` (an `F8_E4M3` `.weight`), its scale found by name in
     /// `index` (every shard's tensors).
     ///

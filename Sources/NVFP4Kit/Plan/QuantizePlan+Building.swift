@@ -10,14 +10,8 @@ extension QuantizePlan {
     static func decide(
         shards: [Shard], config: JSONValue?, options: QuantizeOptions, calibrated: Bool, tensorParallel: Int, path: (Int) -> String
     ) throws -> [TensorPlan] {
-        // Names are unique across shards (a folder plan checks it). Only FP8 inputs look tensors
-        // up by name (a weight's scale), so only they pay for an index of every tensor.
-        var index: [String: (shard: Int, tensor: TensorInfo)] = [:]
-        if shards.contains(where: { $0.header.tensors.contains { $0.dtype == .f8E4M3 } }) {
-            for (s, shard) in shards.enumerated() {
-                for tensor in shard.header.tensors where index[tensor.name] == nil { index[tensor.name] = (s, tensor) }
-            }
-        }
+        // Names are unique across shards (a folder plan checks it).
+        let index = FP8Checkpoint.lookupIndex(shards.map(\.header))
         let (sources, consumed) = try fp8Sources(shards: shards, index: index, config: config, options: options, path: path)
         let names = shards.lazy.flatMap { $0.header.tensors.lazy.map(\.name) }
         let rules = ModelKeepRules(config: config, tensorNames: names, mlaAttention: options.mlaAttention)

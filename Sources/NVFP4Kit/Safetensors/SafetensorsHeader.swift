@@ -3,7 +3,7 @@ public struct TensorInfo: Equatable, Sendable {
     // The one-byte dtype is stored last, so a record that embeds a TensorInfo packs its own small
     // fields into the padding after it.
     // The name lives in a buffer shared by the header's names (``NameArena``).
-    private var storedName: TensorName
+    private(set) var storedName: TensorName
     public var shape: [Int]
     /// Byte range inside the data section (after the 8-byte length and the JSON header).
     public var dataOffsets: Range<UInt64>
@@ -115,6 +115,13 @@ public struct SafetensorsHeader: Sendable {
         }
         guard isObject else { throw .headerNotObject }
         names.trim()
+        // Growth may have left up to twice the room: a million entries keep only what they use.
+        if tensors.capacity > tensors.count + tensors.count / 8 {
+            var compact: [TensorInfo] = []
+            compact.reserveCapacity(tensors.count)
+            compact.append(contentsOf: tensors)
+            tensors = compact
+        }
         tensors.sort { ($0.dataOffsets.lowerBound, $0.dataOffsets.upperBound) < ($1.dataOffsets.lowerBound, $1.dataOffsets.upperBound) }
         var cursor: UInt64 = 0
         for t in tensors {

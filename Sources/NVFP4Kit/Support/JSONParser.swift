@@ -24,6 +24,8 @@ public struct JSONParser {
     private var index = 0
     private var depth = 0
     private let maxDepth: Int
+    /// Keys whose members ``parseObject()`` checks but leaves out.
+    private var droppedKeys: Set<String> = []
 
     /// Parses one JSON document.
     ///
@@ -113,6 +115,20 @@ public struct JSONParser {
         return true
     }
 
+    /// Parses one JSON document, leaving out of the result every object member whose key is in
+    /// `droppedKeys`, at any depth: such values are checked as strictly as the rest but never
+    /// built, an array element at a time (a manifest's per-tensor lists, when only its head is
+    /// needed).
+    public static func parse<C: Collection<UInt8>>(_ bytes: C, droppingMembers droppedKeys: Set<String>) throws(JSONSyntaxError) -> JSONValue {
+        var parser = JSONParser(bytes: Array(bytes), maxDepth: maxDepth)
+        parser.droppedKeys = droppedKeys
+        parser.skipWhitespace()
+        let value = try parser.parseValue()
+        parser.skipWhitespace()
+        if parser.index != parser.bytes.count { throw parser.error("trailing characters") }
+        return value
+    }
+
     /// Parses one JSON document from a Swift string.
     public static func parse(_ text: String) throws(JSONSyntaxError) -> JSONValue {
         try parse(Array(text.utf8))
@@ -185,7 +201,7 @@ public struct JSONParser {
             guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw error("expected ':'") }
             index += 1
             skipWhitespace()
-            members.append((key, try parseValue()))
+            if droppedKeys.contains(key) { try skipValue() } else { members.append((key, try parseValue())) }
             skipWhitespace()
             guard index < bytes.count else { throw error("unexpected end of JSON") }
             if bytes[index] == UInt8(ascii: ",") {
@@ -199,30 +215,47 @@ public struct JSONParser {
         }
     }
 
-    private mutating func parseArray() throws(JSONSyntaxError) -> JSONValue {
+    /// Checks one value like ``parseValue()`` without keeping it; an array is walked an element
+    /// at a time, so a huge one is never held.
+    private mutating func skipValue() throws(JSONSyntaxError) {
+        guard index < bytes.count, bytes[index] == UInt8(ascii: "[") else {
+            _ = try parseValue()
+            return
+        }
+        try walkArray { (parser: inout JSONParser) throws(JSONSyntaxError) in try parser.skipValue() }
+    }
+
+    /// Walks the array that starts here, calling `element` at the start of each element (which
+    /// must consume it).
+    private mutating func walkArray(_ element: (inout JSONParser) throws(JSONSyntaxError) -> Void) throws(JSONSyntaxError) {
         try enter()
         defer { depth -= 1 }
         index += 1
-        var elements: [JSONValue] = []
         skipWhitespace()
         if index < bytes.count, bytes[index] == UInt8(ascii: "]") {
             index += 1
-            return .array(elements)
+            return
         }
         while true {
             skipWhitespace()
-            elements.append(try parseValue())
+            try element(&self)
             skipWhitespace()
             guard index < bytes.count else { throw error("unexpected end of JSON") }
             if bytes[index] == UInt8(ascii: ",") {
                 index += 1
             } else if bytes[index] == UInt8(ascii: "]") {
                 index += 1
-                return .array(elements)
+                return
             } else {
                 throw error("expected ',' or ']'")
             }
         }
+    }
+
+    private mutating func parseArray() throws(JSONSyntaxError) -> JSONValue {
+        var elements: [JSONValue] = []
+        try walkArray { (parser: inout JSONParser) throws(JSONSyntaxError) in elements.append(try parser.parseValue()) }
+        return .array(elements)
     }
 
     private mutating func parseHex4() throws(JSONSyntaxError) -> UInt32 {
