@@ -82,7 +82,7 @@ enum VerifyCommand {
     }
 
     /// The text report, handed to `write` in pieces: the table of a million tensors is never held.
-    static func write(_ report: VerifyReport, quiet: Bool, to write: (String) -> Void) {
+    static func write(_ report: VerifyReport, quiet: Bool, to output: (String) -> Void) {
         let method = report.comparisonMethod
         var header = ["TENSOR", "KIND", "REL RMSE", "SQNR dB", "MAX ABS ERR"]
         if let method { header += ["\(method.rawValue.uppercased()) SQNR dB", "MSE VS \(method.rawValue.uppercased())"] }
@@ -105,7 +105,7 @@ enum VerifyCommand {
             }
             return row + [t.failures.isEmpty ? "ok" : "FAIL: " + t.failures.joined(separator: "; ")]
         }
-        if !shown.isEmpty { Format.writeTable(rowCount: shown.count + 1, row: row, to: write) }
+        if !shown.isEmpty { Format.writeTable(rowCount: shown.count + 1, row: row, to: output) }
         var text = ""
         if let method {
             var ours = QuantizationError()
@@ -126,7 +126,7 @@ enum VerifyCommand {
         text += report.passed
             ? "ok: \(quantized) NVFP4 weights within tolerance \(report.tolerance), \(report.tensors.count - quantized) kept tensors identical\n"
             : "FAILED: \(failed) tensors failed, \(report.mismatches.count) mismatches" + (report.manifestFailures.isEmpty ? "" : ", manifest SHA-256 mismatch") + " (tolerance \(report.tolerance))\n"
-        write(text)
+        output(text)
     }
 
     static func json(_ report: VerifyReport) -> JSONValue {

@@ -43,6 +43,26 @@ struct HugeHeaderTests {
         }
     }
 
+    @Test("the entry bound counts each \"data_offsets\" key, overlapping quotes included, and never undercounts a real header")
+    func entryBound() throws {
+        func naive(_ text: String) -> Int {
+            let bytes = Array(text.utf8), key = Array("\"data_offsets\"".utf8)
+            guard bytes.count >= key.count else { return 0 }
+            return (0...(bytes.count - key.count)).filter { Array(bytes[$0..<($0 + key.count)]) == key }.count
+        }
+        for text in ["", "\"data_offsets\"", "\"\"data_offsets\"\"data_offsets\"", "\"data_offset\"", "x\"data_offsets\"\"data_offsets\"y", "\"data_offsets"] {
+            #expect(SafetensorsHeader.entryBound(Array(text.utf8)) == naive(text), "\(text)")
+            #expect(SafetensorsHeader.entryBound(text.utf8) == naive(text), "\(text)")  // the non-contiguous path
+        }
+        let header = try SafetensorsReader(path: FixturePaths.tinyLlama).header
+        let json = try { () throws -> [UInt8] in
+            let bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: FixturePaths.tinyLlama)))
+            let length = Int(UInt64(littleEndian: bytes.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }))
+            return Array(bytes[8..<(8 + length)])
+        }()
+        #expect(SafetensorsHeader.entryBound(json) == header.tensors.count)
+    }
+
     @Test("a header's names read back exactly (escapes, non-ASCII) and compare by value, not by storage")
     func sharedNames() throws {
         let json = #"{"a\"b":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},"é.weight":{"dtype":"U8","shape":[1],"data_offsets":[1,2]}}"#

@@ -87,6 +87,8 @@ public struct SafetensorsHeader: Sendable {
     public init<C: Collection<UInt8>>(json: C) throws(SafetensorsError) {
         var metadata: [(key: String, value: String)] = []
         var tensors: [TensorInfo] = []
+        // Room for every entry up front: growing a million-entry list would hold it twice.
+        tensors.reserveCapacity(SafetensorsHeader.entryBound(json))
         // Names are shorter than the header that holds them.
         let names = NameArena(reservingCapacity: min(json.count, 1 << 20))
         // Member by member: a million-tensor header is never held as one JSON tree.
@@ -115,7 +117,7 @@ public struct SafetensorsHeader: Sendable {
         }
         guard isObject else { throw .headerNotObject }
         names.trim()
-        // Growth may have left up to twice the room: a million entries keep only what they use.
+        // A bound above the count (a metadata value spelled "data_offsets") leaves spare room.
         if tensors.capacity > tensors.count + tensors.count / 8 {
             var compact: [TensorInfo] = []
             compact.reserveCapacity(tensors.count)
@@ -131,6 +133,27 @@ public struct SafetensorsHeader: Sendable {
         self.metadata = metadata
         self.tensors = tensors
         self.index = NameIndex(tensors.lazy.map(\.name))
+    }
+
+    /// An upper bound on the number of tensor entries in header text `json`: each entry has one
+    /// `"data_offsets"` key, and these 14 bytes can only be a JSON string equal to data_offsets
+    /// (a quote inside a string is escaped). Counted in one pass, no allocation.
+    static func entryBound<C: Collection<UInt8>>(_ json: C) -> Int {
+        let key = Array("\"data_offsets\"".utf8)
+        func count<S: Sequence<UInt8>>(_ bytes: S) -> Int {
+            var found = 0, matched = 0
+            for byte in bytes {
+                if byte == key[matched] {
+                    matched += 1
+                    if matched == key.count { found += 1; matched = 0 }
+                } else {
+                    // The key's only repeated byte is its quote, at both ends: a mismatch restarts there.
+                    matched = byte == key[0] ? 1 : 0
+                }
+            }
+            return found
+        }
+        return json.withContiguousStorageIfAvailable(count) ?? count(json)
     }
 
     /// Builds a header from already-valid parts (used by writers and tests).

@@ -10,7 +10,13 @@ final class NameArena: @unchecked Sendable {
     init(reservingCapacity capacity: Int = 0) { bytes.reserveCapacity(capacity) }
 
     /// Gives back the spare capacity left by growth (before any name is read on another thread).
-    func trim() { if bytes.capacity > bytes.count + bytes.count / 8 { bytes = Array(bytes) } }
+    func trim() {
+        guard bytes.capacity > bytes.count + bytes.count / 8 else { return }
+        var exact: [UInt8] = []
+        exact.reserveCapacity(bytes.count)
+        exact.append(contentsOf: bytes)
+        bytes = exact
+    }
 
     /// Appends `name`'s UTF-8 bytes; returns where they are.
     func append(_ name: String) -> TensorName {
@@ -24,21 +30,22 @@ final class NameArena: @unchecked Sendable {
 /// allocation of its own when it comes from a header.
 struct TensorName: Sendable {
     private let arena: NameArena
-    /// Offset in the low 40 bits, length in the high 24 (names are bounded by the 100 MB header).
+    /// Offset in the low 32 bits, length in the high 32 (a header's names are bounded by its
+    /// 100 MB limit, so any name it holds fits).
     private let span: UInt64
 
     fileprivate init(arena: NameArena, offset: Int, length: Int) {
-        precondition(offset < 1 << 40 && length < 1 << 24, "tensor name out of range")
+        precondition(offset <= Int(UInt32.max) && length <= Int(UInt32.max), "tensor names beyond 4 GiB")
         self.arena = arena
-        span = UInt64(offset) | UInt64(length) << 40
+        span = UInt64(offset) | UInt64(length) << 32
     }
 
     /// A name of its own (not from a header).
     init(_ name: String) { self = NameArena(reservingCapacity: name.utf8.count).append(name) }
 
     var string: String {
-        let offset = Int(span & (1 << 40 - 1))
-        let length = Int(span >> 40)
+        let offset = Int(span & UInt64(UInt32.max))
+        let length = Int(span >> 32)
         return arena.bytes.withUnsafeBufferPointer { String(decoding: UnsafeBufferPointer(rebasing: $0[offset..<(offset + length)]), as: UTF8.self) }
     }
 
