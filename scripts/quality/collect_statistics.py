@@ -184,12 +184,14 @@ def layer_input_groups(layer, prefix, state, call) -> list[list[str]]:
     return list(groups.values())
 
 
-def quantize_group(args, modules, names: list[str], moments: torch.Tensor, tokens: int, work: str) -> None:
-    """Quantizes the weights of `names` (modules reading one input) with nvfp4 and loads the dequantized values."""
+def quantize_group(args, modules, names: list[str], moments: torch.Tensor, tokens: int, work: str,
+                   weights: dict | None = None) -> None:
+    """Quantizes the weights of `names` (modules reading one input; `weights` if given, else the
+    checkpoint's) with nvfp4 and loads the dequantized values into the model."""
     src, stats = os.path.join(work, "group.safetensors"), os.path.join(work, "group.statistics.safetensors")
     quantized, dequantized = os.path.join(work, "group.nvfp4.safetensors"), os.path.join(work, "group.f32.safetensors")
     from safetensors.torch import load_file, save_file
-    save_file(checkpoint_tensors(args.model, [n + ".weight" for n in names]), src)
+    save_file(weights or checkpoint_tensors(args.model, [n + ".weight" for n in names]), src)
     write_statistics(stats, {names[0]: moments}, {n: names[0] for n in names[1:]}, tokens, {})
     for command in ([args.nvfp4, "quantize", src, "-o", quantized, "--method", "gptq", "--statistics", stats,
                      "--force", "-q", *args.quantize_arg],
@@ -204,6 +206,47 @@ def quantize_group(args, modules, names: list[str], moments: torch.Tensor, token
         if tuple(value.shape) != tuple(weight.shape):
             raise SystemExit(f"error: nvfp4 returned {name}.weight of shape {tuple(value.shape)}")
         weight.data.copy_(value.float())
+
+
+def load_weights(modules, weights: dict) -> None:
+    for name, value in weights.items():
+        modules[name[:-len(".weight")]].weight.data.copy_(value.float())
+
+
+def group_inputs(layer, modules, first, states, originals, calls, stored) -> torch.Tensor:
+    """Σ x_orig x_qᵀ over the calibration tokens for the input of module `first`: x_q from the
+    quantized model (`states`, the layer as quantized so far), x_orig from the original model
+    (`originals`, the layer's original weights `stored`)."""
+    current = {n: modules[n[:-len(".weight")]].weight.detach().clone() for n in stored}
+    seen = []
+
+    def grab(module, inputs):
+        seen.append(inputs[0].detach().reshape(-1, inputs[0].shape[-1]).to(torch.float32))
+        raise StopForward
+    handle = modules[first].register_forward_pre_hook(grab)
+    xs = []
+    for weights, inputs in ((stored, originals), (current, states)):
+        load_weights(modules, weights)
+        seen.clear()
+        for state, call in zip(inputs, calls):
+            try:
+                run_layer(layer, state, call)
+            except StopForward:
+                pass
+        xs.append(list(seen))
+    handle.remove()
+    return sum((o.T @ q).to(torch.float64) for o, q in zip(*xs))
+
+
+def asymmetric_targets(stored, names, cross: torch.Tensor, gram: torch.Tensor) -> dict:
+    """W* = argmin ‖W X_orig − W* X_q‖² + λ‖W* − W‖² = W (Σ x_orig x_qᵀ + λI)(Σ x_q x_qᵀ + λI)⁻¹
+    (λ = 1 % of the mean diagonal, as the solver's damping; W* = W where the inputs are equal):
+    the weights that map the quantized model's input to what the original layer computes from the
+    original input. GPTQ on W* with the quantized inputs' moments then minimizes ‖W x_orig − Ŵ x_q‖²
+    (GPTAQ's objective) up to the ridge term."""
+    ridge = 0.01 * gram.diagonal().mean() * torch.eye(gram.shape[0], dtype=gram.dtype)
+    solve = torch.linalg.solve(gram + ridge, (cross + ridge).T).T  # (cross + λI)(gram + λI)⁻¹, gram symmetric
+    return {n + ".weight": (stored[n + ".weight"].double() @ solve).to(torch.float32) for n in names}
 
 
 def collect_sequential(model, batches, forward, args) -> Moments:
@@ -222,12 +265,17 @@ def collect_sequential(model, batches, forward, args) -> Moments:
                 pass
     handle.remove()
     states = [a[0] for a, _ in calls]
+    originals = [a[0] for a, _ in calls]  # --targets: the same inputs through the original layers
     modules = dict(model.named_modules())
     moments = Moments()
+    targets: dict[str, torch.Tensor] = {}
     with tempfile.TemporaryDirectory(prefix="nvfp4-sequential.") as work, torch.no_grad():
         for index, layer in enumerate(layers):
             groups = layer_input_groups(layer, f"{prefix}.{index}", states[0], calls[0])
+            if args.targets:
+                stored = checkpoint_tensors(args.model, [n + ".weight" for g in groups for n in g])
             for names in groups:
+                cross = group_inputs(layer, modules, names[0], states, originals, calls, stored) if args.targets else None
                 one = Moments()
                 handle = modules[names[0]].register_forward_pre_hook(one.hook(names[0], stop_after=True))
                 for state, call in zip(states, calls):
@@ -239,10 +287,23 @@ def collect_sequential(model, batches, forward, args) -> Moments:
                 tensor = one.tensors()[names[0]]
                 moments.sums[names[0]], moments.tokens[names[0]] = one.sums[names[0]], one.tokens[names[0]]
                 moments.shared.update({n: names[0] for n in names[1:]})
-                quantize_group(args, modules, names, tensor, one.tokens[names[0]], work)
+                weights = None
+                if cross is not None:
+                    weights = asymmetric_targets(stored, names, cross, one.sums[names[0]])
+                    targets.update(weights)
+                quantize_group(args, modules, names, tensor, one.tokens[names[0]], work, weights)
+            if args.targets:
+                quantized = {n: modules[n[:-len(".weight")]].weight.detach().clone() for n in stored}
+                load_weights(modules, stored)
+                originals = [run_layer(layer, state, call) for state, call in zip(originals, calls)]
+                load_weights(modules, quantized)
             states = [run_layer(layer, state, call) for state, call in zip(states, calls)]
             print(f"layer {index}: {len(groups)} inputs ({', '.join(g[0].rsplit('.', 1)[-1] for g in groups)})",
                   file=sys.stderr, flush=True)
+    if args.targets:
+        from safetensors.torch import save_file
+        save_file({k: v.contiguous() for k, v in sorted(targets.items())}, args.targets + ".tmp")
+        os.replace(args.targets + ".tmp", args.targets)
     # Linears outside the layers that the checkpoint stores (an untied lm_head): their inputs
     # from the model quantized so far (they are quantized last, so nothing else depends on them).
     stored = checkpoint_map(args.model)
@@ -268,11 +329,14 @@ def main() -> int:
     mode.add_argument("--sequential", action="store_true",
                       help="layer by layer, input by input, quantizing with NVFP4 as it goes (see above)")
     ap.add_argument("--nvfp4", default="nvfp4", help="the nvfp4 binary for --sequential (default: nvfp4 on PATH)")
+    ap.add_argument("--targets", metavar="TARGETS.safetensors",
+                    help="--sequential, experimental: quantize W* = the least-squares map from the quantized "
+                         "inputs to the original outputs instead of W, and write every W* (fp32) here")
     ap.add_argument("--quantize-arg", action="append", default=[], metavar="ARG",
                     help="an extra `nvfp4 quantize` argument for --sequential (repeat; give the same to the final run)")
     args = ap.parse_args()
-    if (args.quantize_arg or args.nvfp4 != "nvfp4") and not args.sequential:
-        ap.error("--nvfp4 and --quantize-arg apply to --sequential only")
+    if (args.quantize_arg or args.nvfp4 != "nvfp4" or args.targets) and not args.sequential:
+        ap.error("--nvfp4, --quantize-arg and --targets apply to --sequential only")
 
     from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
 
