@@ -27,8 +27,9 @@ Which model's inputs are recorded:
                      --quantize-arg options afterwards writes exactly the weights used here.
                      Needs the model's layers as one nn.ModuleList of num_hidden_layers entries.
 
-Calibration text: Python standard-library docstrings (texts.py), concatenated and cut into
---windows windows of --window tokens: never the evaluation text. Runs on the CPU; each batch's
+Calibration text: Python standard-library docstrings and reference topics (texts.py, about
+160,000 SmolLM2 tokens), concatenated and cut into --windows windows of --window tokens, from
+window --first-window on: never the evaluation text. Runs on the CPU; each batch's
 XᵀX is an fp32 product, summed across batches in fp64, written as fp32. Memory: 8·K² bytes per
 distinct input while collecting; --sequential also keeps one layer's input for all calibration
 tokens (tokens × hidden size × 4 bytes).
@@ -323,6 +324,9 @@ def main() -> int:
     ap.add_argument("--windows", type=int, default=32)
     ap.add_argument("--window", type=int, default=512)
     ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--first-window", type=int, default=0, metavar="N",
+                    help="skip the first N windows of the calibration text (a disjoint calibration set, to see "
+                         "how much a result depends on the text)")
     mode = ap.add_mutually_exclusive_group()
     mode.add_argument("--weights", metavar="DEQUANT.safetensors",
                       help="second pass: substitute these tensors (a dequantized first gptq output) before collecting")
@@ -353,6 +357,7 @@ def main() -> int:
     text = " ".join(texts.calibration_sentences(100000))
     ids = tokenizer(text, return_tensors="pt")["input_ids"][0]
     window = min(args.window, getattr(model.config, "max_position_embeddings", args.window))
+    ids = ids[args.first_window * window:]
     count = min(args.windows, ids.numel() // window)
     if count == 0:
         raise SystemExit("error: not enough calibration text for one window")
@@ -380,7 +385,8 @@ def main() -> int:
     tensors = moments.tensors()
     write_statistics(args.out, tensors, moments.shared, tokens,
                      {"model": os.path.abspath(args.model), "inputs": inputs,
-                      "calibration": f"python docstrings, {count} windows of {window} tokens"})
+                      "calibration": f"python docstrings and reference topics (texts.py), {count} windows of {window} "
+                                     f"tokens from window {args.first_window}"})
     print(f"{args.out}: {len(tensors)} inputs for {len(tensors) + len(moments.shared)} linear modules, {tokens} tokens",
           file=sys.stderr)
     return 0
