@@ -49,6 +49,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import texts  # noqa: E402
+from weights import substitute  # noqa: E402
 
 
 class Moments:
@@ -117,22 +118,6 @@ def checkpoint_tensors(model_dir: str, names: list[str]) -> dict[str, torch.Tens
         with safe_open(weight_map[name], framework="pt") as f:
             out[name] = f.get_tensor(name)
     return out
-
-
-def substitute(model, path: str) -> int:
-    """Copies the tensors of `path` that the model has into it; returns how many differed."""
-    from safetensors.torch import load_file
-    state = model.state_dict()
-    changed = 0
-    for name, tensor in load_file(path).items():
-        if name not in state:
-            continue  # buffers a checkpoint carries but the model does not persist
-        if tuple(tensor.shape) != tuple(state[name].shape):
-            raise SystemExit(f"error: {path}: tensor {name} has shape {tuple(tensor.shape)}, the model {tuple(state[name].shape)}")
-        if not torch.equal(tensor.float(), state[name].float()):
-            changed += 1
-        state[name].copy_(tensor.float())
-    return changed
 
 
 def collect_whole(model, batches, forward, moments=None, only=None) -> Moments:
