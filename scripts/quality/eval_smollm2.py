@@ -17,10 +17,10 @@ import os
 import sys
 
 import torch
-from safetensors.torch import load_file
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import texts  # noqa: E402
+from weights import substitute  # noqa: E402
 
 
 def perplexity(model, ids: torch.Tensor, window: int) -> float:
@@ -60,17 +60,7 @@ def main() -> int:
         runs.append((label or os.path.basename(path), path))
     for label, path in runs:
         model.load_state_dict(original)
-        replaced = 0
-        if path:
-            state = model.state_dict()
-            for name, tensor in load_file(path).items():
-                if name not in state:
-                    continue  # buffers the checkpoint carries but the model does not persist
-                if tuple(tensor.shape) != tuple(state[name].shape):
-                    raise SystemExit(f"error: {path}: tensor {name} has shape {tuple(tensor.shape)}")
-                if not torch.equal(tensor.float(), original[name].float()):
-                    replaced += 1
-                state[name].copy_(tensor.float())
+        replaced = substitute(model, path) if path else 0
         ppl = perplexity(model, ids, args.window)
         print(f"{label}\t{ppl:.4f}\t(replaced {replaced} tensors, {ids.numel()} tokens, window {args.window})", flush=True)
         if args.json:
