@@ -22,6 +22,25 @@ struct HugeHeaderViewTests {
         #expect(LocatedTensors(headers: [[], []]).isEmpty)
     }
 
+    @Test("verify results: an identical kept tensor is a position read back as its full result; a failure added to it stores it")
+    func verifiedTensors() {
+        func info(_ name: String, _ shape: [Int]) -> TensorInfo { TensorInfo(name: name, dtype: .bf16, shape: shape, dataOffsets: 0..<2) }
+        let originals = LocatedTensors(headers: [[info("a", [1]), info("b", [2, 3])], [info("c", [])]]).subset([0, 1, 2])
+        var results = VerifiedTensors(originals: originals)
+        results.appendIdenticalKept(at: 0)
+        results.append(VerifiedTensor(name: "b", kind: .quantized, shape: [2, 3], error: QuantizationError(), failures: []))
+        results.appendIdenticalKept(at: 2)
+        #expect(results.map(\.name) == ["a", "b", "c"])
+        #expect(results.map(\.kind) == [.kept, .quantized, .kept])
+        #expect(results.map(\.shape) == [[1], [2, 3], []])
+        #expect(results[0].error == nil && results[0].failures.isEmpty && results[1].error != nil)
+        results.appendFailure("x", at: 2)
+        results.appendFailure("y", at: 1)
+        #expect(results[2].failures == ["x"] && results[2].name == "c" && results[2].kind == .kept)
+        #expect(results[1].failures == ["y"] && results[0].failures.isEmpty)
+        #expect(VerifiedTensors([results[1]]).map(\.name) == ["b"])
+    }
+
     @Test("a manifest parsed without its per-tensor lists equals the full parse minus those members; their JSON is still checked")
     func droppedMembers() throws {
         let document = #"""

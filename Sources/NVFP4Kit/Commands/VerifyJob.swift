@@ -60,7 +60,7 @@ public struct VerifyReport: Sendable {
     public var tolerance: Double
     /// Why the tolerance differs from ``VerifyTolerance/standard`` when the user gave none.
     public var toleranceReason: String? = nil
-    public var tensors: [VerifiedTensor]
+    public var tensors: VerifiedTensors
     /// Structural mismatches that prevent a comparison (missing, extra or reshaped tensors).
     public var mismatches: [String]
     /// The method each original was also quantized with in memory, for comparison (`--compare-method`).
@@ -141,14 +141,13 @@ public enum VerifyJob {
         var plainIndex = NameIndex(capacity: plain.count)
         for k in plain.indices { _ = plainIndex.insert(Int32(k), named: plain[k].name) { plain[Int($0)].name } }
         var plainMatched = [Bool](repeating: false, count: plain.count)
-        var report = VerifyReport(tolerance: tolerance, tensors: [], mismatches: [], comparisonMethod: comparisonMethod)
         let originals = try VerifyOriginal(original, fp8BlockSize: fp8BlockSize, threads: threads)
         let comparison = Comparison(original: originals, quantized: quantized, tolerance: tolerance, threads: threads, blockRule: blockRule)
         var matched = Set<String>()
         var globalScales: [String: Float] = [:]
         let tensors = originals.tensors
-        report.tensors.reserveCapacity(tensors.count)
-        for source in tensors {
+        var report = VerifyReport(tolerance: tolerance, tensors: VerifiedTensors(originals: tensors), mismatches: [], comparisonMethod: comparisonMethod)
+        for (position, source) in tensors.enumerated() {
             let name = source.name
             let info = originals.info(of: source)
             defer { progress?.advance(UInt64(source.info.byteCount), item: name) }
@@ -177,10 +176,13 @@ public enum VerifyJob {
                     report.mismatches.append("tensor \"\(name)\": original \(info.dtype.rawValue) \(info.shape) but stored as \(kept.info.dtype.rawValue) \(kept.info.shape)")
                     continue
                 }
-                let identical = try quantized.withBytes(of: kept) { try originals.equals(source, $0) }
-                report.tensors.append(VerifiedTensor(
-                    original: source.info, kind: .kept, shape: info.shape, error: nil,
-                    failures: identical ? [] : [originals.isFP8(source) ? "kept tensor's bytes differ from the original's FP8 dequantization" : "kept tensor's bytes differ from the original"]))
+                if try quantized.withBytes(of: kept, { try originals.equals(source, $0) }) {
+                    report.tensors.appendIdenticalKept(at: position)
+                } else {
+                    report.tensors.append(VerifiedTensor(
+                        original: source.info, kind: .kept, shape: info.shape, error: nil,
+                        failures: [originals.isFP8(source) ? "kept tensor's bytes differ from the original's FP8 dequantization" : "kept tensor's bytes differ from the original"]))
+                }
                 originals.release(source)
                 quantized.release(kept)
             } else {
@@ -194,7 +196,8 @@ public enum VerifyJob {
             report.mismatches.append("tensor \"\(t.name)\" in \(quantized.path) has no counterpart in the original")
         }
         if model.layout.format?.names.sharesFusedScales == true {
-            checkFusedScales(&report, globalScales: globalScales, names: tensors.map(\.name), config: original.config ?? quantized.config)
+            // Only `.weight` names can fuse (FusedGroups reads no other): a million other names stay unread.
+            checkFusedScales(&report, globalScales: globalScales, names: tensors.lazy.map(\.name).filter { $0.hasSuffix(".weight") }, config: original.config ?? quantized.config)
         }
         return report
     }
@@ -218,7 +221,7 @@ public enum VerifyJob {
             guard scales.count == group.weights.count, Set(scales.map(\.bitPattern)).count > 1,
                 let i = report.tensors.firstIndex(where: { $0.name == group.weights[0] })
             else { continue }
-            report.tensors[i].failures.append("fused group \(group.weights.map(moduleName)) has different global scales \(scales); engines need one shared scale")
+            report.tensors.appendFailure("fused group \(group.weights.map(moduleName)) has different global scales \(scales); engines need one shared scale", at: i)
         }
     }
 
