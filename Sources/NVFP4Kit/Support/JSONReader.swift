@@ -54,36 +54,48 @@ struct JSONReader<Bytes: RandomAccessCollection> where Bytes.Element == UInt8, B
     }
 
     private mutating func parseObject() throws(JSONSyntaxError) -> JSONValue {
+        var members: [(key: String, value: JSONValue)] = []
+        try walkObject { (parser: inout JSONReader, key: String) throws(JSONSyntaxError) in
+            if parser.droppedKeys.contains(key) { try parser.skipValue() } else { members.append((key, try parser.parseValue())) }
+        }
+        return .object(members)
+    }
+
+    /// Walks the object that starts here: checks each key (a repeated key is an error; keys are
+    /// found again by their offset, not kept, so a million keys cost 16 bytes each) and calls
+    /// `member` at the start of its value (which must consume it).
+    mutating func walkObject(_ member: (inout JSONReader, String) throws(JSONSyntaxError) -> Void) throws(JSONSyntaxError) {
         try enter()
         defer { depth -= 1 }
         index += 1
-        var members: [(key: String, value: JSONValue)] = []
-        var seen = Set<String>()
+        var keyOffsets: [Int] = []
+        var seen = NameIndex(capacity: 8)
         skipWhitespace()
         if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
             index += 1
-            return .object(members)
+            return
         }
         while true {
             skipWhitespace()
             guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw error("expected a key") }
             let keyOffset = index
             let key = try parseString()
-            guard seen.insert(key).inserted else {
+            keyOffsets.append(keyOffset)
+            guard seen.insert(Int32(keyOffsets.count - 1), named: key, nameOf: { self.key(at: keyOffsets[Int($0)]) }) == nil else {
                 throw JSONSyntaxError(offset: keyOffset, reason: "duplicate key \"\(key)\"")
             }
             skipWhitespace()
             guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw error("expected ':'") }
             index += 1
             skipWhitespace()
-            if droppedKeys.contains(key) { try skipValue() } else { members.append((key, try parseValue())) }
+            try member(&self, key)
             skipWhitespace()
             guard index < bytes.count else { throw error("unexpected end of JSON") }
             if bytes[index] == UInt8(ascii: ",") {
                 index += 1
             } else if bytes[index] == UInt8(ascii: "}") {
                 index += 1
-                return .object(members)
+                return
             } else {
                 throw error("expected ',' or '}'")
             }
@@ -287,59 +299,28 @@ struct JSONReader<Bytes: RandomAccessCollection> where Bytes.Element == UInt8, B
 extension JSONReader {
     /// ``JSONParser/forEachMember(ofObject:_:)`` on this reader's bytes.
     mutating func forEachMember<E: Error>(_ body: (String, JSONValue) throws(E) -> Void) throws(JSONObjectMemberError<E>) -> Bool {
-        skipWhitespace()
-        guard index < bytes.count, bytes[index] == UInt8(ascii: "{") else {
-            do throws(JSONSyntaxError) {
+        // The member handler's error stops the walk; it is reported as itself, not as bad JSON.
+        var memberError: E?
+        do throws(JSONSyntaxError) {
+            skipWhitespace()
+            guard index < bytes.count, bytes[index] == UInt8(ascii: "{") else {
                 _ = try parseValue()
                 skipWhitespace()
                 if index != bytes.count { throw error("trailing characters") }
-            } catch { throw .syntax(error) }
-            return false
-        }
-        do {
-            try enter()
-            index += 1
-            // Keys are found again by their offset, not kept: a million keys cost 16 bytes each.
-            var keyOffsets: [Int] = []
-            var seen = NameIndex(capacity: 1024)
-            skipWhitespace()
-            if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
-                index += 1
-            } else {
-                while true {
-                    skipWhitespace()
-                    guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw error("expected a key") }
-                    let keyOffset = index
-                    let key = try parseString()
-                    keyOffsets.append(keyOffset)
-                    let earlier = seen.insert(Int32(keyOffsets.count - 1), named: key) { self.key(at: keyOffsets[Int($0)]) }
-                    guard earlier == nil else { throw JSONSyntaxError(offset: keyOffset, reason: "duplicate key \"\(key)\"") }
-                    skipWhitespace()
-                    guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw error("expected ':'") }
-                    index += 1
-                    skipWhitespace()
-                    let value = try parseValue()
-                    do { try body(key, value) } catch { throw JSONObjectMemberError<E>.member(error) }
-                    skipWhitespace()
-                    guard index < bytes.count else { throw error("unexpected end of JSON") }
-                    if bytes[index] == UInt8(ascii: ",") {
-                        index += 1
-                    } else if bytes[index] == UInt8(ascii: "}") {
-                        index += 1
-                        break
-                    } else {
-                        throw error("expected ',' or '}'")
-                    }
+                return false
+            }
+            try walkObject { (parser: inout JSONReader, key: String) throws(JSONSyntaxError) in
+                let value = try parser.parseValue()
+                do throws(E) { try body(key, value) } catch {
+                    memberError = error
+                    throw parser.error("stopped by the member handler")
                 }
             }
             skipWhitespace()
             if index != bytes.count { throw error("trailing characters") }
-        } catch let error as JSONSyntaxError {
-            throw .syntax(error)
-        } catch let error as JSONObjectMemberError<E> {
-            throw error
         } catch {
-            fatalError("unreachable: \(error)")
+            if let memberError { throw .member(memberError) }
+            throw .syntax(error)
         }
         return true
     }
