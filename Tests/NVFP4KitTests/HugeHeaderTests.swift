@@ -92,6 +92,21 @@ struct HugeHeaderTests {
         }
     }
 
+    @Test("torchao's header bound, measured without its metadata, never exceeds the header's length")
+    func torchaoBound() throws {
+        for path in [FixturePaths.tinyLlama, ToolRunner.fixture("models/qwen-moe/model-00002-of-00003.safetensors")] {
+            let reader = try SafetensorsReader.randomAccess(path: path)
+            let plan = try QuantizePlan(file: reader, options: QuantizeOptions())
+            let bound = plan.torchaoHeaderLowerBound(ofOutputShard: 0)
+            let length = plan.outputHeaderLength(ofOutputShard: 0)
+            #expect(bound <= length && bound > length / 4, "\(path): \(bound) vs \(length)")
+            // The bound is what a refusal names; the header written has the exact length.
+            let sink = MemorySink()
+            _ = try plan.writeOutputHeader(ofOutputShard: 0, to: sink)
+            #expect(UInt64(sink.bytes.count - 8) == length)
+        }
+    }
+
     @Test("reports of kept tensors are derived from the plan; measured ones are stored; positions match the shard's order")
     func derivedReports() throws {
         let reader = try SafetensorsReader(path: FixturePaths.tinyLlama)

@@ -267,8 +267,9 @@ public enum PlanError: Error, Sendable, CustomStringConvertible {
     case includeMatchesNothing(pattern: String)
     /// No tensor would be quantized; the reasons, most common first.
     case nothingToQuantize(reasons: [(reason: String, count: Int)])
-    /// An output shard's header would be larger than any safetensors reader (this one included) accepts.
-    case outputHeaderTooLarge(shard: String?, length: UInt64, tensors: Int, describesAll: Bool)
+    /// An output shard's header would be larger than any safetensors reader (this one included) accepts
+    /// (`atLeast`: `length` is a lower bound, measured without building torchao's metadata).
+    case outputHeaderTooLarge(shard: String?, length: UInt64, atLeast: Bool, tensors: Int, describesAll: Bool)
 
     public var description: String {
         switch self {
@@ -281,11 +282,11 @@ public enum PlanError: Error, Sendable, CustomStringConvertible {
         case .nothingToQuantize(let reasons):
             let listed = reasons.prefix(4).map { "\($0.count) \($0.reason)" }.joined(separator: ", ")
             return "no tensor would be quantized (\(listed)); nothing to do — check --include/--exclude, or inspect the file with 'nvfp4 inspect'"
-        case .outputHeaderTooLarge(let shard, let length, let tensors, let describesAll):
+        case .outputHeaderTooLarge(let shard, let length, let atLeast, let tensors, let describesAll):
             let advice = describesAll
                 ? "torchao's metadata describes every tensor in every shard, so use an engine layout (--format) or fewer tensors (--exclude)"
                 : "split it with --max-shard-size or write fewer tensors (--exclude)"
-            return "\(shard.map { "output shard \($0)" } ?? "the output") would have a \(length)-byte header (\(tensors) input tensors), over the \(SafetensorsHeader.maxHeaderLength)-byte limit of safetensors readers (nvfp4 included); nothing was written; \(advice)"
+            return "\(shard.map { "output shard \($0)" } ?? "the output") would have a \(atLeast ? "header of at least \(length) bytes" : "\(length)-byte header") (\(tensors) input tensors), over the \(SafetensorsHeader.maxHeaderLength)-byte limit of safetensors readers (nvfp4 included); nothing was written; \(advice)"
         }
     }
 }
