@@ -33,7 +33,7 @@ public enum TensorWriteKind: Sendable, Equatable {
 /// Everything decided about one input tensor before any byte is written.
 public struct TensorPlan: Sendable {
     // Stored small-first after the tensor (whose last field is one byte) so a million-tensor plan
-    // packs each entry into 88 bytes (PlanFootprintTests pins it).
+    // packs each entry into 80 bytes (PlanFootprintTests pins it).
 
     /// The input tensor.
     public var tensor: TensorInfo
