@@ -67,6 +67,10 @@ struct HugeHeaderViewTests {
         ] {
             #expect(throws: JSONSyntaxError.self, "\(bad)") { try JSONParser.parse(Array(bad.utf8), droppingMembers: ["tensors"]) }
         }
+        // Arrays and objects share one walk; each still names its own closing bracket.
+        for (text, offset, reason) in [("[1 2]", 3, "expected ',' or ']'"), (#"{"a":1 "b":2}"#, 7, "expected ',' or '}'")] {
+            #expect(throws: JSONSyntaxError(offset: offset, reason: reason)) { try JSONParser.parse(Array(text.utf8)) }
+        }
         // Nesting in a dropped member counts toward the depth limit.
         let deep = "{\"tensors\":" + String(repeating: "[", count: JSONParser.maxDepth + 1) + String(repeating: "]", count: JSONParser.maxDepth + 1) + "}"
         #expect(throws: JSONSyntaxError.self) { try JSONParser.parse(Array(deep.utf8), droppingMembers: ["tensors"]) }

@@ -65,39 +65,48 @@ struct JSONReader<Bytes: RandomAccessCollection> where Bytes.Element == UInt8, B
     /// found again by their offset, not kept, so a million keys cost 16 bytes each) and calls
     /// `member` at the start of its value (which must consume it).
     mutating func walkObject(_ member: (inout JSONReader, String) throws(JSONSyntaxError) -> Void) throws(JSONSyntaxError) {
+        var keyOffsets: [Int] = []
+        var seen = NameIndex(capacity: 8)
+        try walkList(closing: UInt8(ascii: "}")) { (parser: inout JSONReader) throws(JSONSyntaxError) in
+            guard parser.index < parser.bytes.count, parser.bytes[parser.index] == UInt8(ascii: "\"") else { throw parser.error("expected a key") }
+            let keyOffset = parser.index
+            let key = try parser.parseString()
+            keyOffsets.append(keyOffset)
+            let reader = parser
+            guard seen.insert(Int32(keyOffsets.count - 1), named: key, nameOf: { reader.key(at: keyOffsets[Int($0)]) }) == nil else {
+                throw JSONSyntaxError(offset: keyOffset, reason: "duplicate key \"\(key)\"")
+            }
+            parser.skipWhitespace()
+            guard parser.index < parser.bytes.count, parser.bytes[parser.index] == UInt8(ascii: ":") else { throw parser.error("expected ':'") }
+            parser.index += 1
+            parser.skipWhitespace()
+            try member(&parser, key)
+        }
+    }
+
+    /// Walks the array or object that starts here (its opening bracket at `index`), calling `item`
+    /// at the start of each element or member (which must consume it), up to `closing`.
+    private mutating func walkList(closing: UInt8, _ item: (inout JSONReader) throws(JSONSyntaxError) -> Void) throws(JSONSyntaxError) {
         try enter()
         defer { depth -= 1 }
         index += 1
-        var keyOffsets: [Int] = []
-        var seen = NameIndex(capacity: 8)
         skipWhitespace()
-        if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
+        if index < bytes.count, bytes[index] == closing {
             index += 1
             return
         }
         while true {
             skipWhitespace()
-            guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw error("expected a key") }
-            let keyOffset = index
-            let key = try parseString()
-            keyOffsets.append(keyOffset)
-            guard seen.insert(Int32(keyOffsets.count - 1), named: key, nameOf: { self.key(at: keyOffsets[Int($0)]) }) == nil else {
-                throw JSONSyntaxError(offset: keyOffset, reason: "duplicate key \"\(key)\"")
-            }
-            skipWhitespace()
-            guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw error("expected ':'") }
-            index += 1
-            skipWhitespace()
-            try member(&self, key)
+            try item(&self)
             skipWhitespace()
             guard index < bytes.count else { throw error("unexpected end of JSON") }
             if bytes[index] == UInt8(ascii: ",") {
                 index += 1
-            } else if bytes[index] == UInt8(ascii: "}") {
+            } else if bytes[index] == closing {
                 index += 1
                 return
             } else {
-                throw error("expected ',' or '}'")
+                throw error("expected ',' or '\(Character(Unicode.Scalar(closing)))'")
             }
         }
     }
@@ -109,39 +118,12 @@ struct JSONReader<Bytes: RandomAccessCollection> where Bytes.Element == UInt8, B
             _ = try parseValue()
             return
         }
-        try walkArray { (parser: inout JSONReader) throws(JSONSyntaxError) in try parser.skipValue() }
-    }
-
-    /// Walks the array that starts here, calling `element` at the start of each element (which
-    /// must consume it).
-    private mutating func walkArray(_ element: (inout JSONReader) throws(JSONSyntaxError) -> Void) throws(JSONSyntaxError) {
-        try enter()
-        defer { depth -= 1 }
-        index += 1
-        skipWhitespace()
-        if index < bytes.count, bytes[index] == UInt8(ascii: "]") {
-            index += 1
-            return
-        }
-        while true {
-            skipWhitespace()
-            try element(&self)
-            skipWhitespace()
-            guard index < bytes.count else { throw error("unexpected end of JSON") }
-            if bytes[index] == UInt8(ascii: ",") {
-                index += 1
-            } else if bytes[index] == UInt8(ascii: "]") {
-                index += 1
-                return
-            } else {
-                throw error("expected ',' or ']'")
-            }
-        }
+        try walkList(closing: UInt8(ascii: "]")) { (parser: inout JSONReader) throws(JSONSyntaxError) in try parser.skipValue() }
     }
 
     private mutating func parseArray() throws(JSONSyntaxError) -> JSONValue {
         var elements: [JSONValue] = []
-        try walkArray { (parser: inout JSONReader) throws(JSONSyntaxError) in elements.append(try parser.parseValue()) }
+        try walkList(closing: UInt8(ascii: "]")) { (parser: inout JSONReader) throws(JSONSyntaxError) in elements.append(try parser.parseValue()) }
         return .array(elements)
     }
 
