@@ -79,7 +79,7 @@ extension OptionSpec {
         defaultText: QuantizationMethod.rtn.rawValue)
     static let importance = OptionSpec(
         names: ["--importance"], value: .path(placeholder: "<file>"),
-        help: "With --method mse: weight the block error by per-channel activation statistics: scripts/quality/collect_importance.py's JSON, or a llama.cpp imatrix (GGUF or legacy .dat).")
+        help: "With --method mse: weight the block error by per-channel activation statistics: scripts/quality/collect_importance.py's JSON, a llama.cpp imatrix (GGUF or legacy .dat), or a --statistics file (the diagonals of its moments).")
     static let statistics = OptionSpec(
         names: ["--statistics"], value: .path(placeholder: "<stats.safetensors>"),
         help: "With --method gptq: the inputs' second moments (scripts/quality/collect_statistics.py).")

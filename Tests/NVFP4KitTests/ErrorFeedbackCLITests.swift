@@ -127,6 +127,44 @@ struct ErrorFeedbackCLITests {
         #expect(a.keys.contains { a[$0]!.dtype == .u8 && a[$0]!.bytes != rtn[$0]?.bytes })
     }
 
+    @Test("a statistics file as --importance: the bytes of a JSON importance file holding its diagonals (shared inputs too); a negative diagonal is an error")
+    func statisticsAsImportance() throws {
+        try ToolRunner.withTemporaryDirectory { dir in
+            let input = ToolRunner.fixture("tiny-llama/model.safetensors")
+            let stats = try dir.write(tinyLlamaStatistics(), to: "stats.safetensors")
+            var modules: [String: [Double]] = [:]
+            for layer in 0..<2 {
+                let p = "model.layers.\(layer)"
+                for (module, columns, readers) in [("\(p).self_attn.q_proj", 128, ["q_proj", "k_proj", "v_proj"].map { "\(p).self_attn.\($0)" }),
+                                                   ("\(p).self_attn.o_proj", 128, ["\(p).self_attn.o_proj"]),
+                                                   ("\(p).mlp.gate_proj", 128, ["\(p).mlp.gate_proj", "\(p).mlp.up_proj"]),
+                                                   ("\(p).mlp.down_proj", 352, ["\(p).mlp.down_proj"])] {
+                    let h = ErrorFeedbackTests.moments(columns: columns, samples: 3 * columns, seed: UInt64(columns + module.count))
+                    for reader in readers { modules[reader] = (0..<columns).map { Double(h[$0 * columns + $0]) } }
+                }
+            }
+            let json = try dir.write(Array(try JSONSerialization.data(withJSONObject: ["format": "nvfp4-importance", "version": 1, "modules": modules] as [String: Any])), to: "diag.json")
+            let a = try ToolRunner.run(["quantize", input, "-o", dir.file("a.safetensors"), "--method", "mse", "--importance", stats])
+            let b = try ToolRunner.run(["quantize", input, "-o", dir.file("b.safetensors"), "--method", "mse", "--importance", json])
+            try #require(a.status == 0 && b.status == 0, "\(a)\n\(b)")
+            #expect(!a.stderr.contains("warning"), "\(a.stderr)")
+            #expect(try ToolRunner.readFile(dir.file("a.safetensors")) == (try ToolRunner.readFile(dir.file("b.safetensors"))))
+            let rtn = try ToolRunner.run(["quantize", input, "-o", dir.file("r.safetensors")])
+            try #require(rtn.status == 0)
+            #expect(try ToolRunner.readFile(dir.file("a.safetensors")) != (try ToolRunner.readFile(dir.file("r.safetensors"))))
+
+            var bad = tinyLlamaStatistics()
+            let headerEnd = 8 + Int(bad[0..<8].reversed().reduce(0) { $0 << 8 | UInt64($1) })
+            let offset = try #require(SafetensorsHeader(json: bad[8..<headerEnd]).tensors.first { $0.name == "model.layers.1.mlp.down_proj" }).dataOffsets.lowerBound
+            let entry = headerEnd + Int(offset) + (5 * 352 + 5) * 4
+            withUnsafeBytes(of: Float(-1).bitPattern.littleEndian) { for (i, byte) in $0.enumerated() { bad[entry + i] = byte } }
+            let badPath = try dir.write(bad, to: "bad.safetensors")
+            let r = try ToolRunner.run(["quantize", input, "-o", dir.file("x.safetensors"), "--method", "mse", "--importance", badPath])
+            #expect(r.status == 2 && r.stderr.hasPrefix("error: \(badPath): tensor \"model.layers.1.mlp.down_proj\": diagonal entry 5 is -1.0"), "\(r.stderr)")
+            #expect(!ToolRunner.exists(dir.file("x.safetensors")))
+        }
+    }
+
     @Test("missing statistics warn and fall back to RTN; wrong widths and bad files are errors before any output")
     func errors() throws {
         try ToolRunner.withTemporaryDirectory { dir in

@@ -189,11 +189,11 @@ struct ImatrixReadTests {
         #expect(try c.bytes(1, "i") == [0xFF])
     }
 
-    @Test("anything in none of the three formats names them all")
+    @Test("anything in none of the four formats names them all")
     func unknownFormat() throws {
         for bytes in [[UInt8](), Array("GGU".utf8), [0, 0, 0, 0, 5, 0, 0, 0], Array("name,value\n".utf8)] {
             let problem = #expect(throws: ImportanceStatistics.Problem.self) { try bytes.withUnsafeBytes { _ = try ImportanceStatistics(bytes: $0) } }
-            #expect(problem?.reason.contains("GGUF imatrix or a legacy") == true, "\(bytes)")
+            #expect(problem?.reason.contains("nvfp4-importance JSON, a llama.cpp GGUF imatrix, a legacy llama.cpp .dat imatrix or an nvfp4-statistics safetensors file") == true, "\(bytes)")
         }
     }
 }

@@ -27,8 +27,8 @@ Which model's inputs are recorded:
                      --quantize-arg options afterwards writes exactly the weights used here.
                      Needs the model's layers as one nn.ModuleList of num_hidden_layers entries.
 
-Calibration text: Python standard-library docstrings and reference topics (texts.py, about
-160,000 SmolLM2 tokens), concatenated and cut into --windows windows of --window tokens, from
+Calibration text (--text): Python standard-library docstrings and reference topics (texts.py, about
+160,000 SmolLM2 tokens; the default), or general English prose (`prose`, about 700,000 tokens), concatenated and cut into --windows windows of --window tokens, from
 window --first-window on: never the evaluation text. Runs on the CPU; each batch's
 XᵀX is an fp32 product, summed across batches in fp64, written as fp32. Memory: 8·K² bytes per
 distinct input while collecting; --sequential also keeps one layer's input for all calibration
@@ -36,6 +36,7 @@ tokens (tokens × hidden size × 4 bytes).
 
 Usage:
   collect_statistics.py MODEL_DIR OUT.safetensors [--kind auto|causal-lm|encoder] [--windows 32] [--window 512]
+                        [--text docstrings|prose|evaluation-oracle] [--first-window N]
                         [--weights DEQUANT.safetensors | --sequential [--nvfp4 PATH] [--quantize-arg ARG ...]]
 """
 import argparse
@@ -300,6 +301,11 @@ def collect_sequential(model, batches, forward, args) -> Moments:
     return moments
 
 
+TEXT_NAMES = {"docstrings": "python docstrings and reference topics",
+              "prose": "english prose: debian-handbook, python tutorial/howto/faq, fortunes",
+              "evaluation-oracle": "DIAGNOSTIC ONLY: the evaluation text itself (an upper bound, not a calibration)"}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model")
@@ -309,6 +315,11 @@ def main() -> int:
     ap.add_argument("--windows", type=int, default=32)
     ap.add_argument("--window", type=int, default=512)
     ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--text", choices=["docstrings", "prose", "evaluation-oracle"], default="docstrings",
+                    help="calibration text (texts.py): standard-library docstrings, or general English prose from "
+                         "the debian-handbook, python3-doc and fortunes packages; evaluation-oracle is a diagnostic "
+                         "only: the evaluation text itself, for an upper bound of what the moments can do (a file "
+                         "made from it says so in its metadata and must never be used for a real run)")
     ap.add_argument("--first-window", type=int, default=0, metavar="N",
                     help="skip the first N windows of the calibration text (a disjoint calibration set, to see "
                          "how much a result depends on the text)")
@@ -339,7 +350,10 @@ def main() -> int:
     loader = AutoModelForCausalLM if args.kind == "causal-lm" else AutoModel
     model = loader.from_pretrained(args.model, dtype=torch.float32).eval()
 
-    text = " ".join(texts.calibration_sentences(100000))
+    if args.text == "evaluation-oracle":
+        text = texts.evaluation_text()
+    else:
+        text = " ".join(texts.calibration_sentences(100000, args.text))
     ids = tokenizer(text, return_tensors="pt")["input_ids"][0]
     window = min(args.window, getattr(model.config, "max_position_embeddings", args.window))
     ids = ids[args.first_window * window:]
@@ -370,7 +384,7 @@ def main() -> int:
     tensors = moments.tensors()
     write_statistics(args.out, tensors, moments.shared, tokens,
                      {"model": os.path.abspath(args.model), "inputs": inputs,
-                      "calibration": f"python docstrings and reference topics (texts.py), {count} windows of {window} "
+                      "calibration": f"{TEXT_NAMES[args.text]} (texts.py), {count} windows of {window} "
                                      f"tokens from window {args.first_window}"})
     print(f"{args.out}: {len(tensors)} inputs for {len(tensors) + len(moments.shared)} linear modules, {tokens} tokens",
           file=sys.stderr)

@@ -8,7 +8,11 @@ The text is /usr/share/common-licenses (texts.evaluation_text), tokenized once; 
 Usage:
   eval_smollm2.py MODEL_DIR [--weights DEQUANT.safetensors ...] [--tokens 20480] [--window 1024]
 Each --weights file (e.g. from `nvfp4 dequantize --dtype f32`) replaces the tensors it holds;
-one line "label ppl" is printed per model, `original` first.
+one line "label ppl" is printed per model, `original` first, and (unless --skip-original) the
+mean KL(original ‖ model) per token over the same windows: how far the model moved from the
+original, which perplexity alone does not say (a change can lower perplexity on this text while
+moving away from the original). Memory: the original's log-probabilities, tokens × vocabulary × 4
+bytes (4 GB for SmolLM2's 20,480 tokens).
 """
 import argparse
 import json
@@ -23,16 +27,23 @@ import texts  # noqa: E402
 from weights import substitute  # noqa: E402
 
 
-def perplexity(model, ids: torch.Tensor, window: int) -> float:
-    nll, count = 0.0, 0
+def score(model, ids: torch.Tensor, window: int, reference=None, keep: bool = False):
+    """(perplexity, KL(reference ‖ model) per token or None, this model's log-probabilities per
+    window if `keep`, else [])."""
+    import torch.nn.functional as F
+    nll, count, kl, positions, logprobs = 0.0, 0, 0.0, 0, []
     with torch.no_grad():
-        for start in range(0, ids.numel() - window + 1, window):
+        for w, start in enumerate(range(0, ids.numel() - window + 1, window)):
             chunk = ids[start:start + window].unsqueeze(0)
-            out = model(input_ids=chunk, labels=chunk)
-            n = chunk.numel() - 1
-            nll += float(out.loss) * n
-            count += n
-    return math.exp(nll / count)
+            lp = F.log_softmax(model(input_ids=chunk).logits.float(), dim=-1)[0]
+            nll -= float(lp[:-1].gather(1, chunk[0, 1:, None]).sum())
+            count += chunk.numel() - 1
+            positions += chunk.numel()
+            if reference is not None:
+                kl += float((reference[w].exp() * (reference[w] - lp)).sum())
+            if keep:
+                logprobs.append(lp)
+    return math.exp(nll / count), (kl / positions if reference is not None else None), logprobs
 
 
 def main() -> int:
@@ -58,14 +69,18 @@ def main() -> int:
     for spec in args.weights:
         label, _, path = spec.rpartition("=")
         runs.append((label or os.path.basename(path), path))
+    reference = None
     for label, path in runs:
         model.load_state_dict(original)
         replaced = substitute(model, path) if path else 0
-        ppl = perplexity(model, ids, args.window)
-        print(f"{label}\t{ppl:.4f}\t(replaced {replaced} tensors, {ids.numel()} tokens, window {args.window})", flush=True)
+        ppl, kl, logprobs = score(model, ids, args.window, reference, keep=path is None)
+        if path is None:
+            reference = logprobs  # the original's, for KL(original ‖ quantized) of the rest
+        shown = "" if kl is None else f"\tKL {kl:.5f}"
+        print(f"{label}\t{ppl:.4f}{shown}\t(replaced {replaced} tensors, {ids.numel()} tokens, window {args.window})", flush=True)
         if args.json:
             with open(args.json, "a") as f:
-                f.write(json.dumps({"model": "smollm2", "label": label, "ppl": ppl, "replaced": replaced,
+                f.write(json.dumps({"model": "smollm2", "label": label, "ppl": ppl, "kl": kl, "replaced": replaced,
                                     "tokens": int(ids.numel()), "window": args.window}) + "\n")
     return 0
 

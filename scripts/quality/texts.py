@@ -8,7 +8,13 @@ Two disjoint sources, so that statistics are never collected on the evaluation t
   order, then the Python reference topics of pydoc_data), less every sentence that shares a run of
   8 words with the evaluation text (a few docstrings quote a license disclaimer). About 160,000
   SmolLM2 tokens; the first 53,000 are those of CALIBRATION_MODULES, so a run that takes fewer
-  tokens than that sees the same text as before the other sources were added.
+  tokens than that sees the same text as before the other sources were added;
+- prose calibration (`calibration_sentences(count, "prose")`): general English prose from three
+  Debian packages (`apt-get install debian-handbook python3-doc fortunes`), one sentence from each in
+  turn so that every slice mixes them: the Debian Administrator's Handbook (its paragraphs, without the contents page and legal notice), the
+  Python tutorial, HOWTOs and FAQ (reStructuredText sources, code blocks left out), and the fortune
+  files (quotations, literature, science; the law and disclaimer files are left out as too close
+  to the evaluation text's domain). The same 8-word filter applies.
 """
 import contextlib
 import importlib
@@ -52,9 +58,14 @@ def evaluation_sentences(count: int) -> list[str]:
     return _sentences(evaluation_text(), count)
 
 
-def calibration_sentences(count: int) -> list[str]:
+def calibration_sentences(count: int, source: str = "docstrings") -> list[str]:
     """Up to `count` distinct sentences of 6–60 words from standard-library docstrings and reference
-    topics, none sharing a run of SHARED_RUN words with the evaluation text."""
+    topics (`source` "docstrings") or general English prose ("prose"), none sharing a run of
+    SHARED_RUN words with the evaluation text."""
+    if source == "prose":
+        return _prose_sentences(count)
+    if source != "docstrings":
+        raise ValueError(f"unknown calibration source {source!r} (docstrings or prose)")
     others = [m for m in sorted(sys.stdlib_module_names)
               if not m.startswith("_") and m not in NOT_IMPORTED and m not in CALIBRATION_MODULES]
     docs = [_docstrings(name) for name in CALIBRATION_MODULES + others]
@@ -62,6 +73,76 @@ def calibration_sentences(count: int) -> list[str]:
     docs += [topics[key] for key in sorted(topics)]
     evaluation = _word_runs(evaluation_text())
     return [s for s in _sentences("\n\n".join(docs), 10 ** 9) if not (_word_runs(s) & evaluation)][:count]
+
+
+HANDBOOK = "/usr/share/doc/debian-handbook/html/en-US"
+PYTHON_DOC_SOURCES = "/usr/share/doc/python3.11/html/_sources"
+FORTUNES = "/usr/share/games/fortunes"
+FORTUNE_FILES_LEFT_OUT = {"law", "disclaimer", "ascii-art", "art", "translate-me"}
+
+
+def _prose_sentences(count: int) -> list[str]:
+    missing = [p for p in (HANDBOOK, PYTHON_DOC_SOURCES, FORTUNES) if not os.path.isdir(p)]
+    if missing:
+        raise SystemExit(f"prose calibration needs {', '.join(missing)}: "
+                         "apt-get install debian-handbook python3-doc fortunes")
+    evaluation = _word_runs(evaluation_text())
+    streams = [_sentences(text, 10 ** 9) for text in (_handbook_text(), _python_doc_text(), _fortune_text())]
+    out, seen = [], set()
+    for i in range(max(len(s) for s in streams)):
+        for stream in streams:
+            if i < len(stream) and stream[i] not in seen and not (_word_runs(stream[i]) & evaluation):
+                seen.add(stream[i])
+                out.append(stream[i])
+                if len(out) >= count:
+                    return out
+    return out
+
+
+def _read(path: str) -> str:
+    with open(path, encoding="utf-8", errors="replace") as f:
+        return f.read()
+
+
+def _handbook_text() -> str:
+    import html
+    parts = []
+    for name in sorted(os.listdir(HANDBOOK)):
+        if name.endswith(".html") and name != "index.html":  # index.html: contents and the legal notice
+            page = re.sub(r"(?s)<(pre|script|style)\b.*?</\1>", " ", _read(os.path.join(HANDBOOK, name)))
+            for para in re.findall(r'(?s)<div class="para"[^>]*>(.*?)</div>', page):
+                parts.append(html.unescape(re.sub(r"<[^>]+>", "", para)))
+    return "\n\n".join(parts)
+
+
+def _python_doc_text() -> str:
+    parts = []
+    for folder in ("tutorial", "howto", "faq"):
+        root = os.path.join(PYTHON_DOC_SOURCES, folder)
+        for name in sorted(os.listdir(root)):
+            if not name.endswith(".txt"):
+                continue
+            kept, in_code = [], False
+            for line in _read(os.path.join(root, name)).splitlines():
+                if in_code and line.strip() and not line.startswith((" ", "\t")):
+                    in_code = False
+                if in_code or line.startswith((" ", "\t", "..", ">>>")) or re.match(r"^[=\-~^*#]{3,}$", line):
+                    in_code = in_code or line.rstrip().endswith("::")
+                    continue
+                in_code = line.rstrip().endswith("::")
+                kept.append(re.sub(r":\w+:`([^`]*)`", r"\1", line).replace("``", ""))
+            parts.append("\n".join(kept))
+    return "\n\n".join(parts)
+
+
+def _fortune_text() -> str:
+    parts = []
+    for name in sorted(os.listdir(FORTUNES)):
+        path = os.path.join(FORTUNES, name)
+        if "." in name or name in FORTUNE_FILES_LEFT_OUT or not os.path.isfile(path) or os.path.islink(path):
+            continue
+        parts += [re.sub(r"\s*--\s*[^\n]*$", "", f.strip()) for f in _read(path).split("\n%\n")]
+    return "\n\n".join(parts)
 
 
 def _docstrings(name: str) -> str:

@@ -3,7 +3,8 @@
 /// The file is JSON: `{"format": "nvfp4-importance", "version": 1, "modules": {"<module>": [m₀, m₁, …]}}`
 /// where `<module>` is a linear layer's name (a weight's name without `.weight`) and `m_k` the mean
 /// square of input channel `k`'s activations. `scripts/quality/collect_importance.py` writes it.
-/// llama.cpp imatrix files (GGUF and legacy `.dat`) are read as well (``LlamaImatrix``).
+/// llama.cpp imatrix files (GGUF and legacy `.dat`) are read as well (``LlamaImatrix``), and so is
+/// a `--method gptq` statistics file (``InputStatistics``): its moments' diagonals are these means.
 public struct ImportanceStatistics: Sendable {
     /// Mean squared activation per input channel, by module name.
     public var modules: [String: [Float]]
@@ -19,14 +20,19 @@ public struct ImportanceStatistics: Sendable {
     }
 
     /// Reads and validates an importance file, recognised by its content (never its name): this
-    /// format (JSON), a llama.cpp GGUF imatrix, or a legacy llama.cpp `.dat` imatrix; imatrix
-    /// names are mapped to Hugging Face modules (``GGUFNameMapping``).
+    /// format (JSON), a llama.cpp GGUF imatrix, a legacy llama.cpp `.dat` imatrix, or a statistics
+    /// file (safetensors, the diagonals of its moments); imatrix names are mapped to Hugging Face
+    /// modules (``GGUFNameMapping``).
     ///
     /// - Throws: ``FileError`` naming `path` when it cannot be read, is in none of these formats,
     ///   or holds a negative or non-finite statistic.
     public init(path: String) throws(FileError) {
         let file: MappedFile
         do { file = try MappedFile(path: path) } catch { throw FileError(path: path, cause: error) }
+        if InputStatistics.sniff(file.bytes) {
+            self = try InputStatistics(path: path).importance()
+            return
+        }
         do {
             self = try ImportanceStatistics(bytes: file.bytes)
         } catch let error as JSONSyntaxError {
@@ -49,7 +55,7 @@ public struct ImportanceStatistics: Sendable {
         } else if LlamaImatrix.sniffLegacy(bytes) {
             self.init(modules: try GGUFNameMapping.modules(of: LlamaImatrix(legacy: bytes)))
         } else {
-            throw Problem(reason: "not an importance file: expected nvfp4-importance JSON, a llama.cpp GGUF imatrix or a legacy llama.cpp .dat imatrix")
+            throw Problem(reason: "not an importance file: expected nvfp4-importance JSON, a llama.cpp GGUF imatrix, a legacy llama.cpp .dat imatrix or an nvfp4-statistics safetensors file")
         }
     }
 

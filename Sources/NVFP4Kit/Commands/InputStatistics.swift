@@ -90,7 +90,8 @@ public final class InputStatistics: @unchecked Sendable {
         let moments: [Float]
         do {
             moments = try reader.withBytes(of: tensor) { bytes in
-                (0..<(columns * columns)).map { Float(bitPattern: UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: $0 * 4, as: UInt32.self))) }
+                let matrix = DenseMatrix(bytes: bytes, dtype: .f32, rows: columns, columns: columns)
+                return (0..<(columns * columns)).map(matrix.element)
             }
         } catch let e as FileError { throw e } catch { throw FileError(path: path, cause: Problem(reason: "\(error)")) }
         let factor: FeedbackFactor
@@ -99,6 +100,41 @@ public final class InputStatistics: @unchecked Sendable {
         }
         cache.withLock { $0 = (tensor.name, factor) }
         return factor
+    }
+}
+
+extension InputStatistics {
+    /// Whether `bytes` start like a safetensors file (a little-endian header length that fits,
+    /// then `{`): the only importance format that does, so `--importance` can take this file too.
+    static func sniff(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        guard bytes.count > 8 else { return false }
+        let length = UInt64(littleEndian: bytes.loadUnaligned(as: UInt64.self))
+        return length >= 2 && length <= UInt64(bytes.count - 8) && bytes[8] == UInt8(ascii: "{")
+    }
+
+    /// Every module's per-channel mean square `E[x_k²]`: the diagonal of its input's moments, what
+    /// `--method mse --importance` weighs channels by (modules sharing an input share it).
+    ///
+    /// - Throws: ``FileError`` when a diagonal entry is negative or not finite.
+    public func importance() throws(FileError) -> ImportanceStatistics {
+        var diagonals: [String: [Float]] = [:]
+        for tensor in reader.header.tensors {
+            let k = tensor.shape[0]
+            let diagonal: [Float]
+            do {
+                diagonal = try reader.withBytes(of: tensor) { bytes in
+                    let matrix = DenseMatrix(bytes: bytes, dtype: .f32, rows: k, columns: k)
+                    return (0..<k).map { matrix.element($0 * k + $0) }
+                }
+            } catch let e as FileError { throw e } catch { throw FileError(path: path, cause: Problem(reason: "\(error)")) }
+            if let bad = diagonal.firstIndex(where: { !($0.isFinite && $0 >= 0) }) {
+                throw FileError(path: path, cause: Problem(reason: "tensor \"\(tensor.name)\": diagonal entry \(bad) is \(diagonal[bad]), not a finite non-negative mean square"))
+            }
+            diagonals[tensor.name] = diagonal
+        }
+        var modules = diagonals
+        for (module, target) in sharedInputs { modules[module] = diagonals[target] }
+        return ImportanceStatistics(modules: modules)
     }
 }
 
