@@ -2,10 +2,11 @@
 """Merge statistics files of one model into one (an experiment, docs/quality.md "round 4").
 
 Writes the token-weighted mean of the moments, H = Σ T_i H_i / Σ T_i, of files written by
-collect_statistics.py for the same model, so that moments
-from several calibration texts or slices act as one larger calibration set. The output holds the first file's tensors and
-shared_inputs (a module that another file lists as shared is read from the tensor holding it there);
-the metadata is the first file's, with "tokens" the sum and "calibration" listing every file's.
+collect_statistics.py for the same model, so that moments from several calibration texts or
+slices act as one larger calibration set. The output holds the first file's tensors and
+shared_inputs (a module that another file lists as shared is read from the tensor holding it
+there); the metadata is the first file's, with "tokens" the sum and "calibration" listing every
+file's.
 
 Usage:
   merge_statistics.py OUT.safetensors IN.safetensors IN.safetensors [...]

@@ -1,6 +1,6 @@
 """Offline English text for the quality scripts (no network needed).
 
-Two disjoint sources, so that statistics are never collected on the evaluation text:
+Disjoint sources, so that statistics are never collected on the evaluation text:
 - evaluation: the files of /usr/share/common-licenses (on every Debian system), concatenated in
   sorted file-name order, each followed by a blank line;
 - calibration: the docstrings of Python standard-library modules, classes and functions (first the
@@ -9,14 +9,16 @@ Two disjoint sources, so that statistics are never collected on the evaluation t
   8 words with the evaluation text (a few docstrings quote a license disclaimer). About 160,000
   SmolLM2 tokens; the first 53,000 are those of CALIBRATION_MODULES, so a run that takes fewer
   tokens than that sees the same text as before the other sources were added;
-- prose calibration (`calibration_sentences(count, "prose")`): general English prose from three
-  Debian packages (`apt-get install debian-handbook python3-doc fortunes`), one sentence from each in
-  turn so that every slice mixes them: the Debian Administrator's Handbook (its paragraphs, without the contents page and legal notice), the
-  Python tutorial, HOWTOs and FAQ (reStructuredText sources, code blocks left out), and the fortune
-  files (quotations, literature, science; the law and disclaimer files are left out as too close
-  to the evaluation text's domain). The same 8-word filter applies.
+- prose calibration (`calibration_sentences(count, "prose")`, about 700,000 SmolLM2 tokens):
+  general English prose from three Debian packages (`apt-get install debian-handbook python3-doc
+  fortunes`), one sentence from each in turn so that every slice mixes them: the Debian
+  Administrator's Handbook (its paragraphs, without the contents page and legal notice), the
+  Python tutorial, HOWTOs and FAQ (reStructuredText sources, code blocks left out), and the
+  fortune files (quotations, literature, science; the law and disclaimer files are left out as
+  too close to the evaluation text's domain). The same 8-word filter applies.
 """
 import contextlib
+import glob
 import importlib
 import inspect
 import io
@@ -76,7 +78,9 @@ def calibration_sentences(count: int, source: str = "docstrings") -> list[str]:
 
 
 HANDBOOK = "/usr/share/doc/debian-handbook/html/en-US"
-PYTHON_DOC_SOURCES = "/usr/share/doc/python3.11/html/_sources"
+# The reStructuredText sources of the python3-doc package (python3.11 on Debian 12; the newest there is).
+PYTHON_DOC_SOURCES = (sorted(glob.glob("/usr/share/doc/python3.*/html/_sources"),
+                             key=lambda p: [int(n) for n in re.findall(r"\d+", p)]) or ["/usr/share/doc/python3/html/_sources"])[-1]
 FORTUNES = "/usr/share/games/fortunes"
 FORTUNE_FILES_LEFT_OUT = {"law", "disclaimer", "ascii-art", "art", "translate-me"}
 
