@@ -18,6 +18,16 @@ func removeCrashLeftovers(near outputs: [String], quiet: Bool) {
     }
 }
 
+/// For `--dry-run`, which checks no output: warns (stderr, unless `quiet`) about each output that
+/// exists, which the real run would refuse without `--force`, so that the plan does not hide it.
+func warnExistingOutputs(_ outputs: [String], force: Bool, quiet: Bool) {
+    guard !force, !quiet else { return }
+    for path in outputs where path != "-" {
+        guard let what = OutputGuard.describeExisting(path, manifestName: FolderQuantizeJob.manifestFileName) else { continue }
+        Terminal.err("warning: \(path) already exists (\(what)); the real run needs --force to replace it\n")
+    }
+}
+
 /// Refuses outputs that exist, saying what is there and that `--force` would replace it; with
 /// `--force`, refuses still a folder where a single file is to be written (a file cannot replace it).
 func refuseExistingOutputs(_ outputs: [String], force: Bool, singleFile: Bool) throws(UsageError) {

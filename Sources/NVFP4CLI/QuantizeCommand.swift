@@ -76,7 +76,10 @@ enum QuantizeCommand {
         let plan = try QuantizePlan(
             file: reader, options: options, calibration: try calibration(parsed), calibrationPath: parsed.value("--calibration") ?? "calibration",
             tensorParallel: try tensorParallel(parsed), measure: !dryRun)
-        if dryRun { return DryRun.print(plan, json: parsed.flag("--json"), output: output) }
+        if dryRun {
+            warnExistingOutputs([output, manifestPath].compactMap { $0 }, force: force, quiet: quiet)
+            return DryRun.print(plan, json: parsed.flag("--json"), output: output)
+        }
         if !quiet { for pattern in plan.unmatchedExcludes { Terminal.err("warning: --exclude '\(pattern)' matches no tensor\n") } }
         // The executor hashes the output itself (options.hashes), on its own thread.
         let sink = try compression.makeSink(path: output, replace: force, threads: options.threads, io: options.outputIO)

@@ -39,6 +39,7 @@ enum QuantizeFolderCommand {
                 folder: try ModelFolder(path: input, followLinks: followLinks), options: options, calibration: try QuantizeCommand.calibration(parsed),
                 calibrationPath: parsed.value("--calibration") ?? "calibration", maxShardSize: try parsed.value("--max-shard-size").map(parseSize),
                 tensorParallel: try QuantizeCommand.tensorParallel(parsed), measure: false)
+            if share == nil { warnExistingOutputs([output], force: force, quiet: quiet) }
             return DryRun.print(plan, json: parsed.flag("--json"), output: output)
         }
         try refuseOverwritingInput(input: input, outputs: [output])

@@ -6,6 +6,32 @@ import Testing
 /// `--include`/`--exclude` or a run with nothing to quantize are caught before any work.
 @Suite("dry run and early mistakes")
 struct DryRunTests {
+    @Test("a dry run over an existing output warns that the real run needs --force (file, manifest, folder); --force and --quiet do not", arguments: [false, true])
+    func existingOutput(folder: Bool) throws {
+        let scratch = ScratchFolder()
+        defer { scratch.remove() }
+        let input = folder ? ModelFixtures.qwenMoE : FixturePaths.tinyLlama
+        let output = scratch.file(folder ? "out" : "out.safetensors")
+        let first = try ToolRunner.run(["quantize", input, "-o", output])
+        try #require(first.status == 0, "\(first)")
+        let before = try FileManager.default.contentsOfDirectory(atPath: scratch.path).sorted()
+        let dry = try ToolRunner.run(["quantize", input, "-o", output, "--dry-run"])
+        #expect(dry.status == 0, "\(dry)")
+        let warnings = dry.stderr.split(separator: "\n").filter { $0.hasPrefix("warning: ") }
+        let expected = folder ? [output] : [output, scratch.file("out.manifest.json")]
+        #expect(warnings.count == expected.count, "\(dry.stderr)")
+        for (line, path) in zip(warnings, expected) {
+            #expect(line.hasPrefix("warning: \(path) already exists (") && line.hasSuffix("); the real run needs --force to replace it"), "\(line)")
+        }
+        let real = try ToolRunner.run(["quantize", input, "-o", output])
+        #expect(real.status == 2 && real.stderr.contains("already exists"), "the run the warning announced: \(real)")
+        for extra in [["--force"], ["--quiet"]] {
+            let quietRun = try ToolRunner.run(["quantize", input, "-o", output, "--dry-run"] + extra)
+            #expect(quietRun.status == 0 && !quietRun.stderr.contains("already exists"), "\(extra): \(quietRun)")
+        }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: scratch.path).sorted() == before, "a dry run writes nothing")
+    }
+
     @Test("the dry-run plan matches what the real run writes: decisions, files, sizes", arguments: CheckpointFormat.allCases, [false, true])
     func planMatchesRun(format: CheckpointFormat, folder: Bool) throws {
         let scratch = ScratchFolder()
