@@ -29,7 +29,7 @@ public struct ImportanceStatistics: Sendable {
     public init(path: String) throws(FileError) {
         let file: MappedFile
         do { file = try MappedFile(path: path) } catch { throw FileError(path: path, cause: error) }
-        if InputStatistics.sniff(file.bytes) {
+        if FormatSniffer.looksLikeSafetensors(file.bytes) {  // a --statistics file
             self = try InputStatistics(path: path).importance()
             return
         }

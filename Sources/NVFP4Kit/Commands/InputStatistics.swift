@@ -87,13 +87,7 @@ public final class InputStatistics: @unchecked Sendable {
     public func factor(forWeight name: String, columns: Int, threads: Int = 1) throws(FileError) -> FeedbackFactor? {
         guard try covers(weight: name, columns: columns), let tensor = tensor(forWeight: name) else { return nil }
         if let hit = cache.withLock({ $0 }), hit.name == tensor.name { return hit.factor }
-        let moments: [Float]
-        do {
-            moments = try reader.withBytes(of: tensor) { bytes in
-                let matrix = DenseMatrix(bytes: bytes, dtype: .f32, rows: columns, columns: columns)
-                return (0..<(columns * columns)).map(matrix.element)
-            }
-        } catch let e as FileError { throw e } catch { throw FileError(path: path, cause: Problem(reason: "\(error)")) }
+        let moments = try withMatrix(tensor) { matrix in (0..<(columns * columns)).map(matrix.element) }
         let factor: FeedbackFactor
         do { factor = try moments.withUnsafeBufferPointer { try FeedbackFactor(secondMoments: $0, columns: columns, order: FeedbackFactor.defaultOrder, threads: threads) } } catch {
             throw FileError(path: path, cause: Problem(reason: "tensor \"\(tensor.name)\": \(error)"))
@@ -104,12 +98,12 @@ public final class InputStatistics: @unchecked Sendable {
 }
 
 extension InputStatistics {
-    /// Whether `bytes` start like a safetensors file (a little-endian header length that fits,
-    /// then `{`): the only importance format that does, so `--importance` can take this file too.
-    static func sniff(_ bytes: UnsafeRawBufferPointer) -> Bool {
-        guard bytes.count > 8 else { return false }
-        let length = UInt64(littleEndian: bytes.loadUnaligned(as: UInt64.self))
-        return length >= 2 && length <= UInt64(bytes.count - 8) && bytes[8] == UInt8(ascii: "{")
+    /// `body` applied to the `F32 [K, K]` matrix of `tensor`, read in place from the mapped file.
+    private func withMatrix<T>(_ tensor: TensorInfo, _ body: (DenseMatrix) -> T) throws(FileError) -> T {
+        let k = tensor.shape[0]
+        do {
+            return try reader.withBytes(of: tensor) { body(DenseMatrix(bytes: $0, dtype: .f32, rows: k, columns: k)) }
+        } catch let e as FileError { throw e } catch { throw FileError(path: path, cause: Problem(reason: "\(error)")) }
     }
 
     /// Every module's per-channel mean square `E[x_k²]`: the diagonal of its input's moments, what
@@ -120,13 +114,7 @@ extension InputStatistics {
         var diagonals: [String: [Float]] = [:]
         for tensor in reader.header.tensors {
             let k = tensor.shape[0]
-            let diagonal: [Float]
-            do {
-                diagonal = try reader.withBytes(of: tensor) { bytes in
-                    let matrix = DenseMatrix(bytes: bytes, dtype: .f32, rows: k, columns: k)
-                    return (0..<k).map { matrix.element($0 * k + $0) }
-                }
-            } catch let e as FileError { throw e } catch { throw FileError(path: path, cause: Problem(reason: "\(error)")) }
+            let diagonal = try withMatrix(tensor) { matrix in (0..<k).map { matrix.element($0 * k + $0) } }
             if let bad = diagonal.firstIndex(where: { !($0.isFinite && $0 >= 0) }) {
                 throw FileError(path: path, cause: Problem(reason: "tensor \"\(tensor.name)\": diagonal entry \(bad) is \(diagonal[bad]), not a finite non-negative mean square"))
             }

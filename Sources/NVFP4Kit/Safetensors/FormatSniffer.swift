@@ -1,6 +1,15 @@
 /// What a file that is not safetensors most likely is, from its first bytes, so that an error can
 /// say "this is JSON" instead of "header length 8243107567896 exceeds the limit".
 public enum FormatSniffer {
+    /// Whether `bytes` start like a safetensors file: a little-endian header length that fits in
+    /// them, then `{`. (No JSON, GGUF or llama.cpp `.dat` file does: their first 8 bytes read as
+    /// a length far beyond the file, or byte 8 is not `{`.)
+    public static func looksLikeSafetensors(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        guard bytes.count > 8 else { return false }
+        let length = UInt64(littleEndian: bytes.loadUnaligned(as: UInt64.self))
+        return length >= 2 && length <= UInt64(bytes.count - 8) && bytes[8] == UInt8(ascii: "{")
+    }
+
     /// A description and a hint for the first bytes of a file, or `nil` when they match no known format.
     public static func recognize(prefix bytes: [UInt8]) -> String? {
         func starts(_ magic: [UInt8]) -> Bool { bytes.count >= magic.count && Array(bytes.prefix(magic.count)) == magic }
