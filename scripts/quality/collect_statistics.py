@@ -50,7 +50,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import texts  # noqa: E402
-from weights import substitute  # noqa: E402
+from weights import KIND_HELP, model_loader, substitute  # noqa: E402
 
 
 class Moments:
@@ -311,7 +311,7 @@ def main() -> int:
     ap.add_argument("model")
     ap.add_argument("out")
     ap.add_argument("--kind", choices=["auto", "causal-lm", "encoder"], default="auto",
-                    help="auto: causal-lm when config.json's architectures name a *ForCausalLM, else encoder")
+                    help=KIND_HELP)
     ap.add_argument("--windows", type=int, default=32)
     ap.add_argument("--window", type=int, default=512)
     ap.add_argument("--batch", type=int, default=4)
@@ -338,16 +338,12 @@ def main() -> int:
     if (args.quantize_arg or args.nvfp4 != "nvfp4" or args.targets) and not args.sequential:
         ap.error("--nvfp4, --quantize-arg and --targets apply to --sequential only")
 
-    from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
-    if args.kind == "auto":
-        with open(os.path.join(args.model, "config.json")) as f:
-            architectures = json.load(f).get("architectures") or []
-        args.kind = "causal-lm" if any(a.endswith("ForCausalLM") for a in architectures) else "encoder"
+    args.kind, loader = model_loader(args.model, args.kind)
     torch.manual_seed(0)
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     tokenizer = AutoTokenizer.from_pretrained(args.model)
-    loader = AutoModelForCausalLM if args.kind == "causal-lm" else AutoModel
     model = loader.from_pretrained(args.model, dtype=torch.float32).eval()
 
     if args.text == "evaluation-oracle":

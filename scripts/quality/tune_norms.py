@@ -36,7 +36,7 @@ from safetensors.torch import save_file
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import texts  # noqa: E402
-from weights import substitute, write_replaced  # noqa: E402
+from weights import KIND_HELP, model_loader, substitute, write_replaced  # noqa: E402
 
 
 def norm_parameters(model):
@@ -55,7 +55,7 @@ def main() -> int:
     ap.add_argument("quantized")
     ap.add_argument("out")
     ap.add_argument("--kind", choices=["auto", "causal-lm", "encoder"], default="auto",
-                    help="auto: causal-lm when config.json's architectures name a *ForCausalLM, else encoder")
+                    help=KIND_HELP)
     ap.add_argument("--text", choices=["docstrings", "prose"], default="docstrings",
                     help="calibration text (texts.py), as collect_statistics.py --text")
     ap.add_argument("--windows", type=int, default=32)
@@ -73,16 +73,13 @@ def main() -> int:
     if args.write_model and os.path.exists(args.write_model):
         ap.error(f"{args.write_model} exists")
 
-    from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     torch.manual_seed(0)
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     with open(os.path.join(args.model, "config.json")) as f:
         config = json.load(f)
-    if args.kind == "auto":
-        causal = any(a.endswith("ForCausalLM") for a in config.get("architectures") or [])
-        args.kind = "causal-lm" if causal else "encoder"
-    loader = AutoModelForCausalLM if args.kind == "causal-lm" else AutoModel
+    args.kind, loader = model_loader(args.model, args.kind)
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     teacher = loader.from_pretrained(args.model, dtype=torch.float32).eval()
     student = loader.from_pretrained(args.model, dtype=torch.float32).eval()

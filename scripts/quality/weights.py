@@ -1,9 +1,23 @@
 """Putting dequantized tensors (`nvfp4 dequantize --dtype f32`) into a loaded Hugging Face model,
 and writing a copy of a checkpoint with some tensors replaced."""
+import json
 import os
 import shutil
 
 import torch
+
+
+KIND_HELP = "auto: causal-lm when config.json's architectures name a *ForCausalLM, else encoder"
+
+
+def model_loader(model_dir: str, kind: str):
+    """(kind, transformers Auto class) for `kind` "auto", "causal-lm" or "encoder" (KIND_HELP)."""
+    from transformers import AutoModel, AutoModelForCausalLM
+    if kind == "auto":
+        with open(os.path.join(model_dir, "config.json")) as f:
+            architectures = json.load(f).get("architectures") or []
+        kind = "causal-lm" if any(a.endswith("ForCausalLM") for a in architectures) else "encoder"
+    return kind, (AutoModelForCausalLM if kind == "causal-lm" else AutoModel)
 
 
 def safetensors_files(path: str) -> list[str]:
